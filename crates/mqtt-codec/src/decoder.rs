@@ -18,6 +18,9 @@ use crate::wire::{read_varint, VarInt, VARINT_MAX};
 /// largest remaining length.
 pub const MAX_PACKET_SIZE: u32 = 1 + 4 + VARINT_MAX;
 
+/// The most [`Decoder::decode`] reserves in the read buffer for the rest of a partial packet.
+const RESERVE_AHEAD: usize = 8 * 1024;
+
 /// Decodes a stream of packets of one connection.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -80,8 +83,10 @@ impl Decoder {
         // `size` is at most MAX_PACKET_SIZE, which fits any usize this crate builds for.
         let size = size as usize;
         if buf.len() < size {
-            // Make room for the rest once, rather than growing as it trickles in.
-            buf.reserve(size - buf.len());
+            // Make room for more of the rest, but only a bounded amount: reserving the whole
+            // declared size would let 5 bytes claiming 256 MB allocate 256 MB. `BytesMut`
+            // grows by doubling, so a large packet still costs few reallocations.
+            buf.reserve((size - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let mut frame = buf.split_to(size).freeze();

@@ -122,7 +122,13 @@ impl DecodeError {
             PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
             TopicAliasZero => ReasonCode::TopicAliasInvalid,
             UnsupportedProtocol { .. } => ReasonCode::UnsupportedProtocolVersion,
-            ZeroPacketId { .. }
+            // MQTT 5.0 section 3.8.3.1: a Maximum QoS of 3 in subscription options is a Protocol
+            // Error; QoS 3 in PUBLISH or the will is a Malformed Packet.
+            InvalidQoS {
+                packet: PacketType::Subscribe,
+                ..
+            }
+            | ZeroPacketId { .. }
             | InvalidReasonCode { .. }
             | InvalidTopicName { .. }
             | InvalidTopicFilter { .. }
@@ -162,6 +168,8 @@ pub enum EncodeError {
     PacketIdMismatch { packet: PacketType },
     #[error("{packet}: needs at least one entry")]
     Empty { packet: PacketType },
+    #[error("CONNECT: MQTT 3.1.1 does not allow a password without a user name")]
+    PasswordWithoutUsername,
     #[error("{packet}: packet of {size} bytes exceeds the limit of {max} bytes")]
     PacketTooLarge {
         packet: PacketType,

@@ -176,7 +176,6 @@ impl ReasonCode {
                     | Banned
                     | PacketIdentifierInUse
                     | PacketIdentifierNotFound
-                    | ConnectionRateExceeded
             ),
             PacketType::Auth => matches!(self, Success | ContinueAuthentication | ReAuthenticate),
             _ => false,

@@ -194,6 +194,10 @@ impl Connect {
     pub(crate) fn write_body(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         const P: PacketType = PacketType::Connect;
         let v5 = self.protocol.is_v5();
+        // The decoder refuses this as malformed in 3.1.1 and 3.1 [MQTT-3.1.2-22].
+        if !v5 && self.password.is_some() && self.username.is_none() {
+            return Err(EncodeError::PasswordWithoutUsername);
+        }
         put_binary(
             buf,
             self.protocol.protocol_name().as_bytes(),

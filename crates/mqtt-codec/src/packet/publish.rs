@@ -41,10 +41,11 @@ impl Publish {
         }
     }
 
-    /// The fixed header's flag nibble (DUP, QoS, RETAIN).
+    /// The fixed header's flag nibble (DUP, QoS, RETAIN). DUP is always 0 at QoS 0
+    /// [MQTT-3.3.1-2].
     pub(crate) fn flags(&self) -> u8 {
         let mut flags = (self.qos as u8) << 1;
-        if self.dup {
+        if self.dup && self.qos != QoS::AtMostOnce {
             flags |= DUP;
         }
         if self.retain {

@@ -220,7 +220,10 @@ fn check_range(def: &Definition, value: &Value, packet: PacketType) -> Result<()
     };
     match (def.range, value.number()) {
         (Range::Boolean, Some(n)) if n > 1 => Err(invalid(n)),
-        (Range::TopicAlias, Some(0)) => Err(DecodeError::TopicAliasZero),
+        // Elsewhere Topic Alias is simply not allowed (0x81), and 0x94 cannot go in a CONNACK.
+        (Range::TopicAlias, Some(0)) if packet == PacketType::Publish => {
+            Err(DecodeError::TopicAliasZero)
+        }
         (Range::NonZero, Some(0)) => Err(invalid(0)),
         (Range::TopicName, _) => match value {
             Value::Utf8(topic) => {

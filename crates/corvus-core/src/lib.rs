@@ -1,0 +1,25 @@
+//! The Corvus broker's logic, with no I/O: no sockets, files, clocks or randomness. Time and
+//! generated identifiers are passed in, packets go in and actions come out, so every rule of
+//! the protocol can be tested by feeding events.
+//!
+//! - [`connection`]: one connection's protocol state machine, CONNECT to close.
+//! - [`session`]: what outlives a connection: subscriptions, queue, messages in flight.
+//! - [`topic_tree`]: the subscription index (filters, wildcards, shared groups).
+//! - [`router`]: who gets a published message, at which QoS, with which identifiers.
+//! - [`retained`]: retained messages, found by filter.
+//! - [`config`]: the limits the core enforces and advertises.
+
+pub mod config;
+pub mod connection;
+pub mod retained;
+pub mod router;
+pub mod session;
+pub mod topic_tree;
+pub mod types;
+
+pub use config::{BrokerConfig, QueueFullPolicy};
+pub use connection::{Action, Closed, ConnectRequest, Connection, Refusal};
+pub use retained::RetainedStore;
+pub use session::{DropReason, Session};
+pub use topic_tree::{Match, SharedGroup, SubscriptionEntry, SubscriptionTree};
+pub use types::{ClientId, Delivery, Message, Millis};

@@ -1,0 +1,579 @@
+//! A session: the state MQTT keeps for a client identifier across connections. Its
+//! subscriptions, the queue of messages waiting to be sent, the messages in flight towards the
+//! client (with their packet identifiers), the QoS 2 packet identifiers received and awaiting
+//! PUBREL, and a will waiting for its delay to pass.
+//!
+//! A session is plain data with no I/O. The runtime keeps each one behind its own lock:
+//! publishers enqueue into it, the client's connection drains it. Protocol decisions (what to
+//! send when) are the connection's; the session only keeps the books and enforces its limits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use mqtt_codec::{MqttString, PacketId, QoS};
+
+use crate::config::{BrokerConfig, QueueFullPolicy};
+use crate::topic_tree::SubscriptionEntry;
+use crate::types::{ClientId, Delivery, Message, Millis};
+
+/// Session Expiry Interval meaning "never expires" (MQTT 5.0 section 3.1.2.11.2).
+pub const NEVER_EXPIRES: u32 = u32::MAX;
+
+/// Why a message was not delivered. Every drop is counted by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// The session's queue was at its message or byte limit.
+    QueueFull,
+    /// The message expired before it could be sent.
+    Expired,
+    /// The encoded PUBLISH exceeded the client's Maximum Packet Size.
+    TooLargeForClient,
+    /// A QoS 0 message for a session whose client is offline.
+    Qos0Offline,
+    /// A PUBLISH whose Payload Format Indicator says UTF-8 but whose payload is not.
+    PayloadFormatInvalid,
+    /// A PUBLISH the client was not allowed to make.
+    NotAuthorized,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 6] = [
+        DropReason::QueueFull,
+        DropReason::Expired,
+        DropReason::TooLargeForClient,
+        DropReason::Qos0Offline,
+        DropReason::PayloadFormatInvalid,
+        DropReason::NotAuthorized,
+    ];
+
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Expired => "expired",
+            DropReason::TooLargeForClient => "too_large_for_client",
+            DropReason::Qos0Offline => "qos0_offline",
+            DropReason::PayloadFormatInvalid => "payload_format_invalid",
+            DropReason::NotAuthorized => "not_authorized",
+        }
+    }
+}
+
+/// What became of an enqueued delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// Queued, after dropping the oldest queued message for room.
+    QueuedDroppingOldest,
+    Dropped(DropReason),
+}
+
+/// Where an outgoing QoS 1/2 message is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitingPubAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitingPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitingPubComp,
+}
+
+/// A message in flight towards the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub packet_id: PacketId,
+    pub delivery: Delivery,
+    pub state: OutState,
+}
+
+/// A will waiting for its delay to pass (MQTT 5.0 section 3.1.3.2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWill {
+    pub message: Arc<Message>,
+    pub due_at: Millis,
+}
+
+/// Messages dropped for one session, by reason ("why did my device miss messages").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCounters {
+    dropped: [u64; DropReason::ALL.len()],
+    /// How much of `dropped` the runtime has already added to its broker-wide metrics.
+    reported: [u64; DropReason::ALL.len()],
+}
+
+impl SessionCounters {
+    pub fn count(&mut self, reason: DropReason) {
+        self.dropped[reason as usize] += 1;
+    }
+
+    /// Drops counted since the last call, for the broker-wide metrics.
+    pub fn take_unreported(&mut self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.into_iter().filter_map(|reason| {
+            let i = reason as usize;
+            let new = self.dropped[i] - self.reported[i];
+            self.reported[i] = self.dropped[i];
+            (new > 0).then_some((reason, new))
+        })
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    pub fn total_dropped(&self) -> u64 {
+        DropReason::ALL.iter().map(|&r| self.dropped(r)).sum()
+    }
+}
+
+/// The state of one session.
+#[derive(Debug)]
+pub struct Session {
+    client_id: ClientId,
+    /// Seconds the session outlives its connection; [`NEVER_EXPIRES`] for ever.
+    pub expiry_interval: u32,
+    /// True while a connection owns the session.
+    pub online: bool,
+    /// When the last connection closed, while offline.
+    pub disconnected_at: Option<Millis>,
+    subscriptions: HashMap<MqttString, SubscriptionEntry>,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    inflight: VecDeque<InFlight>,
+    inbound_qos2: HashSet<PacketId>,
+    last_packet_id: u16,
+    pub pending_will: Option<PendingWill>,
+    pub counters: SessionCounters,
+    limits: QueueLimits,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueueLimits {
+    max_messages: usize,
+    max_bytes: usize,
+    queue_qos0_offline: bool,
+    policy: QueueFullPolicy,
+}
+
+impl Session {
+    pub fn new(client_id: ClientId, config: &BrokerConfig) -> Session {
+        Session {
+            client_id,
+            expiry_interval: 0,
+            online: false,
+            disconnected_at: None,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            inbound_qos2: HashSet::new(),
+            last_packet_id: 0,
+            pending_will: None,
+            counters: SessionCounters::default(),
+            limits: QueueLimits {
+                max_messages: config.max_queued_messages,
+                max_bytes: config.max_queued_bytes,
+                queue_qos0_offline: config.queue_qos0_offline,
+                policy: config.queue_full_policy,
+            },
+        }
+    }
+
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    // ---- subscriptions ----
+
+    /// Records a subscription; true if it replaced one with the same filter.
+    pub fn add_subscription(&mut self, filter: MqttString, entry: SubscriptionEntry) -> bool {
+        self.subscriptions.insert(filter, entry).is_some()
+    }
+
+    pub fn remove_subscription(&mut self, filter: &str) -> bool {
+        self.subscriptions.remove(filter).is_some()
+    }
+
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&MqttString, &SubscriptionEntry)> {
+        self.subscriptions.iter()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    // ---- the outbound queue ----
+
+    /// Queues a delivery for the client, within the session's limits.
+    pub fn enqueue(&mut self, delivery: Delivery, now: Millis) -> Enqueued {
+        let outcome = self.try_enqueue(delivery, now);
+        match outcome {
+            Enqueued::Dropped(reason) => self.counters.count(reason),
+            Enqueued::QueuedDroppingOldest => self.counters.count(DropReason::QueueFull),
+            Enqueued::Queued => {}
+        }
+        outcome
+    }
+
+    fn try_enqueue(&mut self, delivery: Delivery, now: Millis) -> Enqueued {
+        if delivery.message.is_expired(now) {
+            return Enqueued::Dropped(DropReason::Expired);
+        }
+        if delivery.qos == QoS::AtMostOnce && !self.online && !self.limits.queue_qos0_offline {
+            return Enqueued::Dropped(DropReason::Qos0Offline);
+        }
+        let size = delivery.message.payload.len();
+        let full = |s: &Session| {
+            s.queue.len() >= s.limits.max_messages || s.queued_bytes + size > s.limits.max_bytes
+        };
+        if !full(self) {
+            self.push(delivery);
+            return Enqueued::Queued;
+        }
+        // QoS 0 is expendable: it never displaces anything.
+        if delivery.qos == QoS::AtMostOnce || self.limits.policy == QueueFullPolicy::DropNewest {
+            return Enqueued::Dropped(DropReason::QueueFull);
+        }
+        while full(self) {
+            if self.pop_front().is_none() {
+                // The message alone exceeds the byte limit.
+                return Enqueued::Dropped(DropReason::QueueFull);
+            }
+        }
+        self.push(delivery);
+        Enqueued::QueuedDroppingOldest
+    }
+
+    fn push(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.message.payload.len();
+        self.queue.push_back(delivery);
+    }
+
+    fn pop_front(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes -= delivery.message.payload.len();
+        Some(delivery)
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Takes the next queued delivery that may be sent now. A QoS 1/2 delivery needs a free
+    /// slot among `max_inflight`; while none is free, nothing behind it is sent either, so
+    /// messages leave in the order they were queued. Expired deliveries are dropped and counted.
+    pub fn next_to_send(&mut self, max_inflight: usize, now: Millis) -> Option<Delivery> {
+        loop {
+            let front = self.queue.front()?;
+            if front.message.is_expired(now) {
+                self.pop_front();
+                self.counters.count(DropReason::Expired);
+                continue;
+            }
+            if front.qos != QoS::AtMostOnce && self.inflight.len() >= max_inflight {
+                return None;
+            }
+            return self.pop_front();
+        }
+    }
+
+    /// Drops everything queued and in flight (a clean start, or the session's end).
+    pub fn clear_messages(&mut self) {
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.inflight.clear();
+        self.inbound_qos2.clear();
+    }
+
+    // ---- messages in flight towards the client ----
+
+    /// Puts a QoS 1/2 delivery in flight under a fresh packet identifier.
+    pub fn start_inflight(&mut self, delivery: Delivery) -> PacketId {
+        let packet_id = self.allocate_packet_id();
+        let state = if delivery.qos == QoS::ExactlyOnce {
+            OutState::AwaitingPubRec
+        } else {
+            OutState::AwaitingPubAck
+        };
+        self.inflight.push_back(InFlight {
+            packet_id,
+            delivery,
+            state,
+        });
+        packet_id
+    }
+
+    /// The next identifier after the last one used that is not in flight. Identifiers start
+    /// at 1 and wrap after 65535. The caller keeps at most `max_inflight` (< 65535) in flight,
+    /// so a free one always exists.
+    fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            self.last_packet_id = self.last_packet_id.wrapping_add(1);
+            let Some(id) = PacketId::new(self.last_packet_id) else {
+                continue;
+            };
+            if !self.inflight.iter().any(|f| f.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    pub fn inflight(&self) -> impl Iterator<Item = &InFlight> {
+        self.inflight.iter()
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn position(&self, packet_id: PacketId, state: OutState) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|f| f.packet_id == packet_id && f.state == state)
+    }
+
+    /// PUBACK for a QoS 1 message: true if it was in flight.
+    pub fn on_puback(&mut self, packet_id: PacketId) -> bool {
+        self.position(packet_id, OutState::AwaitingPubAck)
+            .and_then(|i| self.inflight.remove(i))
+            .is_some()
+    }
+
+    /// PUBREC for a QoS 2 message: true if it was waiting for one. A failure reason code ends
+    /// the flow there; success moves it on to PUBREL/PUBCOMP.
+    pub fn on_pubrec(&mut self, packet_id: PacketId, success: bool) -> bool {
+        let Some(i) = self.position(packet_id, OutState::AwaitingPubRec) else {
+            // A repeated PUBREC for a message already released is answered with PUBREL again.
+            return self
+                .position(packet_id, OutState::AwaitingPubComp)
+                .is_some();
+        };
+        if success {
+            self.inflight[i].state = OutState::AwaitingPubComp;
+        } else {
+            self.inflight.remove(i);
+        }
+        true
+    }
+
+    /// PUBCOMP: true if the message was waiting for it.
+    pub fn on_pubcomp(&mut self, packet_id: PacketId) -> bool {
+        self.position(packet_id, OutState::AwaitingPubComp)
+            .and_then(|i| self.inflight.remove(i))
+            .is_some()
+    }
+
+    // ---- QoS 2 from the client ----
+
+    /// Records a received QoS 2 PUBLISH; false if its identifier is already awaiting PUBREL
+    /// (a resend, not to be delivered again).
+    pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.inbound_qos2.insert(packet_id)
+    }
+
+    /// True if a QoS 2 PUBLISH with this identifier was received and is awaiting PUBREL.
+    pub fn is_awaiting_pubrel(&self, packet_id: PacketId) -> bool {
+        self.inbound_qos2.contains(&packet_id)
+    }
+
+    /// PUBREL: true if the identifier was awaiting it.
+    pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.inbound_qos2.remove(&packet_id)
+    }
+
+    pub fn inbound_qos2_len(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
+    // ---- lifetime ----
+
+    /// When the session ends if nobody reconnects, while offline.
+    pub fn expires_at(&self) -> Option<Millis> {
+        let since = self.disconnected_at?;
+        (self.expiry_interval != NEVER_EXPIRES)
+            .then(|| since.saturating_add(u64::from(self.expiry_interval) * 1000))
+    }
+
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// Takes the pending will if its time has come.
+    pub fn take_due_will(&mut self, now: Millis) -> Option<Arc<Message>> {
+        if self.pending_will.as_ref()?.due_at <= now {
+            self.pending_will.take().map(|w| w.message)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use mqtt_codec::PublishProperties;
+
+    fn delivery(qos: QoS, payload: &'static [u8], expires_at: Option<Millis>) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: MqttString::from_static("t"),
+                payload: Bytes::from_static(payload),
+                qos,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at,
+                publisher: None,
+            }),
+            qos,
+            retain: false,
+            subscription_ids: vec![],
+        }
+    }
+
+    fn session(max_messages: usize, max_bytes: usize, policy: QueueFullPolicy) -> Session {
+        let config = BrokerConfig {
+            max_queued_messages: max_messages,
+            max_queued_bytes: max_bytes,
+            queue_full_policy: policy,
+            ..BrokerConfig::default()
+        };
+        let mut s = Session::new("c".into(), &config);
+        s.online = true;
+        s
+    }
+
+    #[test]
+    fn packet_ids_start_at_one_and_skip_those_in_flight() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        let a = s.start_inflight(delivery(QoS::AtLeastOnce, b"a", None));
+        assert_eq!(a.get(), 1);
+        s.last_packet_id = u16::MAX;
+        let b = s.start_inflight(delivery(QoS::AtLeastOnce, b"b", None));
+        // Wrapped past 65535 and 0, and 1 is still in flight.
+        assert_eq!(b.get(), 2);
+    }
+
+    #[test]
+    fn full_queue_drops_qos0_and_counts_it() {
+        let mut s = session(1, 1000, QueueFullPolicy::DropOldest);
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce, b"1", None), 0),
+            Enqueued::Queued
+        );
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtMostOnce, b"2", None), 0),
+            Enqueued::Dropped(DropReason::QueueFull)
+        );
+        assert_eq!(s.counters.dropped(DropReason::QueueFull), 1);
+    }
+
+    #[test]
+    fn drop_oldest_policy_makes_room_and_counts() {
+        let mut s = session(2, 1000, QueueFullPolicy::DropOldest);
+        s.enqueue(delivery(QoS::AtLeastOnce, b"1", None), 0);
+        s.enqueue(delivery(QoS::AtLeastOnce, b"2", None), 0);
+        let outcome = s.enqueue(delivery(QoS::AtLeastOnce, b"3", None), 0);
+        assert_eq!(outcome, Enqueued::QueuedDroppingOldest);
+        let payloads: Vec<_> = std::iter::from_fn(|| s.next_to_send(10, 0))
+            .map(|d| d.message.payload.clone())
+            .collect();
+        assert_eq!(
+            payloads,
+            vec![Bytes::from_static(b"2"), Bytes::from_static(b"3")]
+        );
+        assert_eq!(s.counters.dropped(DropReason::QueueFull), 1);
+    }
+
+    #[test]
+    fn byte_limit_applies() {
+        let mut s = session(100, 3, QueueFullPolicy::DropNewest);
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce, b"ab", None), 0),
+            Enqueued::Queued
+        );
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtLeastOnce, b"cd", None), 0),
+            Enqueued::Dropped(DropReason::QueueFull)
+        );
+        assert_eq!(s.queued_bytes(), 2);
+    }
+
+    #[test]
+    fn expired_messages_are_dropped_when_dequeued() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        s.enqueue(delivery(QoS::AtLeastOnce, b"old", Some(100)), 0);
+        s.enqueue(delivery(QoS::AtLeastOnce, b"new", None), 0);
+        let next = s.next_to_send(10, 100).unwrap();
+        assert_eq!(next.message.payload, Bytes::from_static(b"new"));
+        assert_eq!(s.counters.dropped(DropReason::Expired), 1);
+    }
+
+    #[test]
+    fn inflight_limit_holds_back_the_queue_in_order() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        s.enqueue(delivery(QoS::AtLeastOnce, b"1", None), 0);
+        s.enqueue(delivery(QoS::AtLeastOnce, b"2", None), 0);
+        s.enqueue(delivery(QoS::AtMostOnce, b"3", None), 0);
+        let first = s.next_to_send(1, 0).unwrap();
+        let id = s.start_inflight(first);
+        // "2" needs a slot; "3" may not overtake it.
+        assert!(s.next_to_send(1, 0).is_none());
+        assert!(s.on_puback(id));
+        let second = s.next_to_send(1, 0).unwrap();
+        assert_eq!(second.message.payload, Bytes::from_static(b"2"));
+        s.start_inflight(second);
+        // QoS 0 needs no slot: it follows at once.
+        let third = s.next_to_send(1, 0).unwrap();
+        assert_eq!(third.message.payload, Bytes::from_static(b"3"));
+    }
+
+    #[test]
+    fn qos2_outbound_flow() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        let id = s.start_inflight(delivery(QoS::ExactlyOnce, b"x", None));
+        assert!(!s.on_puback(id), "PUBACK does not complete a QoS 2 flow");
+        assert!(s.on_pubrec(id, true));
+        assert!(s.on_pubrec(id, true), "a repeated PUBREC is answered again");
+        assert!(s.on_pubcomp(id));
+        assert_eq!(s.inflight_len(), 0);
+    }
+
+    #[test]
+    fn qos2_inbound_resend_is_not_new() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        let id = PacketId::new(7).unwrap();
+        assert!(s.receive_qos2(id));
+        assert!(!s.receive_qos2(id));
+        assert!(s.release_qos2(id));
+        assert!(!s.release_qos2(id));
+    }
+
+    #[test]
+    fn offline_qos0_is_not_queued_by_default() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        s.online = false;
+        assert_eq!(
+            s.enqueue(delivery(QoS::AtMostOnce, b"x", None), 0),
+            Enqueued::Dropped(DropReason::Qos0Offline)
+        );
+    }
+
+    #[test]
+    fn expiry_counts_from_disconnect() {
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        s.expiry_interval = 10;
+        assert_eq!(s.expires_at(), None, "online sessions do not expire");
+        s.disconnected_at = Some(5_000);
+        assert_eq!(s.expires_at(), Some(15_000));
+        assert!(!s.is_expired(14_999));
+        assert!(s.is_expired(15_000));
+        s.expiry_interval = NEVER_EXPIRES;
+        assert_eq!(s.expires_at(), None);
+    }
+}

@@ -1,0 +1,61 @@
+//! Values that flow through the broker: client identifiers, time, application messages and
+//! the per-subscriber deliveries made of them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mqtt_codec::{MqttString, PublishProperties, QoS};
+
+/// A client identifier. Cheap to clone: the broker keys maps and subscriptions by it.
+pub type ClientId = Arc<str>;
+
+/// Milliseconds since the UNIX epoch. The core never reads a clock: the runtime passes the
+/// current time in. Wall-clock time (not a monotonic instant) so that expiry can be persisted
+/// and keep counting across a restart.
+pub type Millis = u64;
+
+/// An application message as the broker stores and routes it: one allocation shared by every
+/// subscriber that receives it (`Arc<Message>`); the payload is never copied per subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: MqttString,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Forwarded properties. Per-hop ones (topic alias, subscription identifiers) are never
+    /// stored here; the message expiry interval is kept as `expires_at` instead.
+    pub properties: PublishProperties,
+    /// When the message expires, if it has a Message Expiry Interval.
+    pub expires_at: Option<Millis>,
+    /// The client that published it, for No Local; `None` for the broker's own messages.
+    pub publisher: Option<ClientId>,
+}
+
+impl Message {
+    /// True once `now` has reached the expiry time.
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The Message Expiry Interval to forward: whole seconds left, rounded up so that a message
+    /// is never forwarded with 0 while still alive. `None` if it does not expire.
+    pub fn remaining_expiry_secs(&self, now: Millis) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left_ms = at.saturating_sub(now);
+            u32::try_from(left_ms.div_ceil(1000)).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// One message on its way to one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// The QoS it is delivered with: the lower of the message's and the subscription's.
+    pub qos: QoS,
+    /// The RETAIN flag as delivered (Retain As Published, or a retained message sent at
+    /// subscribe time).
+    pub retain: bool,
+    /// Identifiers of every subscription of this session that matched (MQTT 5.0).
+    pub subscription_ids: Vec<u32>,
+}

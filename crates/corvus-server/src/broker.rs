@@ -1,0 +1,311 @@
+//! The broker's shared state and the operations on it that span sessions: the session
+//! registry (with takeover), the subscription index, retained messages, and routing.
+//!
+//! Locking discipline, which keeps publishers and connections free of deadlocks: a session's
+//! lock is never held while taking the index, retained or registry locks, and the index lock
+//! is taken before the registry lock, never after. Publishing takes the index for reading
+//! only, so publishers proceed in parallel; each matching session is locked briefly, alone.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use corvus_core::retained::RetainedStore;
+use corvus_core::router::{plan_deliveries, retained_delivery};
+use corvus_core::session::Enqueued;
+use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
+use corvus_core::{BrokerConfig, ClientId, Message, Millis, Session};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::metrics::Metrics;
+
+/// Sent to the connection that owns a session when another connection takes it over. The
+/// owner closes, settles the session, and then answers on the channel.
+#[derive(Debug)]
+pub struct TakeOver(pub oneshot::Sender<()>);
+
+/// The connection currently owning a session.
+#[derive(Debug)]
+pub struct Owner {
+    pub connection: u64,
+    pub kick: mpsc::Sender<TakeOver>,
+}
+
+/// A session and what other tasks need to reach it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    session: Mutex<Session>,
+    /// Wakes the owning connection when messages are queued.
+    pub notify: Notify,
+    online: AtomicBool,
+    owner: Mutex<Option<Owner>>,
+}
+
+impl SessionHandle {
+    fn new(session: Session) -> SessionHandle {
+        SessionHandle {
+            session: Mutex::new(session),
+            notify: Notify::new(),
+            online: AtomicBool::new(false),
+            owner: Mutex::new(None),
+        }
+    }
+
+    /// Locks the session. A panic elsewhere while holding it must not take every client of
+    /// the session down with it, so poisoning is ignored: the data is plain bookkeeping.
+    pub fn lock(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    fn owner(&self) -> MutexGuard<'_, Option<Owner>> {
+        self.owner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The outcome of claiming a session for a new connection.
+#[derive(Debug)]
+pub enum Claim {
+    /// The session is this connection's; `existed` says whether it was there before.
+    Owned {
+        handle: Arc<SessionHandle>,
+        existed: bool,
+    },
+    /// Another connection owns it: kick it, wait, and claim again.
+    Busy(Owner),
+}
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    sessions: RwLock<HashMap<ClientId, Arc<SessionHandle>>>,
+    tree: RwLock<SubscriptionTree>,
+    retained: RwLock<RetainedStore>,
+    pub metrics: Metrics,
+    next_connection: AtomicU64,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig) -> Broker {
+        Broker {
+            config: Arc::new(config),
+            sessions: RwLock::new(HashMap::new()),
+            tree: RwLock::new(SubscriptionTree::new()),
+            retained: RwLock::new(RetainedStore::new()),
+            metrics: Metrics::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    // ---- sessions ----
+
+    /// Claims the session of `client` for connection `owner`, creating it if needed.
+    pub fn claim_session(&self, client: &ClientId, owner: Owner) -> Claim {
+        let mut sessions = write(&self.sessions);
+        let mut existed = true;
+        let handle = sessions
+            .entry(client.clone())
+            .or_insert_with(|| {
+                existed = false;
+                Arc::new(SessionHandle::new(Session::new(
+                    client.clone(),
+                    &self.config,
+                )))
+            })
+            .clone();
+        drop(sessions);
+        let mut current = handle.owner();
+        if let Some(previous) = current.take() {
+            return Claim::Busy(previous);
+        }
+        *current = Some(owner);
+        drop(current);
+        handle.online.store(true, Ordering::Release);
+        Claim::Owned { handle, existed }
+    }
+
+    /// Starts a claimed session afresh (Clean Start, or an expired session): its
+    /// subscriptions leave the index and its messages are discarded.
+    pub fn reset_session(&self, handle: &SessionHandle) {
+        let (client, filters) = {
+            let mut session = handle.lock();
+            self.drain_drops(&mut session);
+            let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
+            let client = session.client_id().clone();
+            *session = Session::new(client.clone(), &self.config);
+            (client, filters)
+        };
+        let mut tree = write(&self.tree);
+        for filter in filters {
+            tree.unsubscribe(&client, &filter);
+        }
+    }
+
+    /// Gives up ownership after the connection closed. Returns true if `connection` was the
+    /// owner (a connection that was taken over no longer is).
+    pub fn release_session(&self, handle: &SessionHandle, connection: u64) -> bool {
+        let mut owner = handle.owner();
+        let mine = owner.as_ref().is_some_and(|o| o.connection == connection);
+        if mine {
+            *owner = None;
+            handle.online.store(false, Ordering::Release);
+        }
+        mine
+    }
+
+    /// Removes an ended session and its subscriptions, unless a connection claimed it since.
+    pub fn end_session(&self, client: &ClientId, handle: &Arc<SessionHandle>, now: Millis) {
+        {
+            let mut sessions = write(&self.sessions);
+            let current = sessions.get(client).is_some_and(|h| Arc::ptr_eq(h, handle));
+            if !current || handle.owner().is_some() {
+                return;
+            }
+            sessions.remove(client);
+        }
+        // The session's end is the latest moment for a delayed will [MQTT-3.1.3-9].
+        let (filters, will) = {
+            let mut session = handle.lock();
+            let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
+            self.drain_drops(&mut session);
+            (filters, session.pending_will.take().map(|w| w.message))
+        };
+        {
+            let mut tree = write(&self.tree);
+            for filter in filters {
+                tree.unsubscribe(client, &filter);
+            }
+        }
+        if let Some(will) = will {
+            self.publish(will, now);
+        }
+    }
+
+    pub fn session(&self, client: &str) -> Option<Arc<SessionHandle>> {
+        read(&self.sessions).get(client).cloned()
+    }
+
+    pub fn session_count(&self) -> usize {
+        read(&self.sessions).len()
+    }
+
+    /// Fires due delayed wills and ends expired sessions. Called periodically.
+    pub fn sweep(&self, now: Millis) {
+        let handles: Vec<(ClientId, Arc<SessionHandle>)> = read(&self.sessions)
+            .iter()
+            .map(|(c, h)| (c.clone(), h.clone()))
+            .collect();
+        for (client, handle) in handles {
+            if handle.is_online() {
+                continue;
+            }
+            let (will, expired) = {
+                let mut session = handle.lock();
+                (session.take_due_will(now), session.is_expired(now))
+            };
+            if let Some(will) = will {
+                self.publish(will, now);
+            }
+            if expired {
+                self.end_session(&client, &handle, now);
+            }
+        }
+    }
+
+    // ---- subscriptions and retained messages ----
+
+    pub fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry) {
+        write(&self.tree).subscribe(client, filter, entry);
+    }
+
+    pub fn unsubscribe(&self, client: &ClientId, filter: &str) {
+        write(&self.tree).unsubscribe(client, filter);
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        read(&self.tree).len()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        read(&self.retained).len()
+    }
+
+    /// Queues the retained messages matching a new subscription for its session.
+    pub fn send_retained(
+        &self,
+        handle: &SessionHandle,
+        filter: &str,
+        entry: &SubscriptionEntry,
+        now: Millis,
+    ) {
+        let messages = read(&self.retained).matching(filter, now);
+        if messages.is_empty() {
+            return;
+        }
+        let mut session = handle.lock();
+        for message in messages {
+            session.enqueue(retained_delivery(&message, entry), now);
+        }
+        self.drain_drops(&mut session);
+    }
+
+    // ---- routing ----
+
+    /// Routes a message to every matching session and, if its RETAIN flag is set, makes it
+    /// the topic's retained message (or clears that, for an empty payload). Returns the
+    /// number of sessions it was queued for.
+    pub fn publish(&self, message: Arc<Message>, now: Millis) -> usize {
+        Metrics::add(&self.metrics.messages_received, 1);
+        if message.retain {
+            write(&self.retained).set(message.clone());
+        }
+        let plan = {
+            let tree = read(&self.tree);
+            let sessions = read(&self.sessions);
+            plan_deliveries(&message, &tree, |client| {
+                sessions.get(client).is_some_and(|h| h.is_online())
+            })
+        };
+        let mut queued = 0;
+        for (client, delivery) in plan {
+            let Some(handle) = self.session(&client) else {
+                continue;
+            };
+            let outcome = {
+                let mut session = handle.lock();
+                let outcome = session.enqueue(delivery, now);
+                self.drain_drops(&mut session);
+                outcome
+            };
+            if !matches!(outcome, Enqueued::Dropped(_)) {
+                queued += 1;
+                handle.notify.notify_one();
+            }
+        }
+        queued
+    }
+
+    /// Adds the drops a session counted since last time to the broker-wide metrics. Every
+    /// drop is counted by its session first, so this is the one path into the metrics.
+    pub fn drain_drops(&self, session: &mut Session) {
+        for (reason, n) in session.counters.take_unreported() {
+            self.metrics.count_drops(reason, n);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! One task per client connection: reads and decodes packets, feeds them to the core's
+//! `Connection` with the session lent for the call, carries out the resulting actions, and
+//! writes packets out in batches (everything produced by one wake-up goes in one write).
+//!
+//! The task owns its connection's state; the session is shared with publishers, who queue
+//! messages into it and wake the task through the session's `Notify`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use corvus_core::{Action, ClientId, ConnectRequest, Connection};
+use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{debug, info};
+
+use crate::broker::{Broker, Claim, Owner, SessionHandle, TakeOver};
+use crate::clock::now;
+use crate::metrics::Metrics;
+
+/// How long a new connection waits for the previous owner of its session to let go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+/// Bytes of queued messages turned into packets per wake-up, so one busy session cannot
+/// build an unbounded write buffer.
+const WRITE_BUDGET: usize = 256 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Why the connection task stopped.
+#[derive(Debug)]
+enum End {
+    /// The client closed or the network failed.
+    Network,
+    /// The protocol state machine closed it (DISCONNECT, error, timeout).
+    Protocol,
+    TakenOver(tokio::sync::oneshot::Sender<()>),
+    Shutdown,
+}
+
+struct Io<S> {
+    stream: S,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    /// Reads until one packet is complete.
+    async fn read_packet(&mut self, metrics: &Metrics) -> Result<Option<Packet>, ReadError> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.read_buf)? {
+                return Ok(Some(packet));
+            }
+            if self.read_more(metrics).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn read_more(&mut self, metrics: &Metrics) -> std::io::Result<usize> {
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        let n = self.stream.read_buf(&mut self.read_buf).await?;
+        Metrics::add(&metrics.bytes_received, n as u64);
+        Ok(n)
+    }
+
+    async fn flush(&mut self, metrics: &Metrics) -> std::io::Result<()> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&self.write_buf).await?;
+        Metrics::add(&metrics.bytes_sent, self.write_buf.len() as u64);
+        self.write_buf.clear();
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    connect_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Metrics::add(&broker.metrics.connections_total, 1);
+    Metrics::add(&broker.metrics.connections_current, 1);
+    let mut task = Task {
+        io: Io {
+            stream,
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            write_buf: BytesMut::new(),
+            decoder: Decoder::new(ProtocolVersion::V5)
+                .with_max_packet_size(broker.config.max_packet_size),
+        },
+        conn: Connection::new(broker.config.clone(), now()),
+        actions: Vec::new(),
+        id: broker.next_connection_id(),
+        peer,
+        broker: broker.clone(),
+    };
+    task.run(connect_timeout, shutdown).await;
+    broker
+        .metrics
+        .connections_current
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+struct Task<S> {
+    io: Io<S>,
+    conn: Connection,
+    actions: Vec<Action>,
+    id: u64,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
+    async fn run(&mut self, connect_timeout: Duration, mut shutdown: watch::Receiver<bool>) {
+        // The whole CONNECT must arrive in time, and it must come first [MQTT-3.1.0-1].
+        let first = match timeout(connect_timeout, self.io.read_packet(&self.broker.metrics)).await
+        {
+            Err(_) => return debug!(peer = %self.peer, "no CONNECT in time"),
+            Ok(Ok(Some(packet))) => packet,
+            Ok(Ok(None)) => return,
+            Ok(Err(ReadError::Io(_))) => return,
+            Ok(Err(ReadError::Decode(e))) => {
+                info!(peer = %self.peer, error = %e, "refused connection: bad CONNECT");
+                self.conn.on_decode_error(&e, &mut self.actions);
+                self.execute_without_session();
+                let _ = self.io.flush(&self.broker.metrics).await;
+                return;
+            }
+        };
+        let Packet::Connect(connect) = first else {
+            return info!(peer = %self.peer, "refused connection: first packet was not CONNECT");
+        };
+        let request = match self.conn.on_connect(*connect, now(), generated_client_id) {
+            Ok(request) => request,
+            Err(refusal) => {
+                info!(peer = %self.peer, reason = %refusal.reason, "refused connection");
+                self.actions.extend(refusal.connack.map(Action::Send));
+                self.execute_without_session();
+                let _ = self.io.flush(&self.broker.metrics).await;
+                return;
+            }
+        };
+        let (kick_tx, mut kick_rx) = mpsc::channel(1);
+        let Some(handle) = self.claim(&request, kick_tx).await else {
+            return;
+        };
+        debug!(peer = %self.peer, client = %request.client_id, "connected");
+        let end = self
+            .serve_session(&handle, &mut kick_rx, &mut shutdown)
+            .await;
+        self.finish(&request.client_id, &handle, end).await;
+    }
+
+    /// Claims the client's session, taking it over from another connection if needed, and
+    /// completes the CONNECT.
+    async fn claim(
+        &mut self,
+        request: &ConnectRequest,
+        kick: mpsc::Sender<TakeOver>,
+    ) -> Option<Arc<SessionHandle>> {
+        let (handle, existed) = loop {
+            let owner = Owner {
+                connection: self.id,
+                kick: kick.clone(),
+            };
+            match self.broker.claim_session(&request.client_id, owner) {
+                Claim::Owned { handle, existed } => break (handle, existed),
+                Claim::Busy(previous) => {
+                    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                    if previous.kick.send(TakeOver(done_tx)).await.is_ok() {
+                        // If the previous owner is stuck, proceed without it after a while.
+                        let _ = timeout(TAKEOVER_WAIT, done_rx).await;
+                    }
+                }
+            }
+        };
+        let now = now();
+        let resumable = existed && !request.clean_start && !handle.lock().is_expired(now);
+        if existed && !resumable {
+            self.broker.reset_session(&handle);
+        }
+        {
+            let mut session = handle.lock();
+            self.conn
+                .accept(request, &mut session, resumable, now, &mut self.actions);
+        }
+        self.execute(&handle);
+        Some(handle)
+    }
+
+    async fn serve_session(
+        &mut self,
+        handle: &SessionHandle,
+        kick_rx: &mut mpsc::Receiver<TakeOver>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        loop {
+            // Everything already buffered is handled before waiting again.
+            loop {
+                match self.io.decoder.decode(&mut self.io.read_buf) {
+                    Ok(Some(packet)) => {
+                        let now = now();
+                        {
+                            let mut session = handle.lock();
+                            self.conn
+                                .on_packet(packet, &mut session, now, &mut self.actions);
+                        }
+                        self.execute(handle);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        info!(peer = %self.peer, client = ?self.conn.client_id(), error = %e, reason = %e.reason_code(), "closing connection: bad packet");
+                        self.conn.on_decode_error(&e, &mut self.actions);
+                        self.execute(handle);
+                        break;
+                    }
+                }
+                if self.conn.is_closed() {
+                    break;
+                }
+            }
+            let more = self.fill_outgoing(handle);
+            let flushed = tokio::select! {
+                r = self.io.flush(&self.broker.metrics) => r,
+                Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
+            };
+            if flushed.is_err() {
+                return End::Network;
+            }
+            if self.conn.is_closed() {
+                return End::Protocol;
+            }
+            if more {
+                continue;
+            }
+            let deadline = self
+                .conn
+                .keep_alive_deadline()
+                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now())));
+            tokio::select! {
+                read = self.io.read_more(&self.broker.metrics) => match read {
+                    Ok(0) | Err(_) => return End::Network,
+                    Ok(_) => {}
+                },
+                _ = handle.notify.notified() => {}
+                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: keep alive timeout");
+                    self.conn.on_keep_alive_timeout(&mut self.actions);
+                    self.execute(handle);
+                }
+                Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
+                _ = shutdown.changed() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Turns queued messages into packets; true if more are waiting.
+    fn fill_outgoing(&mut self, handle: &SessionHandle) -> bool {
+        let more = {
+            let mut session = handle.lock();
+            let more =
+                self.conn
+                    .fill_outgoing(&mut session, now(), WRITE_BUDGET, &mut self.actions);
+            self.broker.drain_drops(&mut session);
+            more
+        };
+        self.execute(handle);
+        more
+    }
+
+    /// Ends the connection: tells the client why where the protocol allows, settles the
+    /// session and the will, and lets a waiting successor go on.
+    async fn finish(&mut self, client: &ClientId, handle: &Arc<SessionHandle>, end: End) {
+        let mut successor = None;
+        match end {
+            End::TakenOver(done) => {
+                info!(peer = %self.peer, client = %client, "session taken over by a new connection");
+                self.conn.on_taken_over(&mut self.actions);
+                successor = Some(done);
+            }
+            End::Shutdown => self.conn.on_shutdown(&mut self.actions),
+            End::Network | End::Protocol => {}
+        }
+        self.execute(handle);
+        let _ = timeout(Duration::from_secs(1), self.io.flush(&self.broker.metrics)).await;
+        let _ = self.io.stream.shutdown().await;
+        let now = now();
+        let closed = {
+            let mut session = handle.lock();
+            let closed = self.conn.on_closed(&mut session, now);
+            self.broker.drain_drops(&mut session);
+            closed
+        };
+        self.broker.release_session(handle, self.id);
+        if let Some(will) = closed.will {
+            self.broker.publish(will, now);
+        }
+        if closed.session_ended {
+            self.broker.end_session(client, handle, now);
+        }
+        if let Some(done) = successor {
+            let _ = done.send(());
+        }
+    }
+
+    /// Carries out the actions the state machine produced, in order.
+    fn execute(&mut self, handle: &SessionHandle) {
+        let client = self.conn.client_id().cloned();
+        let version = self.conn.version();
+        for action in self.actions.drain(..) {
+            match action {
+                Action::Send(packet) => encode(
+                    &packet,
+                    version,
+                    &mut self.io.write_buf,
+                    &self.broker.metrics,
+                ),
+                Action::Publish(message) => {
+                    self.broker.publish(message, now());
+                }
+                Action::Subscribe { filter, entry } => {
+                    if let Some(client) = &client {
+                        self.broker.subscribe(client, &filter, entry);
+                    }
+                }
+                Action::Unsubscribe { filter } => {
+                    if let Some(client) = &client {
+                        self.broker.unsubscribe(client, &filter);
+                    }
+                }
+                Action::SendRetained { filter, entry } => {
+                    self.broker.send_retained(handle, &filter, &entry, now());
+                }
+                Action::Close => {}
+            }
+        }
+        // Drops counted while handling the packet (refused publishes) reach the metrics too.
+        self.broker.drain_drops(&mut handle.lock());
+    }
+
+    /// Before a session exists only packets can result (CONNACK refusals).
+    fn execute_without_session(&mut self) {
+        let version = self.conn.version();
+        for action in self.actions.drain(..) {
+            if let Action::Send(packet) = action {
+                encode(
+                    &packet,
+                    version,
+                    &mut self.io.write_buf,
+                    &self.broker.metrics,
+                );
+            }
+        }
+    }
+}
+
+fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics: &Metrics) {
+    match packet.encode(version, buf) {
+        Ok(()) => {
+            if matches!(packet, Packet::Publish(_)) {
+                Metrics::add(&metrics.messages_sent, 1);
+            }
+        }
+        // Every packet the broker builds is valid by construction; this would be a bug.
+        Err(e) => tracing::error!(error = %e, "could not encode an outgoing packet"),
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// A client identifier for a client that sent none: unique within this broker's lifetime.
+fn generated_client_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "corvus-{:x}-{}",
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,217 @@
+//! The configuration file (TOML) and its validation. Unknown keys and bad values are refused
+//! with the key and line, never ignored: a typo in a security setting must not pass silently.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use corvus_core::{BrokerConfig, QueueFullPolicy};
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Everything `corvus` can be told, from the file or the command line.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Addresses to accept MQTT over TCP on.
+    pub listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub limits: Limits,
+}
+
+/// Protocol and resource limits (see `docs/configuration.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_packet_size: u32,
+    pub receive_maximum: u16,
+    pub max_inflight: u16,
+    pub topic_alias_maximum: u16,
+    pub max_keep_alive: u16,
+    pub max_session_expiry: u32,
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    pub queue_qos0_offline: bool,
+    pub queue_full_policy: QueueFullPolicyName,
+    pub max_client_id_len: usize,
+    /// Seconds a new connection has to complete its CONNECT.
+    pub connect_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFullPolicyName {
+    #[default]
+    DropNewest,
+    DropOldest,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![DEFAULT_LISTEN.parse().expect("valid default address")],
+            data_dir: PathBuf::from("./corvus-data"),
+            log_level: "info".into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let core = BrokerConfig::default();
+        Limits {
+            max_packet_size: core.max_packet_size,
+            receive_maximum: core.receive_maximum,
+            max_inflight: core.max_inflight,
+            topic_alias_maximum: core.topic_alias_maximum,
+            max_keep_alive: core.max_keep_alive,
+            max_session_expiry: core.max_session_expiry,
+            max_queued_messages: core.max_queued_messages,
+            max_queued_bytes: core.max_queued_bytes,
+            queue_qos0_offline: core.queue_qos0_offline,
+            queue_full_policy: QueueFullPolicyName::DropNewest,
+            max_client_id_len: core.max_client_id_len,
+            connect_timeout: 10,
+        }
+    }
+}
+
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text. toml's messages name the key, line and column.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            return invalid(
+                "log_level",
+                "must be one of error, warn, info, debug, trace",
+            );
+        }
+        let l = &self.limits;
+        if l.max_packet_size < 64 {
+            return invalid("limits.max_packet_size", "must be at least 64 bytes");
+        }
+        if l.receive_maximum == 0 {
+            return invalid("limits.receive_maximum", "must be at least 1");
+        }
+        if l.max_inflight == 0 || l.max_inflight == u16::MAX {
+            return invalid("limits.max_inflight", "must be between 1 and 65534");
+        }
+        if l.max_queued_messages == 0 {
+            return invalid("limits.max_queued_messages", "must be at least 1");
+        }
+        if l.connect_timeout == 0 {
+            return invalid("limits.connect_timeout", "must be at least 1 second");
+        }
+        Ok(())
+    }
+
+    /// The limits in the form the broker core takes.
+    pub fn broker_config(&self) -> BrokerConfig {
+        let l = &self.limits;
+        BrokerConfig {
+            max_packet_size: l.max_packet_size,
+            receive_maximum: l.receive_maximum,
+            max_inflight: l.max_inflight,
+            topic_alias_maximum: l.topic_alias_maximum,
+            max_keep_alive: l.max_keep_alive,
+            max_session_expiry: l.max_session_expiry,
+            max_queued_messages: l.max_queued_messages,
+            max_queued_bytes: l.max_queued_bytes,
+            queue_qos0_offline: l.queue_qos0_offline,
+            queue_full_policy: match l.queue_full_policy {
+                QueueFullPolicyName::DropNewest => QueueFullPolicy::DropNewest,
+                QueueFullPolicyName::DropOldest => QueueFullPolicy::DropOldest,
+            },
+            max_client_id_len: l.max_client_id_len,
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.connect_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name_and_line() {
+        let err = Config::parse("listen = [\"127.0.0.1:1\"]\nlisen = 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("lisen"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn bad_value_is_refused_with_its_key_and_line() {
+        let err = Config::parse("[limits]\nreceive_maximum = 70000\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("receive_maximum") || text.contains("line 2"),
+            "{text}"
+        );
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let err = Config::parse("[limits]\nreceive_maximum = 0\n").unwrap_err();
+        assert!(err.to_string().contains("limits.receive_maximum"), "{err}");
+        let err = Config::parse("log_level = \"loud\"\n").unwrap_err();
+        assert!(err.to_string().contains("log_level"), "{err}");
+    }
+}

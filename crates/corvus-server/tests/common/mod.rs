@@ -1,0 +1,271 @@
+//! Test harness: a broker on a free loopback port, and a raw MQTT client built on the codec
+//! that sends exactly the bytes a test wants and reports exactly what came back.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use corvus_server::{Config, Server};
+use mqtt_codec::{
+    Ack, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, Subscription, SubscriptionOptions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits to be sure something does not happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// Starts a broker on 127.0.0.1 with a free port, with `tune` applied to the default config.
+pub async fn start_with(tune: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
+    let mut config = Config::default();
+    config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    tune(&mut config);
+    let server = Server::start(&config).await.expect("broker starts");
+    let addr = server.local_addrs()[0];
+    (server, addr)
+}
+
+pub async fn start() -> (Server, SocketAddr) {
+    start_with(|_| {}).await
+}
+
+pub fn s(text: &str) -> MqttString {
+    MqttString::try_from(text).unwrap()
+}
+
+pub fn pid(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+/// A client that speaks through the codec, one packet at a time.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub version: ProtocolVersion,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Raw {
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Raw {
+        let stream = TcpStream::connect(addr).await.expect("connect to broker");
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            version,
+            decoder: Decoder::new(version),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Opens a connection and completes a CONNECT with `tune` applied; asserts success.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        tune: impl FnOnce(&mut Connect),
+    ) -> (Raw, mqtt_codec::ConnAck) {
+        let mut raw = Raw::open(addr, version).await;
+        let mut connect = Connect::new(version, s(client_id));
+        tune(&mut connect);
+        raw.send(connect.into()).await;
+        match raw.recv().await {
+            Packet::ConnAck(ack) => {
+                assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK {ack:?}");
+                (raw, *ack)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> Raw {
+        Raw::connect_with(addr, version, client_id, |_| {}).await.0
+    }
+
+    pub async fn send(&mut self, packet: Packet) {
+        let mut out = BytesMut::new();
+        packet
+            .encode(self.version, &mut out)
+            .expect("test packet encodes");
+        self.stream.write_all(&out).await.expect("write to broker");
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write to broker");
+    }
+
+    /// The next packet, or `None` if the broker closed the connection.
+    pub async fn try_recv(&mut self, within: Duration) -> Result<Option<Packet>, &'static str> {
+        let read = async {
+            loop {
+                match self.decoder.decode(&mut self.buf) {
+                    Ok(Some(packet)) => return Ok(Some(packet)),
+                    Ok(None) => {}
+                    Err(_) => return Err("undecodable packet from broker"),
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .map_err(|_| "timed out")?
+    }
+
+    /// The next packet; panics on close or timeout.
+    pub async fn recv(&mut self) -> Packet {
+        match self.try_recv(WAIT).await {
+            Ok(Some(packet)) => packet,
+            Ok(None) => panic!("broker closed the connection"),
+            Err(e) => panic!("no packet: {e}"),
+        }
+    }
+
+    /// Asserts nothing arrives for a while.
+    pub async fn expect_nothing(&mut self) {
+        match self.try_recv(QUIET).await {
+            Err("timed out") => {}
+            other => panic!("expected nothing, got {other:?}"),
+        }
+    }
+
+    /// Asserts the broker closes the connection (after any packets, which are returned).
+    pub async fn expect_close(&mut self) -> Vec<Packet> {
+        let mut seen = Vec::new();
+        loop {
+            match self.try_recv(WAIT).await {
+                Ok(None) => return seen,
+                Ok(Some(p)) => seen.push(p),
+                Err(e) => panic!("connection not closed: {e}; got {seen:?}"),
+            }
+        }
+    }
+
+    /// Asserts a v5 DISCONNECT with `reason` and then the close.
+    pub async fn expect_disconnect(&mut self, reason: ReasonCode) {
+        let seen = self.expect_close().await;
+        match seen.as_slice() {
+            [Packet::Disconnect(d)] => assert_eq!(d.reason_code, reason, "{d:?}"),
+            other => panic!("expected DISCONNECT {reason}, got {other:?}"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: u16, filter: &str, qos: QoS) -> Vec<ReasonCode> {
+        self.subscribe_with(
+            id,
+            filter,
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+    }
+
+    pub async fn subscribe_with(
+        &mut self,
+        id: u16,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> Vec<ReasonCode> {
+        let mut subscribe = Subscribe {
+            packet_id: pid(id),
+            properties: Default::default(),
+            subscriptions: vec![Subscription {
+                filter: s(filter),
+                options,
+            }],
+        };
+        subscribe.properties.subscription_identifier = identifier;
+        self.send(subscribe.into()).await;
+        match self.recv().await {
+            Packet::SubAck(ack) => {
+                assert_eq!(ack.packet_id, pid(id));
+                ack.reason_codes
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and completes the QoS flow; returns the broker's acknowledgement code.
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        id: u16,
+    ) -> ReasonCode {
+        let mut publish = Publish::new(s(topic), Bytes::copy_from_slice(payload));
+        publish.qos = qos;
+        publish.retain = retain;
+        publish.packet_id = (qos != QoS::AtMostOnce).then(|| pid(id));
+        self.publish_packet(publish).await
+    }
+
+    pub async fn publish_packet(&mut self, publish: Publish) -> ReasonCode {
+        let qos = publish.qos;
+        let id = publish.packet_id;
+        self.send(publish.into()).await;
+        match qos {
+            QoS::AtMostOnce => ReasonCode::Success,
+            QoS::AtLeastOnce => match self.recv().await {
+                Packet::PubAck(ack) if Some(ack.packet_id) == id => ack.reason_code,
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                let rec = match self.recv().await {
+                    Packet::PubRec(ack) if Some(ack.packet_id) == id => ack,
+                    other => panic!("expected PUBREC, got {other:?}"),
+                };
+                if !rec.reason_code.is_success() {
+                    return rec.reason_code;
+                }
+                self.send(Packet::PubRel(Ack::new(rec.packet_id))).await;
+                match self.recv().await {
+                    Packet::PubComp(ack) if ack.packet_id == rec.packet_id => rec.reason_code,
+                    other => panic!("expected PUBCOMP, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// The next PUBLISH, acknowledged as its QoS requires (QoS 2 through PUBCOMP).
+    pub async fn recv_publish(&mut self) -> Publish {
+        let publish = match self.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        self.ack(&publish).await;
+        publish
+    }
+
+    /// Acknowledges a received PUBLISH as its QoS requires.
+    pub async fn ack(&mut self, publish: &Publish) {
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send(Packet::PubAck(Ack::new(id))).await,
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.send(Packet::PubRec(Ack::new(id))).await;
+                match self.recv().await {
+                    Packet::PubRel(rel) if rel.packet_id == id => {}
+                    other => panic!("expected PUBREL, got {other:?}"),
+                }
+                self.send(Packet::PubComp(Ack::new(id))).await;
+            }
+            _ => {}
+        }
+    }
+
+    pub async fn disconnect(mut self) {
+        self.send(Disconnect::default().into()).await;
+        let _ = self.try_recv(WAIT).await;
+    }
+}

@@ -1,0 +1,128 @@
+//! `corvus`: the command line. Parses flags, loads the config, sets up logging, and runs the
+//! broker until SIGINT or SIGTERM, then shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use corvus_server::config::LOG_LEVELS;
+use corvus_server::{Config, Server};
+use tracing::info;
+
+/// Corvus, a distributed MQTT broker (MQTT 3.1.1 and 5.0).
+///
+/// With no arguments it serves MQTT on 127.0.0.1:1883 and keeps its data in ./corvus-data.
+/// Flags override the config file.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Address to accept MQTT over TCP on, e.g. 0.0.0.0:1883 to listen publicly. Repeat the
+    /// flag for several addresses. Default: 127.0.0.1:1883.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+
+    /// A TOML config file. Unknown keys and bad values are refused with the key and line.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Where the broker keeps its data. Default: ./corvus-data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// How much to log.
+    #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(LOG_LEVELS))]
+    log_level: Option<String>,
+}
+
+impl Cli {
+    /// The config file (or the defaults), with the flags laid over it.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if !self.listen.is_empty() {
+            config.listen = self.listen.clone();
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(level) = &self.log_level {
+            config.log_level = level.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.config()?;
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    create_data_dir(&config.data_dir)?;
+    let server = Server::start(&config).await?;
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    println!(
+        "Corvus {} listening for MQTT on {}; data directory {} (sessions and retained messages are kept in memory in this version).",
+        env!("CARGO_PKG_VERSION"),
+        addrs.join(", "),
+        config.data_dir.display(),
+    );
+    if config.listen.iter().all(|a| a.ip().is_loopback()) {
+        println!("Only this machine can connect. To listen publicly: corvus --listen 0.0.0.0:1883");
+    }
+    wait_for_signal().await?;
+    info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The data directory is private to the broker: created 0700.
+fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+fn init_logging(level: &str) {
+    // RUST_LOG, when set, refines the level (e.g. RUST_LOG=corvus_server=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
+    Ok(())
+}
