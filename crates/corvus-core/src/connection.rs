@@ -60,7 +60,8 @@ pub struct ConnectRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub reason: ReasonCode,
-    pub connack: Option<Packet>,
+    /// Boxed: a packet is large, and a refusal is the rare path.
+    pub connack: Option<Box<Packet>>,
 }
 
 /// What happens when a connection ends.
@@ -290,7 +291,7 @@ impl Connection {
         };
         Refusal {
             reason,
-            connack: Some(connack.into()),
+            connack: Some(Box::new(connack.into())),
         }
     }
 
@@ -431,6 +432,14 @@ impl Connection {
         now: Millis,
         out: &mut Vec<Action>,
     ) {
+        // Subscription Identifiers flow from the broker only [MQTT-3.3.4-6].
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return self.protocol_error(
+                ReasonCode::ProtocolError,
+                "subscription identifier in a client's PUBLISH",
+                out,
+            );
+        }
         if let Some(alias) = publish.properties.topic_alias.take() {
             if alias > self.config.topic_alias_maximum {
                 return self.protocol_error(
@@ -656,7 +665,7 @@ impl Connection {
                 if matches!(error, DecodeError::UnsupportedProtocol { .. }) {
                     self.version = ProtocolVersion::V3_1_1;
                     let refusal = self.refuse(ReasonCode::UnsupportedProtocolVersion);
-                    out.extend(refusal.connack.map(Action::Send));
+                    out.extend(refusal.connack.map(|p| Action::Send(*p)));
                 }
                 out.push(Action::Close);
             }
@@ -678,10 +687,9 @@ impl Connection {
         );
     }
 
-    /// The broker shuts down: v5 clients are told so. Shutting down is not the client's fault,
-    /// so its will stays with the session instead of being published.
+    /// The broker shuts down: v5 clients are told so. The will is published like for any
+    /// close the client did not ask for with DISCONNECT 0x00 (MQTT 5.0 section 3.1.2.5).
     pub fn on_shutdown(&mut self, out: &mut Vec<Action>) {
-        self.will = None;
         self.protocol_error(ReasonCode::ServerShuttingDown, "server shutting down", out);
     }
 

@@ -74,8 +74,9 @@ pub enum Claim {
         handle: Arc<SessionHandle>,
         existed: bool,
     },
-    /// Another connection owns it: kick it, wait, and claim again.
-    Busy(Owner),
+    /// Another connection owns it: ask it to leave through this sender, wait, and claim
+    /// again. The owner stays the owner until it has settled the session and let go.
+    Busy(mpsc::Sender<TakeOver>),
 }
 
 /// Shared broker state.
@@ -131,8 +132,8 @@ impl Broker {
             .clone();
         drop(sessions);
         let mut current = handle.owner();
-        if let Some(previous) = current.take() {
-            return Claim::Busy(previous);
+        if let Some(previous) = current.as_ref() {
+            return Claim::Busy(previous.kick.clone());
         }
         *current = Some(owner);
         drop(current);
@@ -141,19 +142,26 @@ impl Broker {
     }
 
     /// Starts a claimed session afresh (Clean Start, or an expired session): its
-    /// subscriptions leave the index and its messages are discarded.
-    pub fn reset_session(&self, handle: &SessionHandle) {
-        let (client, filters) = {
+    /// subscriptions leave the index and its messages are discarded. The old session ends
+    /// here, so a will still waiting for its delay is published now (MQTT 5.0 3.1.3.2.2).
+    pub fn reset_session(&self, handle: &SessionHandle, now: Millis) {
+        let (client, filters, will) = {
             let mut session = handle.lock();
             self.drain_drops(&mut session);
             let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
+            let will = session.pending_will.take().map(|w| w.message);
             let client = session.client_id().clone();
             *session = Session::new(client.clone(), &self.config);
-            (client, filters)
+            (client, filters, will)
         };
-        let mut tree = write(&self.tree);
-        for filter in filters {
-            tree.unsubscribe(&client, &filter);
+        {
+            let mut tree = write(&self.tree);
+            for filter in filters {
+                tree.unsubscribe(&client, &filter);
+            }
+        }
+        if let Some(will) = will {
+            self.publish(will, now);
         }
     }
 

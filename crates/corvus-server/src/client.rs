@@ -68,14 +68,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         Ok(n)
     }
 
+    /// Writes the buffer out. Cancel-safe: what was written leaves the buffer as it goes, so
+    /// a flush given up (takeover, shutdown) and started again never repeats bytes.
     async fn flush(&mut self, metrics: &Metrics) -> std::io::Result<()> {
-        if self.write_buf.is_empty() {
-            return Ok(());
+        while !self.write_buf.is_empty() {
+            let n = self.stream.write_buf(&mut self.write_buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            Metrics::add(&metrics.bytes_sent, n as u64);
         }
-        self.stream.write_all(&self.write_buf).await?;
-        Metrics::add(&metrics.bytes_sent, self.write_buf.len() as u64);
-        self.write_buf.clear();
-        Ok(())
+        self.stream.flush().await
     }
 }
 
@@ -132,8 +135,13 @@ struct Task<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn run(&mut self, connect_timeout: Duration, mut shutdown: watch::Receiver<bool>) {
         // The whole CONNECT must arrive in time, and it must come first [MQTT-3.1.0-1].
-        let first = match timeout(connect_timeout, self.io.read_packet(&self.broker.metrics)).await
-        {
+        let read = tokio::select! {
+            read = timeout(connect_timeout, self.io.read_packet(&self.broker.metrics)) => Some(read),
+            // A shutdown does not wait for a CONNECT.
+            _ = shutdown.changed() => None,
+        };
+        let Some(read) = read else { return };
+        let first = match read {
             Err(_) => return debug!(peer = %self.peer, "no CONNECT in time"),
             Ok(Ok(Some(packet))) => packet,
             Ok(Ok(None)) => return,
@@ -153,7 +161,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             Ok(request) => request,
             Err(refusal) => {
                 info!(peer = %self.peer, reason = %refusal.reason, "refused connection");
-                self.actions.extend(refusal.connack.map(Action::Send));
+                self.actions
+                    .extend(refusal.connack.map(|p| Action::Send(*p)));
                 self.execute_without_session();
                 let _ = self.io.flush(&self.broker.metrics).await;
                 return;
@@ -177,6 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         request: &ConnectRequest,
         kick: mpsc::Sender<TakeOver>,
     ) -> Option<Arc<SessionHandle>> {
+        let give_up = Instant::now() + TAKEOVER_WAIT;
         let (handle, existed) = loop {
             let owner = Owner {
                 connection: self.id,
@@ -184,11 +194,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             };
             match self.broker.claim_session(&request.client_id, owner) {
                 Claim::Owned { handle, existed } => break (handle, existed),
+                Claim::Busy(_) if Instant::now() >= give_up => {
+                    // The previous connection did not let go in time; the client may retry.
+                    info!(peer = %self.peer, client = %request.client_id, "refused connection: session still owned by another connection");
+                    let refusal = self.conn.refuse(mqtt_codec::ReasonCode::ServerBusy);
+                    self.actions
+                        .extend(refusal.connack.map(|p| Action::Send(*p)));
+                    self.execute_without_session();
+                    let _ = self.io.flush(&self.broker.metrics).await;
+                    return None;
+                }
                 Claim::Busy(previous) => {
                     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                    if previous.kick.send(TakeOver(done_tx)).await.is_ok() {
-                        // If the previous owner is stuck, proceed without it after a while.
-                        let _ = timeout(TAKEOVER_WAIT, done_rx).await;
+                    match previous.try_send(TakeOver(done_tx)) {
+                        Ok(()) => {
+                            let _ = tokio::time::timeout_at(give_up, done_rx).await;
+                        }
+                        // Already asked to leave, or leaving: give it a moment.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }
             }
@@ -196,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let now = now();
         let resumable = existed && !request.clean_start && !handle.lock().is_expired(now);
         if existed && !resumable {
-            self.broker.reset_session(&handle);
+            self.broker.reset_session(&handle, now);
         }
         {
             let mut session = handle.lock();
@@ -242,6 +265,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             let flushed = tokio::select! {
                 r = self.io.flush(&self.broker.metrics) => r,
                 Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
+                // A client that stopped reading must not hold up shutdown.
+                _ = shutdown.changed() => return End::Shutdown,
             };
             if flushed.is_err() {
                 return End::Network;
@@ -302,8 +327,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
         self.execute(handle);
         let _ = timeout(Duration::from_secs(1), self.io.flush(&self.broker.metrics)).await;
-        let _ = self.io.stream.shutdown().await;
         let now = now();
+        // The session is settled (offline, will decided) before the client sees the close,
+        // so whatever it does next finds the session as it should be.
         let closed = {
             let mut session = handle.lock();
             let closed = self.conn.on_closed(&mut session, now);
@@ -311,6 +337,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             closed
         };
         self.broker.release_session(handle, self.id);
+        let _ = timeout(Duration::from_secs(1), self.io.stream.shutdown()).await;
         if let Some(will) = closed.will {
             self.broker.publish(will, now);
         }

@@ -22,8 +22,10 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 /// Starts a broker on 127.0.0.1 with a free port, with `tune` applied to the default config.
 pub async fn start_with(tune: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
-    let mut config = Config::default();
-    config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let mut config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..Config::default()
+    };
     tune(&mut config);
     let server = Server::start(&config).await.expect("broker starts");
     let addr = server.local_addrs()[0];
@@ -267,5 +269,62 @@ impl Raw {
     pub async fn disconnect(mut self) {
         self.send(Disconnect::default().into()).await;
         let _ = self.try_recv(WAIT).await;
+    }
+}
+
+// ---- delivery helpers (qos, retained, topics and shared tests) ----
+
+/// The next packet, which must be a PUBLISH; not acknowledged.
+pub async fn next_publish_unacked(raw: &mut Raw) -> Publish {
+    match raw.recv().await {
+        Packet::Publish(p) => p,
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
+/// Receives `n` PUBLISHes, in arrival order, acknowledging each as its QoS requires and
+/// completing every QoS 2 flow. Unlike [`Raw::recv_publish`], it accepts further PUBLISHes
+/// arriving before a PUBREL.
+pub async fn recv_publishes_acked(raw: &mut Raw, n: usize) -> Vec<Publish> {
+    let mut got = Vec::new();
+    let mut awaiting_pubrel = Vec::new();
+    while got.len() < n || !awaiting_pubrel.is_empty() {
+        match raw.recv().await {
+            Packet::Publish(p) => {
+                match (p.qos, p.packet_id) {
+                    (QoS::AtLeastOnce, Some(id)) => raw.send(Packet::PubAck(Ack::new(id))).await,
+                    (QoS::ExactlyOnce, Some(id)) => {
+                        raw.send(Packet::PubRec(Ack::new(id))).await;
+                        awaiting_pubrel.push(id);
+                    }
+                    _ => {}
+                }
+                got.push(p);
+                assert!(got.len() <= n, "more PUBLISHes than expected: {got:?}");
+            }
+            Packet::PubRel(rel) => {
+                let i = awaiting_pubrel
+                    .iter()
+                    .position(|&id| id == rel.packet_id)
+                    .unwrap_or_else(|| panic!("unexpected PUBREL {rel:?}"));
+                awaiting_pubrel.remove(i);
+                raw.send(Packet::PubComp(Ack::new(rel.packet_id))).await;
+            }
+            other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
+        }
+    }
+    got
+}
+
+/// Asserts the broker has nothing to send this client right now (two PINGREQ round trips:
+/// whatever was queued for the client when the first PINGREQ arrived is written, at the latest,
+/// together with the first PINGRESP, so the second one would come after it).
+pub async fn assert_nothing_queued(raw: &mut Raw) {
+    for _ in 0..2 {
+        raw.send(Packet::PingReq).await;
+        match raw.recv().await {
+            Packet::PingResp => {}
+            other => panic!("expected nothing before PINGRESP, got {other:?}"),
+        }
     }
 }

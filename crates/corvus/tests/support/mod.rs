@@ -1,0 +1,485 @@
+//! Shared harness for the interoperability tests: runs the real `corvus` binary on a free
+//! loopback port, runs other programs (MQTT clients from other ecosystems) with time limits,
+//! and decides whether a test runs or is skipped when its client is not installed.
+//!
+//! Every process started here is killed when its guard is dropped, so a failing or panicking
+//! test leaves nothing running.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the broker has to print its ready line.
+const BROKER_START: Duration = Duration::from_secs(20);
+/// How long one client run (a command, a script) may take before it is killed.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for one thing that should happen (a line from a client).
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a tool check (`python3 -c "import ..."`) may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---- skipping ----
+
+/// True if the test may run. When `available` is false the test is skipped with a note,
+/// unless CORVUS_INTEROP=1 says the tools must be there (CI), in which case it fails.
+pub fn require(test: &str, tool: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("CORVUS_INTEROP").is_ok_and(|v| v == "1") {
+        panic!("{test}: {tool} is not installed, and CORVUS_INTEROP=1 requires it");
+    }
+    eprintln!("skipping {test}: {tool} not installed (set CORVUS_INTEROP=1 to require it)");
+    false
+}
+
+/// The path of `program` if it is an executable file on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    path.is_file()
+}
+
+/// The mosquitto command line clients, `mosquitto_pub` and `mosquitto_sub`.
+pub fn have_mosquitto() -> bool {
+    which("mosquitto_pub").is_some() && which("mosquitto_sub").is_some()
+}
+
+/// Python 3 with paho-mqtt 2.x (the `CallbackAPIVersion` API).
+pub fn have_paho() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| {
+        which("python3").is_some()
+            && run(
+                "python3 paho check",
+                Command::new("python3").args([
+                    "-c",
+                    "import paho.mqtt.client as m; m.CallbackAPIVersion.VERSION2",
+                ]),
+                CHECK_TIMEOUT,
+            )
+            .success()
+    })
+}
+
+/// Where MQTT.js is looked for besides NODE_PATH: CI installs it there from
+/// `.ci/package.json` with `npm install --prefix .ci`.
+pub fn ci_node_modules() -> PathBuf {
+    repo_root().join(".ci").join("node_modules")
+}
+
+/// The NODE_PATH to give node: the caller's NODE_PATH, then `<repo>/.ci/node_modules`.
+pub fn node_path() -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("NODE_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let ci = ci_node_modules();
+    if ci.is_dir() {
+        dirs.push(ci);
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+/// A `node` command that finds MQTT.js.
+pub fn node() -> Command {
+    let mut cmd = Command::new("node");
+    cmd.env("NODE_PATH", node_path());
+    cmd
+}
+
+/// Node.js with MQTT.js 5 (found through NODE_PATH or `<repo>/.ci/node_modules`).
+pub fn have_mqttjs() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| {
+        which("node").is_some()
+            && run(
+                "node mqtt check",
+                node().args([
+                    "-e",
+                    "const m = require('mqtt'); if (typeof m.connectAsync !== 'function') process.exit(1)",
+                ]),
+                CHECK_TIMEOUT,
+            )
+            .success()
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    // crates/corvus -> the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/corvus sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+// ---- the broker ----
+
+/// A running `corvus` process, killed (and its data directory removed) on drop.
+pub struct Broker {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    proc: Proc,
+    /// Set by [`Broker::terminate`]: the broker is meant to have exited.
+    terminated: bool,
+}
+
+impl Broker {
+    /// Starts `corvus` on 127.0.0.1 with a free port and a fresh data directory, and waits
+    /// for it to say it is listening. `test` names the data directory.
+    pub fn start(test: &str) -> Broker {
+        let data_dir = unique_temp_dir(test);
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            // Another process may take the port between the probe and the broker's bind:
+            // then the broker exits, and we try another port.
+            let port = free_port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut proc = Proc::spawn(
+                "corvus",
+                Command::new(env!("CARGO_BIN_EXE_corvus"))
+                    .arg("--listen")
+                    .arg(addr.to_string())
+                    .arg("--data-dir")
+                    .arg(&data_dir)
+                    .args(["--log-level", "info"])
+                    // The level is ours, not the caller's.
+                    .env_remove("RUST_LOG"),
+            );
+            match proc.wait_line(|l| l.contains("listening for MQTT on"), BROKER_START) {
+                Ok(_) => {
+                    return Broker {
+                        addr,
+                        data_dir,
+                        proc,
+                        terminated: false,
+                    }
+                }
+                Err(e) => {
+                    proc.kill();
+                    let out = proc.output();
+                    failures.push(format!(
+                        "{e}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                        out.stdout, out.stderr
+                    ));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&data_dir);
+        panic!(
+            "corvus did not start after 5 tries:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.ip().to_string()
+    }
+
+    pub fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// Everything the broker printed so far (its log), for failure messages.
+    pub fn log(&self) -> String {
+        let out = self.proc.output();
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    /// Asks the broker to shut down gracefully (SIGTERM, through `kill`) and waits up to
+    /// `timeout` for it to exit; None if it did not (it is then killed on drop).
+    #[cfg(unix)]
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.terminated = true;
+        let pid = self.proc.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.as_ref().is_ok_and(|s| s.success()),
+            "cannot send SIGTERM to corvus: {sent:?}"
+        );
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.proc.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// True while the broker process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.proc.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let crashed = !self.terminated && !self.is_running();
+        self.proc.kill();
+        if std::thread::panicking() || crashed {
+            // The broker's side of a failure is the first thing one wants to see.
+            eprintln!(
+                "--- corvus log ---\n{}--- end of corvus log ---",
+                self.log()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket on 127.0.0.1");
+    listener.local_addr().expect("probe socket address").port()
+}
+
+fn unique_temp_dir(test: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!(
+        "corvus-interop-{test}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+// ---- other processes ----
+
+/// A child process whose output is collected, killed on drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+    /// Stdout lines as they come, for [`Proc::wait_line`].
+    lines: Receiver<String>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a finished (or killed) process left behind.
+#[derive(Debug)]
+pub struct Output {
+    pub name: String,
+    /// None if it was still running when collected.
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.status.is_some_and(|s| s.success())
+    }
+
+    /// Panics with everything the process said unless it exited 0 in time.
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.success(), "{} failed: {self}", self.name);
+        self
+    }
+
+    /// The stdout lines that start with `prefix`, without it.
+    pub fn lines_with(&self, prefix: &str) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match (self.timed_out, self.status) {
+            (true, _) => "killed after its time limit".to_string(),
+            (false, Some(s)) => s.to_string(),
+            (false, None) => "still running".to_string(),
+        };
+        write!(
+            f,
+            "{status}\n--- stdout ---\n{}--- stderr ---\n{}--- end ---",
+            self.stdout, self.stderr
+        )
+    }
+}
+
+impl Proc {
+    /// Starts `cmd` with stdin closed and stdout and stderr collected.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        Proc::spawn_with_stdin(name, cmd, Stdio::null())
+    }
+
+    /// Starts `cmd` reading `stdin` (a file, say), with stdout and stderr collected.
+    pub fn spawn_with_stdin(name: &str, cmd: &mut Command, stdin: Stdio) -> Proc {
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let out_pipe = child.stdout.take().expect("piped stdout");
+        let err_pipe = child.stderr.take().expect("piped stderr");
+        let out_buf = stdout.clone();
+        let err_buf = stderr.clone();
+        let readers = vec![
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(out_pipe);
+                let mut line = Vec::new();
+                while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    lock(&out_buf).push_str(&text);
+                    let _ = tx.send(text.trim_end_matches(['\r', '\n']).to_string());
+                    line.clear();
+                }
+            }),
+            std::thread::spawn(move || {
+                let mut pipe = err_pipe;
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    lock(&err_buf).push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            }),
+        ];
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for a stdout line matching `pred` (lines before it are skipped, but kept in the
+    /// collected output). Fails if the process ends or the time runs out first.
+    pub fn wait_line(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "{}: expected line not seen within {timeout:?}",
+                        self.name
+                    ))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    return Err(format!(
+                        "{}: exited ({status:?}) before the expected line",
+                        self.name
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Like [`Proc::wait_line`], but panics with the process's output on failure.
+    pub fn expect_line(&mut self, pred: impl Fn(&str) -> bool, what: &str) -> String {
+        match self.wait_line(pred, WAIT) {
+            Ok(line) => line,
+            Err(e) => {
+                self.kill();
+                panic!("{e} ({what}): {}", self.output())
+            }
+        }
+    }
+
+    /// Waits for the process to exit, killing it if it takes longer than `timeout`, and
+    /// returns what it printed.
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        let mut timed_out = false;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    timed_out = true;
+                    self.kill();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+        let status = self.child.wait().ok();
+        // The pipes close when the process exits; the readers then finish.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let mut out = self.output();
+        out.status = status;
+        out.timed_out = timed_out;
+        out
+    }
+
+    /// Kills the process abruptly (SIGKILL on Unix) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the process printed so far.
+    pub fn output(&self) -> Output {
+        Output {
+            name: self.name.clone(),
+            status: None,
+            timed_out: false,
+            stdout: lock(&self.stdout).clone(),
+            stderr: lock(&self.stderr).clone(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `cmd` to completion within `timeout` (killed after it).
+pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
+    Proc::spawn(name, cmd).finish(timeout)
+}
