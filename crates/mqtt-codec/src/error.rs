@@ -62,6 +62,10 @@ pub enum DecodeError {
     PasswordWithoutUsername,
     #[error("CONNACK: reserved acknowledge flags {flags:#04x}")]
     ConnAckReservedFlags { flags: u8 },
+    #[error("CONNACK: Session Present set on a refusal")]
+    SessionPresentOnRefusal,
+    #[error("AUTH: no authentication method")]
+    AuthWithoutMethod,
     #[error("{packet}: reason code {code:#04x} is not allowed")]
     InvalidReasonCode { packet: PacketType, code: u8 },
     #[error("{packet}: unknown property identifier {id:#04x}")]
@@ -132,6 +136,8 @@ impl DecodeError {
             | InvalidReasonCode { .. }
             | InvalidTopicName { .. }
             | InvalidTopicFilter { .. }
+            | SessionPresentOnRefusal
+            | AuthWithoutMethod
             | DuplicateProperty { .. }
             | InvalidPropertyValue { .. }
             | AuthDataWithoutMethod { .. }

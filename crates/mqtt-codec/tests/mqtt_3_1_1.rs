@@ -11,7 +11,7 @@
 //! MQTT-3.1.2-5, MQTT-3.1.2-6, MQTT-3.1.2.7, MQTT-3.1.2-8, MQTT-3.1.2-10, MQTT-3.1.2-12,
 //! MQTT-3.1.2-16, MQTT-3.1.2-17, MQTT-3.1.2-23, MQTT-3.1.2-24, MQTT-3.1.3-2, MQTT-3.1.4-2,
 //! MQTT-3.1.4-3, MQTT-3.1.4-4, MQTT-3.1.4-5, MQTT-3.2.0-1, MQTT-3.2.2-1, MQTT-3.2.2-2,
-//! MQTT-3.2.2-3, MQTT-3.2.2-4, MQTT-3.2.2-5, MQTT-3.2.2-6, MQTT-3.3.1-3, MQTT-3.3.1-5,
+//! MQTT-3.2.2-3, MQTT-3.2.2-5, MQTT-3.2.2-6, MQTT-3.3.1-3, MQTT-3.3.1-5,
 //! MQTT-3.3.1-6, MQTT-3.3.1-7, MQTT-3.3.1-8, MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11,
 //! MQTT-3.3.1-12, MQTT-3.3.2-3, MQTT-3.3.4-1, MQTT-3.3.5-1, MQTT-3.3.5-2, MQTT-3.8.3-2,
 //! MQTT-3.8.4-1, MQTT-3.8.4-2, MQTT-3.8.4-3, MQTT-3.8.4-4, MQTT-3.8.4-6, MQTT-3.10.4-1,
@@ -2397,4 +2397,20 @@ fn bad_first_byte_fails_before_the_body_arrives() {
             expected: 0x02
         })
     ));
+}
+
+#[test]
+fn mqtt_3_2_2_4_session_present_with_a_refusal_is_refused_and_never_encoded() {
+    // Session Present 1 with return code 0x05 (not authorized).
+    assert_decode_err!(
+        frame(0x20, &[0x01, 0x05]),
+        DecodeError::SessionPresentOnRefusal,
+        ReasonCode::ProtocolError
+    );
+    let wire = encode(&Packet::from(ConnAck {
+        session_present: true,
+        reason_code: ReasonCode::NotAuthorized,
+        ..Default::default()
+    }));
+    assert_eq!(wire, [0x20, 0x02, 0x00, 0x05]);
 }

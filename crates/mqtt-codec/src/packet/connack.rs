@@ -33,6 +33,11 @@ impl ConnAck {
             packet: PacketType::ConnAck,
             code: raw,
         })?;
+        let session_present = flags & 1 != 0;
+        // A refused connection has no session [MQTT-3.2.2-4] (3.1.1), [MQTT-3.2.2-6] (5.0).
+        if session_present && !reason_code.is_success() {
+            return Err(DecodeError::SessionPresentOnRefusal);
+        }
         let properties = if version.is_v5() {
             properties::decode(&mut r)?
         } else {
@@ -40,7 +45,7 @@ impl ConnAck {
         };
         r.finish()?;
         Ok(ConnAck {
-            session_present: flags & 1 != 0,
+            session_present,
             reason_code,
             properties,
         })
@@ -59,7 +64,10 @@ impl ConnAck {
         version: ProtocolVersion,
         buf: &mut BytesMut,
     ) -> Result<(), EncodeError> {
-        buf.put_u8(u8::from(self.session_present));
+        // A refused connection has no session [MQTT-3.2.2-4], [MQTT-3.2.2-6].
+        buf.put_u8(u8::from(
+            self.session_present && self.reason_code.is_success(),
+        ));
         if version.is_v5() {
             buf.put_u8(self.reason_code as u8);
             properties::encode(&self.properties, buf, PacketType::ConnAck)

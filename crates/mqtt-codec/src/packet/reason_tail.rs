@@ -124,11 +124,17 @@ pub struct Auth {
 
 impl Auth {
     pub(crate) fn decode(mut r: Reader) -> Result<Auth, DecodeError> {
+        // Only the empty form (Success, no properties) may go without a method
+        // (MQTT 5.0 section 3.15.2.2.2).
+        let empty = r.is_empty();
         let (reason_code, properties): (ReasonCode, AuthProperties) = read(&mut r)?;
         if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
             return Err(DecodeError::AuthDataWithoutMethod {
                 packet: PacketType::Auth,
             });
+        }
+        if !empty && properties.authentication_method.is_none() {
+            return Err(DecodeError::AuthWithoutMethod);
         }
         r.finish()?;
         Ok(Auth {
