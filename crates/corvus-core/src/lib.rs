@@ -14,6 +14,8 @@ pub mod connection;
 pub mod retained;
 pub mod router;
 pub mod session;
+#[cfg(test)]
+mod test_model;
 pub mod topic_tree;
 pub mod types;
 

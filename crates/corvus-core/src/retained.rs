@@ -592,27 +592,7 @@ mod tests {
 
         use super::*;
 
-        /// MQTT 4.7 matching, level by level, with no cleverness.
-        fn matches(filter: &str, topic: &str) -> bool {
-            let f: Vec<&str> = filter.split('/').collect();
-            let t: Vec<&str> = topic.split('/').collect();
-            if topic.starts_with('$') && (f[0] == "+" || f[0] == "#") {
-                return false;
-            }
-            let mut i = 0;
-            loop {
-                if i == f.len() {
-                    return i == t.len();
-                }
-                if f[i] == "#" {
-                    return true;
-                }
-                if i == t.len() || (f[i] != "+" && f[i] != t[i]) {
-                    return false;
-                }
-                i += 1;
-            }
-        }
+        use crate::test_model::matches;
 
         const LEVELS: [&str; 4] = ["a", "b", "", "$x"];
 

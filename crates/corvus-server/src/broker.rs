@@ -1,6 +1,9 @@
 //! The broker's shared state and the operations on it that span sessions: the session
 //! registry (with takeover), the subscription index, retained messages, and routing.
 //!
+//! [`SessionOwnership`] and [`MessageRouting`] are the seams a cluster replaces; [`Broker`] is
+//! their single-node implementation.
+//!
 //! Locking discipline, which keeps publishers and connections free of deadlocks: a session's
 //! lock is never held while taking the index, retained or registry locks, and the index lock
 //! is taken before the registry lock, never after. Publishing takes the index for reading
@@ -79,6 +82,39 @@ pub enum Claim {
     Busy(mpsc::Sender<TakeOver>),
 }
 
+/// Who owns each client's session. On a single node the registry is a map in memory; in a
+/// cluster, claiming is a compare-and-swap on the replicated registry and the session is
+/// handed over from the node that owned it. Connection tasks use only this interface.
+pub trait SessionOwnership: Send + Sync {
+    /// Claims the session of `client` for connection `owner`, creating it if needed.
+    fn claim_session(&self, client: &ClientId, owner: Owner) -> Claim;
+    /// Starts a claimed session afresh (Clean Start, or an expired session).
+    fn reset_session(&self, handle: &SessionHandle, now: Millis);
+    /// Gives up ownership after the connection closed; true if `connection` was the owner.
+    fn release_session(&self, handle: &SessionHandle, connection: u64) -> bool;
+    /// Removes an ended session and its subscriptions, unless it was claimed since.
+    fn end_session(&self, client: &ClientId, handle: &Arc<SessionHandle>, now: Millis);
+}
+
+/// Where messages go and who is subscribed. On a single node: the matching sessions here. In
+/// a cluster: also one copy to each node with subscribers, and subscriptions replicated so
+/// every node knows where to send. Connection tasks use only this interface.
+pub trait MessageRouting: Send + Sync {
+    /// Routes a message to every matching session (and keeps it if retained); returns the
+    /// number of sessions it was queued for.
+    fn publish(&self, message: Arc<Message>, now: Millis) -> usize;
+    fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry);
+    fn unsubscribe(&self, client: &ClientId, filter: &str);
+    /// Queues the retained messages matching a new subscription for its session.
+    fn send_retained(
+        &self,
+        handle: &SessionHandle,
+        filter: &str,
+        entry: &SubscriptionEntry,
+        now: Millis,
+    );
+}
+
 /// Shared broker state.
 #[derive(Debug)]
 pub struct Broker {
@@ -116,95 +152,6 @@ impl Broker {
 
     // ---- sessions ----
 
-    /// Claims the session of `client` for connection `owner`, creating it if needed.
-    pub fn claim_session(&self, client: &ClientId, owner: Owner) -> Claim {
-        let mut sessions = write(&self.sessions);
-        let mut existed = true;
-        let handle = sessions
-            .entry(client.clone())
-            .or_insert_with(|| {
-                existed = false;
-                Arc::new(SessionHandle::new(Session::new(
-                    client.clone(),
-                    &self.config,
-                )))
-            })
-            .clone();
-        drop(sessions);
-        let mut current = handle.owner();
-        if let Some(previous) = current.as_ref() {
-            return Claim::Busy(previous.kick.clone());
-        }
-        *current = Some(owner);
-        drop(current);
-        handle.online.store(true, Ordering::Release);
-        Claim::Owned { handle, existed }
-    }
-
-    /// Starts a claimed session afresh (Clean Start, or an expired session): its
-    /// subscriptions leave the index and its messages are discarded. The old session ends
-    /// here, so a will still waiting for its delay is published now (MQTT 5.0 3.1.3.2.2).
-    pub fn reset_session(&self, handle: &SessionHandle, now: Millis) {
-        let (client, filters, will) = {
-            let mut session = handle.lock();
-            self.drain_drops(&mut session);
-            let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
-            let will = session.pending_will.take().map(|w| w.message);
-            let client = session.client_id().clone();
-            *session = Session::new(client.clone(), &self.config);
-            (client, filters, will)
-        };
-        {
-            let mut tree = write(&self.tree);
-            for filter in filters {
-                tree.unsubscribe(&client, &filter);
-            }
-        }
-        if let Some(will) = will {
-            self.publish(will, now);
-        }
-    }
-
-    /// Gives up ownership after the connection closed. Returns true if `connection` was the
-    /// owner (a connection that was taken over no longer is).
-    pub fn release_session(&self, handle: &SessionHandle, connection: u64) -> bool {
-        let mut owner = handle.owner();
-        let mine = owner.as_ref().is_some_and(|o| o.connection == connection);
-        if mine {
-            *owner = None;
-            handle.online.store(false, Ordering::Release);
-        }
-        mine
-    }
-
-    /// Removes an ended session and its subscriptions, unless a connection claimed it since.
-    pub fn end_session(&self, client: &ClientId, handle: &Arc<SessionHandle>, now: Millis) {
-        {
-            let mut sessions = write(&self.sessions);
-            let current = sessions.get(client).is_some_and(|h| Arc::ptr_eq(h, handle));
-            if !current || handle.owner().is_some() {
-                return;
-            }
-            sessions.remove(client);
-        }
-        // The session's end is the latest moment for a delayed will [MQTT-3.1.3-9].
-        let (filters, will) = {
-            let mut session = handle.lock();
-            let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
-            self.drain_drops(&mut session);
-            (filters, session.pending_will.take().map(|w| w.message))
-        };
-        {
-            let mut tree = write(&self.tree);
-            for filter in filters {
-                tree.unsubscribe(client, &filter);
-            }
-        }
-        if let Some(will) = will {
-            self.publish(will, now);
-        }
-    }
-
     pub fn session(&self, client: &str) -> Option<Arc<SessionHandle>> {
         read(&self.sessions).get(client).cloned()
     }
@@ -238,14 +185,6 @@ impl Broker {
 
     // ---- subscriptions and retained messages ----
 
-    pub fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry) {
-        write(&self.tree).subscribe(client, filter, entry);
-    }
-
-    pub fn unsubscribe(&self, client: &ClientId, filter: &str) {
-        write(&self.tree).unsubscribe(client, filter);
-    }
-
     pub fn subscription_count(&self) -> usize {
         read(&self.tree).len()
     }
@@ -254,31 +193,113 @@ impl Broker {
         read(&self.retained).len()
     }
 
-    /// Queues the retained messages matching a new subscription for its session.
-    pub fn send_retained(
-        &self,
-        handle: &SessionHandle,
-        filter: &str,
-        entry: &SubscriptionEntry,
-        now: Millis,
-    ) {
-        let messages = read(&self.retained).matching(filter, now);
-        if messages.is_empty() {
-            return;
-        }
-        let mut session = handle.lock();
-        for message in messages {
-            session.enqueue(retained_delivery(&message, entry), now);
-        }
-        self.drain_drops(&mut session);
-    }
-
     // ---- routing ----
 
+    /// Adds the drops a session counted since last time to the broker-wide metrics. Every
+    /// drop is counted by its session first, so this is the one path into the metrics.
+    pub fn drain_drops(&self, session: &mut Session) {
+        for (reason, n) in session.counters.take_unreported() {
+            self.metrics.count_drops(reason, n);
+        }
+    }
+}
+
+impl SessionOwnership for Broker {
+    /// Claims the session of `client` for connection `owner`, creating it if needed.
+    fn claim_session(&self, client: &ClientId, owner: Owner) -> Claim {
+        let mut sessions = write(&self.sessions);
+        let mut existed = true;
+        let handle = sessions
+            .entry(client.clone())
+            .or_insert_with(|| {
+                existed = false;
+                Arc::new(SessionHandle::new(Session::new(
+                    client.clone(),
+                    &self.config,
+                )))
+            })
+            .clone();
+        drop(sessions);
+        let mut current = handle.owner();
+        if let Some(previous) = current.as_ref() {
+            return Claim::Busy(previous.kick.clone());
+        }
+        *current = Some(owner);
+        drop(current);
+        handle.online.store(true, Ordering::Release);
+        Claim::Owned { handle, existed }
+    }
+
+    /// Starts a claimed session afresh (Clean Start, or an expired session): its
+    /// subscriptions leave the index and its messages are discarded. The old session ends
+    /// here, so a will still waiting for its delay is published now (MQTT 5.0 3.1.3.2.2).
+    fn reset_session(&self, handle: &SessionHandle, now: Millis) {
+        let (client, filters, will) = {
+            let mut session = handle.lock();
+            self.drain_drops(&mut session);
+            let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
+            let will = session.pending_will.take().map(|w| w.message);
+            let client = session.client_id().clone();
+            *session = Session::new(client.clone(), &self.config);
+            (client, filters, will)
+        };
+        {
+            let mut tree = write(&self.tree);
+            for filter in filters {
+                tree.unsubscribe(&client, &filter);
+            }
+        }
+        if let Some(will) = will {
+            self.publish(will, now);
+        }
+    }
+
+    /// Gives up ownership after the connection closed. Returns true if `connection` was the
+    /// owner (a connection that was taken over no longer is).
+    fn release_session(&self, handle: &SessionHandle, connection: u64) -> bool {
+        let mut owner = handle.owner();
+        let mine = owner.as_ref().is_some_and(|o| o.connection == connection);
+        if mine {
+            *owner = None;
+            handle.online.store(false, Ordering::Release);
+        }
+        mine
+    }
+
+    /// Removes an ended session and its subscriptions, unless a connection claimed it since.
+    fn end_session(&self, client: &ClientId, handle: &Arc<SessionHandle>, now: Millis) {
+        {
+            let mut sessions = write(&self.sessions);
+            let current = sessions.get(client).is_some_and(|h| Arc::ptr_eq(h, handle));
+            if !current || handle.owner().is_some() {
+                return;
+            }
+            sessions.remove(client);
+        }
+        // The session's end is the latest moment for a delayed will [MQTT-3.1.3-9].
+        let (filters, will) = {
+            let mut session = handle.lock();
+            let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
+            self.drain_drops(&mut session);
+            (filters, session.pending_will.take().map(|w| w.message))
+        };
+        {
+            let mut tree = write(&self.tree);
+            for filter in filters {
+                tree.unsubscribe(client, &filter);
+            }
+        }
+        if let Some(will) = will {
+            self.publish(will, now);
+        }
+    }
+}
+
+impl MessageRouting for Broker {
     /// Routes a message to every matching session and, if its RETAIN flag is set, makes it
     /// the topic's retained message (or clears that, for an empty payload). Returns the
     /// number of sessions it was queued for.
-    pub fn publish(&self, message: Arc<Message>, now: Millis) -> usize {
+    fn publish(&self, message: Arc<Message>, now: Millis) -> usize {
         Metrics::add(&self.metrics.messages_received, 1);
         if message.retain {
             write(&self.retained).set(message.clone());
@@ -309,11 +330,30 @@ impl Broker {
         queued
     }
 
-    /// Adds the drops a session counted since last time to the broker-wide metrics. Every
-    /// drop is counted by its session first, so this is the one path into the metrics.
-    pub fn drain_drops(&self, session: &mut Session) {
-        for (reason, n) in session.counters.take_unreported() {
-            self.metrics.count_drops(reason, n);
+    fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry) {
+        write(&self.tree).subscribe(client, filter, entry);
+    }
+
+    fn unsubscribe(&self, client: &ClientId, filter: &str) {
+        write(&self.tree).unsubscribe(client, filter);
+    }
+
+    /// Queues the retained messages matching a new subscription for its session.
+    fn send_retained(
+        &self,
+        handle: &SessionHandle,
+        filter: &str,
+        entry: &SubscriptionEntry,
+        now: Millis,
+    ) {
+        let messages = read(&self.retained).matching(filter, now);
+        if messages.is_empty() {
+            return;
         }
+        let mut session = handle.lock();
+        for message in messages {
+            session.enqueue(retained_delivery(&message, entry), now);
+        }
+        self.drain_drops(&mut session);
     }
 }

@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info};
 
-use crate::broker::{Broker, Claim, Owner, SessionHandle, TakeOver};
+use crate::broker::{
+    Broker, Claim, MessageRouting, Owner, SessionHandle, SessionOwnership, TakeOver,
+};
 use crate::clock::now;
 use crate::metrics::Metrics;
 

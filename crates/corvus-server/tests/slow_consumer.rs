@@ -37,18 +37,6 @@ async fn persistent(addr: SocketAddr, id: &str, clean: bool) -> Raw {
     raw
 }
 
-/// Waits until the broker has settled a closed connection's session as offline.
-async fn wait_offline(server: &Server, client: &str) {
-    let handle = server.broker().session(client).expect("session exists");
-    tokio::time::timeout(WAIT, async {
-        while handle.is_online() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("session goes offline");
-}
-
 /// A subscriber with a persistent session on `filter` that has gone offline.
 async fn offline_subscriber(server: &Server, addr: SocketAddr, id: &str, filter: &str) {
     let mut sub = persistent(addr, id, true).await;

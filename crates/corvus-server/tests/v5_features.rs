@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use corvus_core::DropReason;
-use corvus_server::Server;
 use mqtt_codec::{
     Auth, MqttString, Packet, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions,
 };
@@ -33,18 +32,6 @@ async fn persistent(addr: std::net::SocketAddr, id: &str, clean: bool) -> (Raw, 
     })
     .await;
     (raw, ack.session_present)
-}
-
-/// Waits until the broker has settled a closed connection's session as offline.
-async fn wait_offline(server: &Server, client: &str) {
-    let handle = server.broker().session(client).expect("session exists");
-    tokio::time::timeout(WAIT, async {
-        while handle.is_online() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("session goes offline");
 }
 
 // ---- Message Expiry Interval ----

@@ -328,3 +328,15 @@ pub async fn assert_nothing_queued(raw: &mut Raw) {
         }
     }
 }
+
+/// Waits until the broker has settled a closed connection's session as offline.
+pub async fn wait_offline(server: &Server, client: &str) {
+    let handle = server.broker().session(client).expect("session exists");
+    tokio::time::timeout(WAIT, async {
+        while handle.is_online() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("session goes offline");
+}

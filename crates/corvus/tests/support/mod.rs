@@ -253,7 +253,7 @@ fn free_port() -> u16 {
     listener.local_addr().expect("probe socket address").port()
 }
 
-fn unique_temp_dir(test: &str) -> PathBuf {
+pub fn unique_temp_dir(test: &str) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

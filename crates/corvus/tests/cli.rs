@@ -1,0 +1,156 @@
+//! The command line of the real `corvus` binary: help, flags, the config file and how flags
+//! override it, errors that name the key and line, the start message, the data directory.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{unique_temp_dir, Proc, CLIENT_TIMEOUT};
+
+fn corvus() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `corvus` to completion (it must exit by itself) and returns its output.
+fn run(name: &str, cmd: &mut Command) -> support::Output {
+    let out = Proc::spawn(name, cmd).finish(CLIENT_TIMEOUT);
+    assert!(!out.timed_out, "{name} did not exit: {out}");
+    out
+}
+
+/// A config file with `text` in a fresh directory.
+fn config_file(test: &str, text: &str) -> std::path::PathBuf {
+    let dir = unique_temp_dir(test);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("corvus.toml");
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap();
+    path
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = run("corvus --help", corvus().arg("--help"));
+    assert!(out.success(), "{out}");
+    for flag in [
+        "--listen",
+        "--config",
+        "--data-dir",
+        "--log-level",
+        "0.0.0.0:1883",
+    ] {
+        assert!(
+            out.stdout.contains(flag),
+            "--help does not mention {flag}: {out}"
+        );
+    }
+}
+
+#[test]
+fn unknown_config_key_is_refused_with_its_name_and_line() {
+    let path = config_file(
+        "cli-unknown-key",
+        "log_level = \"info\"\nlisen = [\"127.0.0.1:1\"]\n",
+    );
+    let out = run("corvus --config", corvus().arg("--config").arg(&path));
+    assert!(!out.success(), "started with a bad config: {out}");
+    assert!(out.stderr.contains("lisen"), "{out}");
+    assert!(out.stderr.contains("line 2"), "{out}");
+}
+
+#[test]
+fn bad_config_value_is_refused_with_its_key() {
+    let path = config_file("cli-bad-value", "[limits]\nreceive_maximum = 0\n");
+    let out = run("corvus --config", corvus().arg("--config").arg(&path));
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("limits.receive_maximum"), "{out}");
+}
+
+#[test]
+fn unknown_log_level_is_refused() {
+    let out = run("corvus --log-level", corvus().args(["--log-level", "loud"]));
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("loud"), "{out}");
+}
+
+#[test]
+fn missing_config_file_is_refused_with_its_path() {
+    let out = run(
+        "corvus --config",
+        corvus().args(["--config", "/nonexistent/corvus.toml"]),
+    );
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("/nonexistent/corvus.toml"), "{out}");
+}
+
+/// Flags win over the file; the start line says where it listens, where the data lives and
+/// how to listen publicly; the data directory is created private (0700).
+#[test]
+fn flags_override_the_config_file_and_the_start_message_says_where_things_are() {
+    let file_dir = unique_temp_dir("cli-file-data");
+    let flag_dir = unique_temp_dir("cli-flag-data");
+    let path = config_file(
+        "cli-override",
+        &format!(
+            "listen = [\"127.0.0.1:9\"]\nlog_level = \"debug\"\ndata_dir = \"{}\"\n",
+            file_dir.display()
+        ),
+    );
+    let mut broker = Proc::spawn(
+        "corvus",
+        corvus()
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&flag_dir),
+    );
+    let line = broker.expect_line(|l| l.contains("listening for MQTT on"), "start line");
+    // Port 0 in the flag (not 9 from the file): the line names the port actually bound.
+    let addr = line
+        .split("listening for MQTT on ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("address in the start line")
+        .trim()
+        .to_owned();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":9"),
+        "{line}"
+    );
+    assert!(line.contains(&flag_dir.display().to_string()), "{line}");
+    broker.expect_line(
+        |l| l.contains("--listen 0.0.0.0:1883"),
+        "how to listen publicly",
+    );
+    TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
+        .expect("the broker accepts connections where it said");
+    assert!(
+        !file_dir.exists(),
+        "the file's data_dir was used despite --data-dir"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&flag_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "data directory mode {mode:o}");
+    }
+    broker.kill();
+    let _ = std::fs::remove_dir_all(&flag_dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_shuts_down_gracefully_with_exit_status_0() {
+    let mut broker = support::Broker::start("cli-sigterm");
+    let status = broker
+        .terminate(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
