@@ -189,6 +189,15 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_loopback_1883_and_corvus_data() {
+        let config = Config::default();
+        assert_eq!(config.listen, vec!["127.0.0.1:1883".parse().unwrap()]);
+        assert_eq!(config.data_dir, PathBuf::from("./corvus-data"));
+        assert_eq!(config.log_level, "info");
+        assert_eq!(config.broker_config(), BrokerConfig::default());
+    }
+
+    #[test]
     fn unknown_key_is_refused_with_its_name_and_line() {
         let err = Config::parse("listen = [\"127.0.0.1:1\"]\nlisen = 3\n").unwrap_err();
         let text = err.to_string();

@@ -145,12 +145,43 @@ fn flags_override_the_config_file_and_the_start_message_says_where_things_are() 
     let _ = std::fs::remove_dir_all(&flag_dir);
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM both shut down gracefully: a v5 client is told 0x8B (Server
+/// shutting down) before the close, and the process exits 0.
 #[cfg(unix)]
 #[test]
-fn sigterm_shuts_down_gracefully_with_exit_status_0() {
-    let mut broker = support::Broker::start("cli-sigterm");
-    let status = broker
-        .terminate(Duration::from_secs(10))
-        .expect("exits after SIGTERM");
-    assert!(status.success(), "exit status {status:?}");
+fn sigint_and_sigterm_shut_down_gracefully_with_exit_status_0() {
+    use std::io::Read;
+    // CONNECT, MQTT 5.0, clean start, keep alive 60, no properties, client id "x".
+    let connect = [
+        0x10, 14, // fixed header, remaining length
+        0x00, 0x04, b'M', b'Q', b'T', b'T', 5, // protocol name and level
+        0x02, 0, 60, 0, // flags, keep alive, property length
+        0, 1, b'x', // client identifier
+    ];
+    for signal in ["INT", "TERM"] {
+        let mut broker = support::Broker::start(&format!("cli-sig{signal}"));
+        let mut client = TcpStream::connect(broker.addr).expect("connect");
+        client.write_all(&connect).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut connack = [0u8; 64];
+        let n = client.read(&mut connack).expect("CONNACK");
+        assert!(
+            n >= 4 && connack[0] == 0x20 && connack[3] == 0x00,
+            "CONNACK {:02X?}",
+            &connack[..n]
+        );
+        let status = broker
+            .signal(signal, Duration::from_secs(10))
+            .expect("exits after the signal");
+        assert!(status.success(), "SIG{signal}: exit status {status:?}");
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+        // DISCONNECT with reason 0x8B, then the close.
+        assert!(
+            rest.len() >= 3 && rest[0] == 0xE0 && rest[2] == 0x8B,
+            "SIG{signal}: {rest:02X?}"
+        );
+    }
 }

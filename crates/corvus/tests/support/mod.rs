@@ -210,12 +210,21 @@ impl Broker {
     /// `timeout` for it to exit; None if it did not (it is then killed on drop).
     #[cfg(unix)]
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM", timeout)
+    }
+
+    /// Sends `signal` (a name `kill` knows, e.g. "INT") and waits up to `timeout` for the
+    /// broker to exit; None if it did not (it is then killed on drop).
+    #[cfg(unix)]
+    pub fn signal(&mut self, signal: &str, timeout: Duration) -> Option<ExitStatus> {
         self.terminated = true;
         let pid = self.proc.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
         assert!(
             sent.as_ref().is_ok_and(|s| s.success()),
-            "cannot send SIGTERM to corvus: {sent:?}"
+            "cannot send SIG{signal} to corvus: {sent:?}"
         );
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
