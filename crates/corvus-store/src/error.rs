@@ -1,0 +1,141 @@
+//! Errors: every failure names the file and the operation that failed.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// The file operation that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Creating a directory.
+    CreateDir,
+    /// Creating a file.
+    Create,
+    /// Opening a file.
+    Open,
+    /// Reading a file.
+    Read,
+    /// Writing a file.
+    Write,
+    /// Syncing (fsync) a file.
+    Sync,
+    /// Truncating a file.
+    Truncate,
+    /// Removing a file.
+    Remove,
+    /// Renaming a file.
+    Rename,
+    /// Listing a directory.
+    List,
+    /// Syncing a directory.
+    SyncDir,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::CreateDir => "create directory",
+            Op::Create => "create",
+            Op::Open => "open",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Sync => "sync",
+            Op::Truncate => "truncate",
+            Op::Remove => "remove",
+            Op::Rename => "rename",
+            Op::List => "list directory",
+            Op::SyncDir => "sync directory",
+        })
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("failed to {op} {}: {source}", path.display())]
+    Io {
+        /// The operation.
+        op: Op,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The directory holds a file that is not a Corvus queue segment.
+    #[error(
+        "{}: not a Corvus queue segment ({reason}); refusing to start rather than misread or \
+         delete data written by another program: move it out of the directory",
+        path.display()
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// A segment was written in a format version this build does not read.
+    #[error(
+        "{}: segment format version {found} is not supported (this build reads version \
+         {supported}); it was written by a different Corvus version",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The segment.
+        path: PathBuf,
+        /// The version in its header.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A payload larger than the configured maximum.
+    #[error("payload of {len} bytes exceeds the maximum of {max} bytes")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The maximum.
+        max: u32,
+    },
+    /// A record read back did not match what recovery indexed (the file changed underneath).
+    #[error("{}: corrupt record at offset {offset}: {what}", path.display())]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// The record's offset.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// An earlier failure could not be rolled back; the log refuses writes until reopened.
+    #[error("the log refuses writes after an unrecoverable failure ({reason}); reopen it")]
+    Poisoned {
+        /// The failure.
+        reason: String,
+    },
+    /// The options are inconsistent.
+    #[error("invalid log options: {0}")]
+    InvalidOptions(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(op: Op, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StoreError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for attaching the operation and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: Op, path: &std::path::Path) -> Result<T, StoreError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: Op, path: &std::path::Path) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::io(op, path, e))
+    }
+}
