@@ -7,12 +7,12 @@
 //! retained messages, other sessions) is the runtime's: the connection asks for changes to it
 //! through actions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use mqtt_codec::{
     Ack, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString, Packet,
-    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    PacketId, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
 use crate::config::BrokerConfig;
@@ -105,6 +105,9 @@ pub struct Connection {
     will: Option<WillSpec>,
     connect_session_expiry: u32,
     session_expiry: u32,
+    /// Messages of a resumed session still in flight but not yet re-sent on this connection,
+    /// because the client's Receive Maximum had no room for them (MQTT 5.0 section 4.9).
+    resend_later: VecDeque<PacketId>,
 }
 
 /// Reason strings are for people; keep them short so they never threaten a packet limit.
@@ -128,6 +131,7 @@ impl Connection {
             will: None,
             connect_session_expiry: 0,
             session_expiry: 0,
+            resend_later: VecDeque::new(),
         }
     }
 
@@ -341,25 +345,61 @@ impl Connection {
     }
 
     /// Re-sends unacknowledged messages in their original order, PUBLISH with DUP set, or
-    /// PUBREL for those already received [MQTT-4.4.0-1].
+    /// PUBREL for those already received [MQTT-4.4.0-1]. The session may hold more than this
+    /// client's Receive Maximum allows (an earlier connection allowed more): the rest wait in
+    /// `resend_later` until acknowledgements make room [MQTT-4.9.0-2].
     fn resend_inflight(&mut self, session: &mut Session, now: Millis, out: &mut Vec<Action>) {
-        let resends: Vec<_> = session
-            .inflight()
-            .map(|f| (f.packet_id, f.state, f.delivery.clone()))
-            .collect();
-        for (packet_id, state, delivery) in resends {
-            let packet = match state {
-                OutState::AwaitingPubComp => Packet::PubRel(Ack::new(packet_id)),
-                OutState::AwaitingPubAck | OutState::AwaitingPubRec => {
-                    let mut publish = self.build_publish(&delivery, now);
-                    publish.dup = true;
-                    publish.packet_id = Some(packet_id);
-                    self.apply_outgoing_alias(&mut publish);
-                    Packet::Publish(publish)
-                }
-            };
-            out.push(Action::Send(packet));
+        let max_inflight = self.max_inflight();
+        let ids: Vec<PacketId> = session.inflight().map(|f| f.packet_id).collect();
+        for (i, packet_id) in ids.into_iter().enumerate() {
+            if i < max_inflight {
+                self.resend(packet_id, session, now, out);
+            } else {
+                self.resend_later.push_back(packet_id);
+            }
         }
+    }
+
+    fn resend(
+        &mut self,
+        packet_id: PacketId,
+        session: &mut Session,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(flight) = session.inflight().find(|f| f.packet_id == packet_id) else {
+            return;
+        };
+        let packet = match flight.state {
+            OutState::AwaitingPubComp => Packet::PubRel(Ack::new(packet_id)),
+            state @ (OutState::AwaitingPubAck | OutState::AwaitingPubRec) => {
+                let mut publish = self.build_publish(&flight.delivery, now);
+                publish.dup = true;
+                publish.packet_id = Some(packet_id);
+                if !self.fit_for_client(&mut publish) {
+                    // This client accepts less than the one it was first sent to: discarded,
+                    // as if acknowledged [MQTT-3.1.2-25].
+                    session.counters.count(DropReason::TooLargeForClient);
+                    if state == OutState::AwaitingPubAck {
+                        session.on_puback(packet_id);
+                    } else {
+                        session.on_pubrec(packet_id, false);
+                    }
+                    return;
+                }
+                Packet::Publish(publish)
+            }
+        };
+        out.push(Action::Send(packet));
+    }
+
+    /// How many QoS 1/2 messages may be unacknowledged towards the client.
+    fn max_inflight(&self) -> usize {
+        usize::from(
+            self.client_receive_maximum
+                .min(self.config.max_inflight)
+                .max(1),
+        )
     }
 
     // ---- packets after CONNECT ----
@@ -504,11 +544,18 @@ impl Connection {
                 let mut ack = self.ack(id, reason);
                 ack.properties.reason_string = self.reason_string(text);
                 // In 3.1.1 there is no negative acknowledgement: acknowledge and drop.
-                let packet = if qos == QoS::AtLeastOnce {
-                    Packet::PubAck(ack)
-                } else {
-                    Packet::PubRec(ack)
+                let wrap = |ack| match qos {
+                    QoS::AtLeastOnce => Packet::PubAck(ack),
+                    _ => Packet::PubRec(ack),
                 };
+                let mut packet = wrap(ack.clone());
+                // No reason string that would take the packet past the client's limit
+                // [MQTT-3.4.2-2], [MQTT-3.5.2-2].
+                if packet.encoded_len(self.version) as u64 > u64::from(self.client_max_packet_size)
+                {
+                    ack.properties.reason_string = None;
+                    packet = wrap(ack);
+                }
                 out.push(Action::Send(packet));
             }
             return;
@@ -761,11 +808,17 @@ impl Connection {
         if self.state != State::Connected {
             return false;
         }
-        let max_inflight = usize::from(
-            self.client_receive_maximum
-                .min(self.config.max_inflight)
-                .max(1),
-        );
+        let max_inflight = self.max_inflight();
+        // Resends that waited for room go first, so that order is kept; those the client
+        // acknowledged meanwhile (it saw them on an earlier connection) need none.
+        self.resend_later
+            .retain(|id| session.inflight().any(|f| f.packet_id == *id));
+        while session.inflight_len() - self.resend_later.len() < max_inflight {
+            let Some(packet_id) = self.resend_later.pop_front() else {
+                break;
+            };
+            self.resend(packet_id, session, now, out);
+        }
         let mut produced = 0;
         while produced < budget {
             let Some(delivery) = session.next_to_send(max_inflight, now) else {
@@ -777,13 +830,11 @@ impl Connection {
                 publish.packet_id = mqtt_codec::PacketId::new(1);
             }
             // Too large for the client: discarded, as if sent [MQTT-3.1.2-25].
-            let size = Packet::Publish(publish.clone()).encoded_len(self.version);
-            if size as u64 > u64::from(self.client_max_packet_size) {
+            if !self.fit_for_client(&mut publish) {
                 session.counters.count(DropReason::TooLargeForClient);
                 continue;
             }
-            produced += size;
-            self.apply_outgoing_alias(&mut publish);
+            produced += Packet::Publish(publish.clone()).encoded_len(self.version);
             if delivery.qos != QoS::AtMostOnce {
                 publish.packet_id = Some(session.start_inflight(delivery));
             }
@@ -808,6 +859,26 @@ impl Connection {
             properties,
             payload: message.payload.clone(),
         }
+    }
+
+    /// Applies a topic alias (see below) unless that takes the packet past the client's
+    /// Maximum Packet Size: an alias can add up to three bytes, so without one it may still
+    /// fit. False if the packet is too large for the client either way.
+    fn fit_for_client(&mut self, publish: &mut Publish) -> bool {
+        let (version, max) = (self.version, u64::from(self.client_max_packet_size));
+        let fits =
+            |publish: &Publish| Packet::Publish(publish.clone()).encoded_len(version) as u64 <= max;
+        let plain = publish.clone();
+        let known = self.aliases_out.len();
+        self.apply_outgoing_alias(publish);
+        if fits(publish) {
+            return true;
+        }
+        // Forget an alias just assigned: the client never saw it.
+        self.aliases_out
+            .retain(|_, alias| usize::from(*alias) <= known);
+        *publish = plain;
+        fits(publish)
     }
 
     /// Uses a topic alias when the client accepts them: the first message on a topic
@@ -847,4 +918,143 @@ fn truncated(text: &str) -> Option<MqttString> {
         end -= 1;
     }
     MqttString::try_from(&text[..end]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use mqtt_codec::PublishProperties;
+
+    /// A v5 client connected with `setup` applied to its CONNECT; returns the CONNACK's actions.
+    fn connect(
+        session: &mut Session,
+        setup: impl FnOnce(&mut Connect),
+    ) -> (Connection, Vec<Action>) {
+        let mut conn = Connection::new(Arc::new(BrokerConfig::default()), 0);
+        let mut packet = Connect::new(ProtocolVersion::V5, MqttString::from_static("c"));
+        packet.clean_start = false;
+        setup(&mut packet);
+        let request = conn.on_connect(packet, 0, String::new).unwrap();
+        let mut out = Vec::new();
+        conn.accept(&request, session, true, 0, &mut out);
+        (conn, out)
+    }
+
+    fn delivery(topic: &'static str, payload: &'static [u8]) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: MqttString::from_static(topic),
+                payload: Bytes::from_static(payload),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at: None,
+                publisher: None,
+            }),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: vec![],
+        }
+    }
+
+    fn sent(out: &[Action]) -> Vec<&Packet> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Send(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mqtt_3_4_2_2_negative_ack_drops_a_reason_string_too_large_for_the_client() {
+        let mut session = Session::new("c".into(), &BrokerConfig::default());
+        let (mut conn, _) = connect(&mut session, |c| {
+            c.properties.maximum_packet_size = Some(24);
+        });
+        let mut publish = Publish::new(MqttString::from_static("$SYS/x"), "x".into());
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = PacketId::new(1);
+        let mut out = Vec::new();
+        conn.on_packet(Packet::Publish(publish), &mut session, 0, &mut out);
+        let packets = sent(&out);
+        let [Packet::PubAck(ack)] = packets.as_slice() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+        assert_eq!(ack.properties.reason_string, None);
+        assert!(packets[0].encoded_len(ProtocolVersion::V5) <= 24);
+    }
+
+    #[test]
+    fn topic_alias_is_left_out_when_it_would_exceed_the_client_maximum_packet_size() {
+        let mut session = Session::new("c".into(), &BrokerConfig::default());
+        // PUBLISH "a", QoS 1, payload of 11 bytes: 2 + 3 + 2 + 1 + 11 = 19 bytes without an
+        // alias, 22 with one.
+        let (mut conn, _) = connect(&mut session, |c| {
+            c.properties.maximum_packet_size = Some(19);
+            c.properties.topic_alias_maximum = Some(5);
+        });
+        session.online = true;
+        for _ in 0..2 {
+            session.enqueue(delivery("a", b"01234567890"), 0);
+        }
+        let mut out = Vec::new();
+        conn.fill_outgoing(&mut session, 0, usize::MAX, &mut out);
+        let packets = sent(&out);
+        assert_eq!(packets.len(), 2, "{out:?}");
+        for packet in packets {
+            let Packet::Publish(publish) = packet else {
+                panic!("{packet:?}");
+            };
+            assert_eq!(publish.properties.topic_alias, None);
+            assert_eq!(publish.topic, "a");
+            assert!(packet.encoded_len(ProtocolVersion::V5) <= 19);
+        }
+    }
+
+    #[test]
+    fn mqtt_4_9_0_2_resumed_session_resends_no_more_than_the_new_receive_maximum() {
+        let config = BrokerConfig::default();
+        let mut session = Session::new("c".into(), &config);
+        let ids: Vec<PacketId> = (0..3)
+            .map(|_| session.start_inflight(delivery("a", b"x")))
+            .collect();
+        let (mut conn, out) = connect(&mut session, |c| {
+            c.properties.receive_maximum = Some(1);
+        });
+        let publishes = |out: &[Action]| -> Vec<PacketId> {
+            sent(out)
+                .into_iter()
+                .filter_map(|p| match p {
+                    Packet::Publish(p) => p.packet_id,
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(publishes(&out), vec![ids[0]]);
+        let mut out = Vec::new();
+        conn.fill_outgoing(&mut session, 0, usize::MAX, &mut out);
+        assert!(out.is_empty(), "no room yet: {out:?}");
+        conn.on_packet(Packet::PubAck(Ack::new(ids[0])), &mut session, 0, &mut out);
+        conn.fill_outgoing(&mut session, 0, usize::MAX, &mut out);
+        assert_eq!(publishes(&out), vec![ids[1]], "the next resend, in order");
+    }
+
+    #[test]
+    fn resend_too_large_for_the_new_connection_is_discarded_and_counted() {
+        let config = BrokerConfig::default();
+        let mut session = Session::new("c".into(), &config);
+        session.start_inflight(delivery("a", &[b'x'; 40]));
+        let (_conn, out) = connect(&mut session, |c| {
+            c.properties.maximum_packet_size = Some(32);
+        });
+        assert!(
+            matches!(sent(&out).as_slice(), [Packet::ConnAck(_)]),
+            "{out:?}"
+        );
+        assert_eq!(session.inflight_len(), 0);
+        assert_eq!(session.counters.dropped(DropReason::TooLargeForClient), 1);
+    }
 }
