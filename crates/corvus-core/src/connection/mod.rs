@@ -1,0 +1,196 @@
+//! One client connection's protocol state machine: CONNECT to close, for MQTT 3.1.1 and 5.0.
+//!
+//! Packets and timer events go in; [`Action`]s come out, in the order they must be carried
+//! out. The connection owns what lasts as long as the network connection: the negotiated
+//! limits, keep alive, topic alias tables and the will. What outlives it is in the
+//! [`Session`], which the runtime lends for each call. Shared state (the subscription index,
+//! retained messages, other sessions) is the runtime's: the connection asks for changes to it
+//! through actions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use mqtt_codec::{
+    Ack, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, MqttString, Packet,
+    PacketId, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+use crate::config::BrokerConfig;
+use crate::session::{DropReason, OutState, Session, NEVER_EXPIRES};
+use crate::topic_tree::SubscriptionEntry;
+use crate::types::{ClientId, Delivery, Message, Millis};
+
+mod closing;
+mod connect;
+mod inbound;
+mod outbound;
+#[cfg(test)]
+mod tests;
+
+/// Something the runtime must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this packet to the client.
+    Send(Packet),
+    /// Route a message the client published (and update the retained store when its RETAIN
+    /// flag is set). Done before any acknowledgement that follows it.
+    Publish(Arc<Message>),
+    /// Add the session's subscription to the shared index.
+    Subscribe {
+        filter: MqttString,
+        entry: SubscriptionEntry,
+    },
+    /// Remove it from the shared index.
+    Unsubscribe { filter: MqttString },
+    /// Queue the retained messages matching a subscription just made.
+    SendRetained {
+        filter: MqttString,
+        entry: SubscriptionEntry,
+    },
+    /// Close the connection once everything before has been written.
+    Close,
+}
+
+/// What a CONNECT asks for, once it has passed the protocol checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRequest {
+    pub client_id: ClientId,
+    /// True if the broker chose the identifier.
+    pub assigned_client_id: bool,
+    pub clean_start: bool,
+    pub username: Option<MqttString>,
+    pub password: Option<bytes::Bytes>,
+    pub protocol: ProtocolVersion,
+}
+
+/// A refused CONNECT: what to send (if anything) before closing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: ReasonCode,
+    /// Boxed: a packet is large, and a refusal is the rare path.
+    pub connack: Option<Box<Packet>>,
+}
+
+/// What happens when a connection ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    /// A will to publish now.
+    pub will: Option<Arc<Message>>,
+    /// The session ends now (expiry 0): the runtime discards it and its subscriptions.
+    pub session_ended: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitingConnect,
+    Connected,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+struct WillSpec {
+    message: Message,
+    delay_secs: u32,
+}
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub struct Connection {
+    config: Arc<BrokerConfig>,
+    state: State,
+    version: ProtocolVersion,
+    client_id: Option<ClientId>,
+    /// Seconds, as granted; 0 means none.
+    keep_alive: u16,
+    last_received: Millis,
+    client_receive_maximum: u16,
+    client_max_packet_size: u32,
+    client_topic_alias_maximum: u16,
+    problem_information: bool,
+    aliases_in: HashMap<u16, MqttString>,
+    aliases_out: HashMap<MqttString, u16>,
+    will: Option<WillSpec>,
+    connect_session_expiry: u32,
+    session_expiry: u32,
+    /// Messages of a resumed session still in flight but not yet re-sent on this connection,
+    /// because the client's Receive Maximum had no room for them (MQTT 5.0 section 4.9).
+    resend_later: VecDeque<PacketId>,
+}
+
+/// Reason strings are for people; keep them short so they never threaten a packet limit.
+const MAX_REASON_STRING: usize = 128;
+
+impl Connection {
+    pub fn new(config: Arc<BrokerConfig>, now: Millis) -> Connection {
+        Connection {
+            config,
+            state: State::AwaitingConnect,
+            version: ProtocolVersion::V5,
+            client_id: None,
+            keep_alive: 0,
+            last_received: now,
+            client_receive_maximum: u16::MAX,
+            client_max_packet_size: mqtt_codec::MAX_PACKET_SIZE,
+            client_topic_alias_maximum: 0,
+            problem_information: true,
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
+            will: None,
+            connect_session_expiry: 0,
+            session_expiry: 0,
+            resend_later: VecDeque::new(),
+        }
+    }
+
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    pub fn client_id(&self) -> Option<&ClientId> {
+        self.client_id.as_ref()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Granted keep alive in seconds (0: none).
+    pub fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// The largest packet the client accepts.
+    pub fn client_max_packet_size(&self) -> u32 {
+        self.client_max_packet_size
+    }
+
+    /// When the connection times out unless a packet arrives: one and a half keep alive
+    /// periods after the last one [MQTT-3.1.2-24].
+    pub fn keep_alive_deadline(&self) -> Option<Millis> {
+        (self.state == State::Connected && self.keep_alive > 0)
+            .then(|| self.last_received + u64::from(self.keep_alive) * 1500)
+    }
+}
+
+/// A will becomes an ordinary message when published; its expiry counts from then.
+fn will_message(mut message: Message, now: Millis) -> Message {
+    message.expires_at = message.expires_at.map(|secs| now + secs * 1000);
+    message
+}
+
+/// `$SYS/` topics are written by the broker alone.
+pub fn is_reserved_topic(topic: &str) -> bool {
+    topic.starts_with("$SYS/") || topic == "$SYS"
+}
+
+fn truncated(text: &str) -> Option<MqttString> {
+    let mut end = text.len().min(MAX_REASON_STRING);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    MqttString::try_from(&text[..end]).ok()
+}

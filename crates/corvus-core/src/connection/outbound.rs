@@ -1,0 +1,111 @@
+//! Messages towards the client: turning queued deliveries into PUBLISH packets within the
+//! client's Receive Maximum and Maximum Packet Size, with topic aliases when it accepts them.
+
+use super::*;
+
+impl Connection {
+    /// Moves queued messages into packets, as far as the client's Receive Maximum allows and
+    /// until about `budget` bytes of packets were produced. Returns true if it stopped for
+    /// the budget: the runtime writes what it has and calls again.
+    pub fn fill_outgoing(
+        &mut self,
+        session: &mut Session,
+        now: Millis,
+        budget: usize,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if self.state != State::Connected {
+            return false;
+        }
+        let max_inflight = self.max_inflight();
+        // Resends that waited for room go first, so that order is kept; those the client
+        // acknowledged meanwhile (it saw them on an earlier connection) need none.
+        self.resend_later
+            .retain(|id| session.inflight().any(|f| f.packet_id == *id));
+        while session.inflight_len() - self.resend_later.len() < max_inflight {
+            let Some(packet_id) = self.resend_later.pop_front() else {
+                break;
+            };
+            self.resend(packet_id, session, now, out);
+        }
+        let mut produced = 0;
+        while produced < budget {
+            let Some(delivery) = session.next_to_send(max_inflight, now) else {
+                break;
+            };
+            let mut publish = self.build_publish(&delivery, now);
+            if delivery.qos != QoS::AtMostOnce {
+                // Placeholder so the size below counts the identifier's two bytes.
+                publish.packet_id = mqtt_codec::PacketId::new(1);
+            }
+            // Too large for the client: discarded, as if sent [MQTT-3.1.2-25].
+            if !self.fit_for_client(&mut publish) {
+                session.counters.count(DropReason::TooLargeForClient);
+                continue;
+            }
+            produced += Packet::Publish(publish.clone()).encoded_len(self.version);
+            if delivery.qos != QoS::AtMostOnce {
+                publish.packet_id = Some(session.start_inflight(delivery));
+            }
+            out.push(Action::Send(Packet::Publish(publish)));
+        }
+        produced >= budget
+    }
+
+    pub(super) fn build_publish(&self, delivery: &Delivery, now: Millis) -> Publish {
+        let message = &delivery.message;
+        let mut properties = message.properties.clone();
+        if self.version.is_v5() {
+            properties.message_expiry_interval = message.remaining_expiry_secs(now);
+            properties.subscription_identifiers = delivery.subscription_ids.clone();
+        }
+        Publish {
+            dup: false,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: message.topic.clone(),
+            packet_id: None,
+            properties,
+            payload: message.payload.clone(),
+        }
+    }
+
+    /// Applies a topic alias (see below) unless that takes the packet past the client's
+    /// Maximum Packet Size: an alias can add up to three bytes, so without one it may still
+    /// fit. False if the packet is too large for the client either way.
+    pub(super) fn fit_for_client(&mut self, publish: &mut Publish) -> bool {
+        let (version, max) = (self.version, u64::from(self.client_max_packet_size));
+        let fits =
+            |publish: &Publish| Packet::Publish(publish.clone()).encoded_len(version) as u64 <= max;
+        let plain = publish.clone();
+        let known = self.aliases_out.len();
+        self.apply_outgoing_alias(publish);
+        if fits(publish) {
+            return true;
+        }
+        // Forget an alias just assigned: the client never saw it.
+        self.aliases_out
+            .retain(|_, alias| usize::from(*alias) <= known);
+        *publish = plain;
+        fits(publish)
+    }
+
+    /// Uses a topic alias when the client accepts them: the first message on a topic
+    /// carries topic and alias, later ones the alias alone. Aliases are never reassigned.
+    pub(super) fn apply_outgoing_alias(&mut self, publish: &mut Publish) {
+        if !self.version.is_v5() || self.client_topic_alias_maximum == 0 {
+            return;
+        }
+        if let Some(&alias) = self.aliases_out.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic = MqttString::default();
+            return;
+        }
+        let next = self.aliases_out.len() + 1;
+        if next <= usize::from(self.client_topic_alias_maximum) {
+            let alias = next as u16;
+            self.aliases_out.insert(publish.topic.clone(), alias);
+            publish.properties.topic_alias = Some(alias);
+        }
+    }
+}
