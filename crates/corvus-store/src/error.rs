@@ -117,9 +117,88 @@ pub enum StoreError {
     /// The options are inconsistent.
     #[error("invalid log options: {0}")]
     InvalidOptions(String),
+    /// The keyed state file is a database of another program (a redb file without Corvus
+    /// metadata, or with metadata that is not Corvus').
+    #[error(
+        "{}: not a Corvus state database ({reason}); refusing to start rather than misread or \
+         overwrite data written by another program: move it out of the directory",
+        path.display()
+    )]
+    ForeignState {
+        /// The database file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// The keyed state file was written in a format version this build does not read.
+    #[error(
+        "{}: state format version {found} is not supported (this build reads version \
+         {supported}); it was written by a different Corvus version",
+        path.display()
+    )]
+    UnsupportedStateVersion {
+        /// The database file.
+        path: PathBuf,
+        /// The version in its metadata.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// The keyed state file is damaged (reported by the offline tools; the broker moves such a
+    /// file to quarantine instead).
+    #[error("{}: damaged state database: {reason}", path.display())]
+    DamagedState {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A database operation on the keyed state failed.
+    #[error("failed to {op} {}: {source}", path.display())]
+    Database {
+        /// The operation.
+        op: DbOp,
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: Box<redb::Error>,
+    },
+}
+
+/// The database operation that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbOp {
+    /// Opening the database.
+    Open,
+    /// Reading (a read transaction).
+    Read,
+    /// Writing (a write transaction, before its commit).
+    Write,
+    /// Committing a write transaction.
+    Commit,
+}
+
+impl fmt::Display for DbOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbOp::Open => "open state database",
+            DbOp::Read => "read state database",
+            DbOp::Write => "write state database",
+            DbOp::Commit => "commit to state database",
+        })
+    }
 }
 
 impl StoreError {
+    pub(crate) fn db(op: DbOp, path: &std::path::Path, source: impl Into<redb::Error>) -> Self {
+        StoreError::Database {
+            op,
+            path: path.to_path_buf(),
+            source: Box::new(source.into()),
+        }
+    }
+
     pub(crate) fn io(op: Op, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {
             op,

@@ -8,6 +8,9 @@
 //!   commit); reads of the durable records in order; space reclaimed a whole segment at a
 //!   time ([`SegmentLog::truncate_front`]); recovery on [`SegmentLog::open`], reported in a
 //!   [`RecoveryReport`].
+//! - [`keyed`]: the keyed state (sessions, subscriptions, retained messages, inbound QoS 2
+//!   packet ids) in a redb database, with batched commits, recovery (`load`) and the offline
+//!   `check`/`dump` tools. See `docs/storage-format.md`, "Keyed state (redb)".
 //! - [`fs`]: the small file layer it is written against, with the real implementation and
 //!   (under `cfg(test)` or the `testing` feature) a fault-injecting in-memory one.
 //!
@@ -55,10 +58,11 @@
 
 pub mod error;
 pub mod fs;
+pub mod keyed;
 mod log;
 pub mod segment;
 
-pub use error::{Op, StoreError};
+pub use error::{DbOp, Op, StoreError};
 pub use log::{
     LogOptions, Quarantined, ReadIter, RecoveryReport, SegmentLog, SyncPolicy, Truncation,
     QUARANTINE_DIR,

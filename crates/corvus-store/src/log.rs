@@ -227,7 +227,7 @@ impl SegmentLog {
             let is_last = Some(i) == last_valid;
             match check {
                 HeaderCheck::Valid(_) => {}
-                HeaderCheck::Torn if last_valid.map_or(true, |l| i > l) => {
+                HeaderCheck::Torn if last_valid.is_none_or(|l| i > l) => {
                     // Torn while being created, after the last good segment: drop it.
                     let len = fs
                         .open(&path)
@@ -433,7 +433,7 @@ impl SegmentLog {
             SyncPolicy::Always => true,
             SyncPolicy::Interval(every) => self
                 .last_sync
-                .map_or(true, |t| now.saturating_duration_since(t) >= every),
+                .is_none_or(|t| now.saturating_duration_since(t) >= every),
             SyncPolicy::Never => false,
         };
         if due {
@@ -607,7 +607,7 @@ impl SegmentLog {
             .min(self.segments.len() - 1);
         while removed < keep_from {
             let seg = &self.segments[0];
-            if !seg.index.last().map_or(true, |&(last, _)| last < upto) {
+            if seg.index.last().is_some_and(|&(last, _)| last >= upto) {
                 break;
             }
             self.fs.remove(&seg.path).ctx(Op::Remove, &seg.path)?;
