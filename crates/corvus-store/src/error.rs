@@ -164,6 +164,13 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The queue journal refused a write (a record that cannot be encoded, or that refers to
+    /// a message body the journal does not hold). Nothing of the call was appended.
+    #[error("journal write refused: {reason}")]
+    JournalRefused {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The database operation that failed.

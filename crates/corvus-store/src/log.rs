@@ -591,6 +591,16 @@ impl SegmentLog {
         self.segments.len()
     }
 
+    /// The first and last sequence numbers of the records written to each segment file,
+    /// oldest first (`None` for a segment with no records written yet). Records still in the
+    /// unwritten batch are not counted.
+    pub fn segment_ranges(&self) -> Vec<Option<(Seq, Seq)>> {
+        self.segments
+            .iter()
+            .map(|s| Some((s.index.first()?.0, s.index.last()?.0)))
+            .collect()
+    }
+
     /// Removes the segment files whose records all have sequence numbers below `upto`,
     /// oldest first. The segment being appended to is never removed. Returns how many files
     /// were removed.

@@ -1,0 +1,274 @@
+//! The queue journal: sessions' queued and inflight deliveries as records in a
+//! [`SegmentLog`], replayed on open, with space reclaimed a segment at a time.
+//!
+//! Records (see [`Record`] and `docs/storage-format.md`, "Queue journal"): `Message` (a body,
+//! once per message), `Enqueue` (one per receiving session), `Sent`, `Released`, `Done`, and
+//! `Copied` (written by compaction). [`Journal::open`] replays them in sequence order into a
+//! [`ReplayedState`]; [`Journal::write`] appends more and [`Journal::sync`] makes them durable
+//! (group commit by the log).
+//!
+//! Space: a delivery is *live* until its `Done`. Live deliveries pin their defining record
+//! (`Enqueue`, or the `Copied` that replaced it) and their message body; everything below
+//! the oldest pin can go ([`Journal::reclaimable_upto`], [`Journal::reclaim`]).
+//! [`Journal::compact_front`] copies the live deliveries of the oldest segment (and their
+//! bodies) to the tail, keeping their places in the queue and the inflight window, so one
+//! long-offline session cannot pin the log.
+
+mod record;
+mod replay;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use corvus_core::{ClientId, Millis};
+
+use crate::error::StoreError;
+use crate::fs::FileSystem;
+use crate::log::{LogOptions, RecoveryReport, SegmentLog};
+use crate::segment::Seq;
+
+pub use record::{
+    kind, CopiedSent, EncodeRecordError, MessageId, Record, RecordError, RECORD_VERSION,
+};
+use replay::State;
+pub use replay::{InflightEntry, QueuedEntry, ReplayReport, ReplayedSession, ReplayedState};
+
+/// Live records in one segment (see [`Journal::segments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentUsage {
+    /// The first and last sequence numbers of records written to it.
+    pub first: Seq,
+    /// See `first`.
+    pub last: Seq,
+    /// Records in it that live deliveries need (defining records and message bodies).
+    pub live: usize,
+}
+
+/// What one [`Journal::compact_front`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Live deliveries copied to the tail.
+    pub copied: usize,
+    /// Message bodies copied to the tail.
+    pub bodies: usize,
+    /// Segment files removed.
+    pub removed: usize,
+}
+
+/// The queue journal. See the module docs.
+#[derive(Debug)]
+pub struct Journal {
+    log: SegmentLog,
+    state: State,
+    next_message_id: MessageId,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` and replays it. `now` decides which
+    /// queued deliveries have expired (they are dropped and counted).
+    ///
+    /// Damage never stops the open: the log cuts or quarantines damaged bytes (the
+    /// [`RecoveryReport`]); undecodable records are skipped and deliveries whose message body
+    /// was lost are left out (the [`ReplayReport`]). Queued deliveries expired at `now` are
+    /// finished with `Done` records, appended (durable with the next sync).
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+        now: Millis,
+    ) -> Result<(Journal, ReplayedState, ReplayReport, RecoveryReport), StoreError> {
+        let (log, recovery) = SegmentLog::open(fs, dir, options)?;
+        let mut state = State::default();
+        for item in log.read_from(Seq(0)) {
+            let (seq, bytes) = item?;
+            match Record::decode(&bytes) {
+                Ok(record) => state.apply(seq, record),
+                Err(e) => {
+                    state.report.records += 1;
+                    state.report.undecodable.push((seq, e));
+                }
+            }
+        }
+        let expired = state.finish_replay(now);
+        let report = std::mem::take(&mut state.report);
+        let next_message_id = state.max_message_id.map_or(1, |m| m.saturating_add(1));
+        let mut journal = Journal {
+            log,
+            state,
+            next_message_id,
+        };
+        // Expired deliveries are finished like any other (synced with the next batch), so
+        // nothing of theirs is left to look lost once their body's segment is reclaimed.
+        journal.write(&expired)?;
+        let replayed = journal.state.snapshot();
+        Ok((journal, replayed, report, recovery))
+    }
+
+    /// Hands out a message id for a new `Message` record (above every id in the journal).
+    pub fn next_message_id(&mut self) -> MessageId {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
+    /// Appends records to the log's batch (not durable until [`sync`](Self::sync)).
+    ///
+    /// An `Enqueue` (or `Copied`) must refer to a message whose `Message` record is earlier in
+    /// the same call or still referred to by a live delivery; otherwise nothing is appended
+    /// and [`StoreError::JournalRefused`] says why. Records that do not fit the state
+    /// (a `Done` for an unknown delivery, say) are appended and ignored, as replay would.
+    pub fn write(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let mut batch_bodies = HashSet::new();
+        let mut encoded = Vec::with_capacity(records.len());
+        for r in records {
+            match r {
+                Record::Message { id, .. } => {
+                    batch_bodies.insert(*id);
+                }
+                Record::Enqueue { message, .. } | Record::Copied { message, .. }
+                    if !batch_bodies.contains(message) && !self.state.has_body(*message) =>
+                {
+                    return Err(StoreError::JournalRefused {
+                        reason: format!("{r}: message {message} has no body in the journal"),
+                    });
+                }
+                _ => {}
+            }
+            let bytes = r.encode().map_err(|e| StoreError::JournalRefused {
+                reason: format!("{r}: {e}"),
+            })?;
+            if bytes.len() > self.log.options().max_payload as usize {
+                return Err(StoreError::PayloadTooLarge {
+                    len: bytes.len(),
+                    max: self.log.options().max_payload,
+                });
+            }
+            encoded.push(bytes);
+        }
+        for (r, bytes) in records.iter().zip(&encoded) {
+            let seq = self.log.append(bytes)?;
+            if let Record::Message { id, .. } = r {
+                self.next_message_id = self.next_message_id.max(id.saturating_add(1));
+            }
+            self.state.apply(seq, r.clone());
+        }
+        self.state.drop_unreferenced();
+        Ok(())
+    }
+
+    /// Finishes every delivery of `client` (writes its `Done`s), for a session that no longer
+    /// exists. Returns how many there were.
+    pub fn forget_client(&mut self, client: &ClientId) -> Result<usize, StoreError> {
+        let done: Vec<Record> = match self.state.clients.get(client) {
+            Some(c) => c
+                .entries
+                .keys()
+                .map(|&message| Record::Done {
+                    client: client.clone(),
+                    message,
+                })
+                .collect(),
+            None => return Ok(0),
+        };
+        self.write(&done)?;
+        Ok(done.len())
+    }
+
+    /// Makes everything written durable: one fsync for the whole batch (group commit).
+    /// Returns the highest durable sequence number.
+    pub fn sync(&mut self) -> Result<Seq, StoreError> {
+        self.log.sync()
+    }
+
+    /// The underlying log (read-only).
+    pub fn log(&self) -> &SegmentLog {
+        &self.log
+    }
+
+    /// The live state, as a replay of everything written so far would rebuild it (before
+    /// expiry).
+    pub fn state(&self) -> ReplayedState {
+        self.state.snapshot()
+    }
+
+    /// The sequence number below which no record is needed: whole segments below it can be
+    /// removed ([`SegmentLog::truncate_front`]). Only valid once everything written is
+    /// synced (a `Done` not yet durable already counts); [`reclaim`](Self::reclaim) syncs
+    /// first.
+    pub fn reclaimable_upto(&self) -> Seq {
+        self.state
+            .pins
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.log.next_seq())
+    }
+
+    /// Live records per segment, oldest segment first (segments with no records yet are left
+    /// out).
+    pub fn segments(&self) -> Vec<SegmentUsage> {
+        self.log
+            .segment_ranges()
+            .into_iter()
+            .flatten()
+            .map(|(first, last)| SegmentUsage {
+                first,
+                last,
+                live: self.state.pins.range(first..=last).map(|(_, n)| n).sum(),
+            })
+            .collect()
+    }
+
+    /// Syncs, then removes the oldest segments that hold nothing live. Returns how many
+    /// files were removed.
+    pub fn reclaim(&mut self) -> Result<usize, StoreError> {
+        self.log.sync()?;
+        self.log.truncate_front(self.reclaimable_upto())
+    }
+
+    /// Copies the live deliveries of the oldest segment (and the message bodies they need,
+    /// when those are in it) to the tail, syncs, and removes the segments that no longer hold
+    /// anything live. The segment being appended to is never compacted.
+    pub fn compact_front(&mut self) -> Result<Compaction, StoreError> {
+        self.log.sync()?;
+        let ranges = self.log.segment_ranges();
+        let mut out = Compaction::default();
+        if ranges.len() < 2 {
+            return Ok(out);
+        }
+        if let Some((_, last)) = ranges[0] {
+            let mut records = Vec::new();
+            let mut copied_bodies = HashSet::new();
+            let mut entries: Vec<_> = self
+                .state
+                .clients
+                .iter()
+                .flat_map(|(client, c)| c.entries.iter().map(move |(&id, e)| (client, id, e)))
+                .collect();
+            entries.sort_by_key(|(client, id, e)| (e.defined_at, (*client).clone(), *id));
+            for (client, id, e) in entries {
+                let body = &self.state.bodies[&id];
+                if body.seq <= last && copied_bodies.insert(id) {
+                    records.push(Record::Message {
+                        id,
+                        message: body.message.clone(),
+                    });
+                }
+                // An entry whose body moves is copied after it too: replay needs a body
+                // before the record that defines an entry.
+                if e.defined_at <= last || copied_bodies.contains(&id) {
+                    records.push(State::copy_record(client, id, e));
+                    out.copied += 1;
+                }
+            }
+            out.bodies = copied_bodies.len();
+            self.write(&records)?;
+        }
+        out.removed = self.reclaim()?;
+        Ok(out)
+    }
+}
