@@ -315,13 +315,7 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
     let bad = |table: &'static str, key: String, reason: String| BadRecord { table, key, reason };
 
     let table = table_opt(txn.open_table(SESSIONS))?;
-    for item in table
-        .as_ref()
-        .map(|t| t.iter())
-        .transpose()?
-        .into_iter()
-        .flatten()
-    {
+    for item in rows(&table)? {
         let (k, v) = item?;
         let (k, v) = (k.value(), v.value());
         let Some(cid) = decode_client_id(k) else {
@@ -349,13 +343,7 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
     }
 
     let table = table_opt(txn.open_table(SUBSCRIPTIONS))?;
-    for item in table
-        .as_ref()
-        .map(|t| t.iter())
-        .transpose()?
-        .into_iter()
-        .flatten()
-    {
+    for item in rows(&table)? {
         let (k, v) = item?;
         let (c, f) = k.value();
         let display = format!("{} / {}", lossy(c), lossy(f));
@@ -380,13 +368,7 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
     }
 
     let table = table_opt(txn.open_table(INBOUND_QOS2))?;
-    for item in table
-        .as_ref()
-        .map(|t| t.iter())
-        .transpose()?
-        .into_iter()
-        .flatten()
-    {
+    for item in rows(&table)? {
         let (k, _) = item?;
         let (c, id) = k.value();
         if id == 0 {
@@ -405,13 +387,7 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
     }
 
     let table = table_opt(txn.open_table(RETAINED))?;
-    for item in table
-        .as_ref()
-        .map(|t| t.iter())
-        .transpose()?
-        .into_iter()
-        .flatten()
-    {
+    for item in rows(&table)? {
         let (k, v) = item?;
         let k = k.value();
         match records::decode_retained(v.value()) {
@@ -429,19 +405,31 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
     }
 
     let table = table_opt(txn.open_table(QUARANTINE))?;
-    for item in table
-        .as_ref()
-        .map(|t| t.iter())
-        .transpose()?
-        .into_iter()
-        .flatten()
-    {
+    for item in rows(&table)? {
         let (_, v) = item?;
         s.quarantined += 1;
         // Entries are only counted; decoding them checks they are ours.
         let _ = decode_quarantine_entry(v.value());
     }
     Ok(s)
+}
+
+/// The rows of a table that may not exist: none if it does not.
+#[allow(clippy::type_complexity)]
+fn rows<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+    table: &'a Option<redb::ReadOnlyTable<K, V>>,
+) -> Result<
+    impl Iterator<
+            Item = Result<(redb::AccessGuard<'a, K>, redb::AccessGuard<'a, V>), redb::StorageError>,
+        > + 'a,
+    redb::StorageError,
+> {
+    Ok(table
+        .as_ref()
+        .map(|t| t.iter())
+        .transpose()?
+        .into_iter()
+        .flatten())
 }
 
 /// A table, or `None` if it does not exist (the broker recreates it).
