@@ -29,6 +29,8 @@ pub enum Op {
     List,
     /// Syncing a directory.
     SyncDir,
+    /// Locking a file.
+    Lock,
 }
 
 impl fmt::Display for Op {
@@ -45,6 +47,7 @@ impl fmt::Display for Op {
             Op::Rename => "rename",
             Op::List => "list directory",
             Op::SyncDir => "sync directory",
+            Op::Lock => "lock",
         })
     }
 }
@@ -170,6 +173,14 @@ pub enum StoreError {
     JournalRefused {
         /// What is wrong.
         reason: String,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {} is in use by another process (its lock file {} is held); stop that broker or choose another --data-dir", dir.display(), lock.display())]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
     },
 }
 

@@ -60,11 +60,13 @@ pub mod error;
 pub mod fs;
 pub mod journal;
 pub mod keyed;
+mod lock;
 mod log;
 pub mod segment;
 
 pub use error::{DbOp, Op, StoreError};
 pub use journal::{Journal, ReplayReport, ReplayedState};
+pub use lock::{DirLock, LOCK_FILE};
 pub use log::{
     LogOptions, Quarantined, ReadIter, RecoveryReport, SegmentLog, SyncPolicy, Truncation,
     QUARANTINE_DIR,

@@ -68,7 +68,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    create_data_dir(&config.data_dir)?;
+    // One broker per data directory: the lock is held until the process exits.
+    let _data_lock = corvus_store::DirLock::acquire(&config.data_dir)?;
     let server = Server::start(&config).await?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     println!(
@@ -84,20 +85,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     info!("shutting down");
     server.shutdown().await;
     Ok(())
-}
-
-/// The data directory is private to the broker: created 0700.
-fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
 fn init_logging(level: &str) {

@@ -185,3 +185,28 @@ fn sigint_and_sigterm_shut_down_gracefully_with_exit_status_0() {
         );
     }
 }
+
+/// Two brokers on one data directory would corrupt it: the second is refused with a message
+/// that names the directory, and the first keeps serving.
+#[test]
+fn a_second_broker_on_the_same_data_directory_is_refused() {
+    let first = support::Broker::start("cli-lock");
+    let out = run(
+        "second corvus",
+        corvus()
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&first.data_dir),
+    );
+    assert!(
+        !out.success(),
+        "a second broker started on the same directory: {out}"
+    );
+    assert!(out.stderr.contains("in use by another process"), "{out}");
+    assert!(
+        out.stderr.contains(&first.data_dir.display().to_string()),
+        "{out}"
+    );
+    TcpStream::connect_timeout(&first.addr, Duration::from_secs(5))
+        .expect("the first still serves");
+}
