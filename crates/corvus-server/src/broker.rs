@@ -17,7 +17,7 @@ use corvus_core::retained::RetainedStore;
 use corvus_core::router::{plan_deliveries, retained_delivery};
 use corvus_core::session::Enqueued;
 use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
-use corvus_core::{BrokerConfig, ClientId, Message, Millis, Session};
+use corvus_core::{BrokerConfig, ClientId, Delivery, Message, Millis, Session};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
@@ -304,18 +304,20 @@ impl MessageRouting for Broker {
         if message.retain {
             write(&self.retained).set(message.clone());
         }
-        let plan = {
+        // One pass under the index and registry locks finds every recipient's session; the
+        // sessions are then locked one at a time, with no other lock held.
+        let targets: Vec<(Arc<SessionHandle>, Delivery)> = {
             let tree = read(&self.tree);
             let sessions = read(&self.sessions);
             plan_deliveries(&message, &tree, |client| {
                 sessions.get(client).is_some_and(|h| h.is_online())
             })
+            .into_iter()
+            .filter_map(|(client, delivery)| Some((sessions.get(&client)?.clone(), delivery)))
+            .collect()
         };
         let mut queued = 0;
-        for (client, delivery) in plan {
-            let Some(handle) = self.session(&client) else {
-                continue;
-            };
+        for (handle, delivery) in targets {
             let outcome = {
                 let mut session = handle.lock();
                 let outcome = session.enqueue(delivery, now);

@@ -227,6 +227,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             let mut session = handle.lock();
             self.conn
                 .accept(request, &mut session, resumable, now, &mut self.actions);
+            // A re-send too large for this connection is dropped and counted.
+            self.broker.drain_drops(&mut session);
         }
         self.execute(&handle);
         Some(handle)
@@ -248,6 +250,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                             let mut session = handle.lock();
                             self.conn
                                 .on_packet(packet, &mut session, now, &mut self.actions);
+                            // A refused PUBLISH is counted against this session.
+                            self.broker.drain_drops(&mut session);
                         }
                         self.execute(handle);
                     }
@@ -382,8 +386,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 Action::Close => {}
             }
         }
-        // Drops counted while handling the packet (refused publishes) reach the metrics too.
-        self.broker.drain_drops(&mut handle.lock());
     }
 
     /// Before a session exists only packets can result (CONNACK refusals).

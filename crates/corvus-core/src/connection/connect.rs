@@ -215,7 +215,7 @@ impl Connection {
                 let mut publish = self.build_publish(&flight.delivery, now);
                 publish.dup = true;
                 publish.packet_id = Some(packet_id);
-                if !self.fit_for_client(&mut publish) {
+                if self.fit_for_client(&mut publish).is_none() {
                     // This client accepts less than the one it was first sent to: discarded,
                     // as if acknowledged [MQTT-3.1.2-25].
                     session.counters.count(DropReason::TooLargeForClient);

@@ -39,11 +39,11 @@ impl Connection {
                 publish.packet_id = mqtt_codec::PacketId::new(1);
             }
             // Too large for the client: discarded, as if sent [MQTT-3.1.2-25].
-            if !self.fit_for_client(&mut publish) {
+            let Some(size) = self.fit_for_client(&mut publish) else {
                 session.counters.count(DropReason::TooLargeForClient);
                 continue;
-            }
-            produced += Packet::Publish(publish.clone()).encoded_len(self.version);
+            };
+            produced += size;
             if delivery.qos != QoS::AtMostOnce {
                 publish.packet_id = Some(session.start_inflight(delivery));
             }
@@ -72,22 +72,24 @@ impl Connection {
 
     /// Applies a topic alias (see below) unless that takes the packet past the client's
     /// Maximum Packet Size: an alias can add up to three bytes, so without one it may still
-    /// fit. False if the packet is too large for the client either way.
-    pub(super) fn fit_for_client(&mut self, publish: &mut Publish) -> bool {
-        let (version, max) = (self.version, u64::from(self.client_max_packet_size));
-        let fits =
-            |publish: &Publish| Packet::Publish(publish.clone()).encoded_len(version) as u64 <= max;
-        let plain = publish.clone();
+    /// fit. Returns the packet's size, or `None` if it is too large for the client either way.
+    pub(super) fn fit_for_client(&mut self, publish: &mut Publish) -> Option<usize> {
+        let max = u64::from(self.client_max_packet_size);
+        // An alias changes only these two fields; keep them to undo it.
+        let (topic, alias) = (publish.topic.clone(), publish.properties.topic_alias);
         let known = self.aliases_out.len();
         self.apply_outgoing_alias(publish);
-        if fits(publish) {
-            return true;
+        let size = publish.encoded_len(self.version);
+        if size as u64 <= max {
+            return Some(size);
         }
         // Forget an alias just assigned: the client never saw it.
         self.aliases_out
             .retain(|_, alias| usize::from(*alias) <= known);
-        *publish = plain;
-        fits(publish)
+        publish.topic = topic;
+        publish.properties.topic_alias = alias;
+        let size = publish.encoded_len(self.version);
+        (size as u64 <= max).then_some(size)
     }
 
     /// Uses a topic alias when the client accepts them: the first message on a topic

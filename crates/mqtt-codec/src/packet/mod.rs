@@ -148,8 +148,7 @@ impl Packet {
     /// The size of the whole packet on the wire in `version`, fixed header included. A CONNECT
     /// is always sized in its own protocol version.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        let body = self.body_len(self.effective_version(version));
-        1 + varint_len(u32::try_from(body).unwrap_or(u32::MAX)) + body
+        frame_len(self.body_len(self.effective_version(version)))
     }
 
     /// CONNECT names its own version; every other packet is encoded in the session's.
@@ -191,6 +190,11 @@ impl Packet {
             }
         }
     }
+}
+
+/// The size of a whole packet whose body (remaining length) is `body` bytes.
+pub(crate) fn frame_len(body: usize) -> usize {
+    1 + varint_len(u32::try_from(body).unwrap_or(u32::MAX)) + body
 }
 
 macro_rules! from_body {

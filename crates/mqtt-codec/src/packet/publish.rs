@@ -108,6 +108,12 @@ impl Publish {
         })
     }
 
+    /// The size of the whole packet on the wire in `version`, as [`Packet::encoded_len`](crate::Packet::encoded_len)
+    /// gives it, without building a `Packet`: the broker sizes every outgoing message.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        super::frame_len(self.body_len(version))
+    }
+
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> usize {
         let mut len = prefixed_len(self.topic.len());
         if self.packet_id.is_some() {
