@@ -56,6 +56,7 @@
 //!   refused with a clear error, before anything in the directory is changed.
 //! - Files are created with mode 0600 and directories with 0700 on unix.
 
+mod encoding;
 pub mod error;
 pub mod fs;
 pub mod journal;

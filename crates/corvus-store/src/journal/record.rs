@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use corvus_core::{ClientId, Message};
-use mqtt_codec::{MqttString, PacketId, PublishProperties, QoS};
+use mqtt_codec::{PacketId, QoS};
 
+use crate::encoding;
 use crate::segment::Seq;
 
 /// A message id, assigned by the journal writer ([`Journal::next_message_id`]).
@@ -376,150 +377,25 @@ fn delivery_flags(qos: QoS, retain: bool) -> u8 {
     (qos as u8) << 1 | u8::from(retain)
 }
 
-const MSG_RETAIN: u8 = 0x01;
-const MSG_QOS_SHIFT: u8 = 1;
-const MSG_EXPIRES: u8 = 0x08;
-const MSG_PUBLISHER: u8 = 0x10;
-
-const P_FORMAT: u8 = 0x01;
-const P_FORMAT_UTF8: u8 = 0x02;
-const P_EXPIRY: u8 = 0x04;
-const P_ALIAS: u8 = 0x08;
-const P_RESPONSE: u8 = 0x10;
-const P_CORRELATION: u8 = 0x20;
-const P_CONTENT_TYPE: u8 = 0x40;
-
+/// A message body, in the encoding the keyed store uses for retained messages and wills
+/// (`crate::encoding`), as one length-prefixed field: one message format for the whole store.
 fn encode_message(w: &mut Writer, m: &Message) -> Result<(), EncodeRecordError> {
-    let mut flags = u8::from(m.retain) | (m.qos as u8) << MSG_QOS_SHIFT;
-    if m.expires_at.is_some() {
-        flags |= MSG_EXPIRES;
-    }
-    if m.publisher.is_some() {
-        flags |= MSG_PUBLISHER;
-    }
-    w.u8(flags);
-    if let Some(at) = m.expires_at {
-        w.u64(at);
-    }
-    if let Some(p) = &m.publisher {
-        w.str16("publisher", p)?;
-    }
-    w.str16("topic", &m.topic)?;
-    let p = &m.properties;
-    let mut pf = 0u8;
-    match p.payload_format_indicator {
-        Some(true) => pf |= P_FORMAT | P_FORMAT_UTF8,
-        Some(false) => pf |= P_FORMAT,
-        None => {}
-    }
-    for (present, bit) in [
-        (p.message_expiry_interval.is_some(), P_EXPIRY),
-        (p.topic_alias.is_some(), P_ALIAS),
-        (p.response_topic.is_some(), P_RESPONSE),
-        (p.correlation_data.is_some(), P_CORRELATION),
-        (p.content_type.is_some(), P_CONTENT_TYPE),
-    ] {
-        if present {
-            pf |= bit;
-        }
-    }
-    w.u8(pf);
-    if let Some(v) = p.message_expiry_interval {
-        w.u32(v);
-    }
-    if let Some(v) = p.topic_alias {
-        w.u16(v);
-    }
-    if let Some(v) = &p.response_topic {
-        w.str16("response topic", v)?;
-    }
-    if let Some(v) = &p.correlation_data {
-        w.bytes32("correlation data", v)?;
-    }
-    if let Some(v) = &p.content_type {
-        w.str16("content type", v)?;
-    }
-    w.count32("user properties", p.user_properties.len())?;
-    for (k, v) in &p.user_properties {
-        w.str16("user property name", k)?;
-        w.str16("user property value", v)?;
-    }
-    w.u32_list("subscription identifiers", &p.subscription_identifiers)?;
-    w.bytes32("payload", &m.payload)?;
-    Ok(())
+    let mut body = encoding::Writer::default();
+    encoding::write_message(&mut body, m);
+    w.bytes32("message", &body.finish())
 }
 
 fn decode_message(r: &mut Reader) -> Result<Message, RecordError> {
-    let at = r.pos;
-    let flags = r.u8("message flags")?;
-    if flags & !(MSG_RETAIN | 0x06 | MSG_EXPIRES | MSG_PUBLISHER) != 0 {
-        return Err(RecordError::Invalid {
-            field: "message flags",
-            offset: at,
-            reason: format!("unknown bits in {flags:#04x}"),
-        });
-    }
-    let qos = qos_from_bits((flags >> MSG_QOS_SHIFT) & 3, "message flags", at)?;
-    let retain = flags & MSG_RETAIN != 0;
-    let expires_at = if flags & MSG_EXPIRES != 0 {
-        Some(r.u64("expires_at")?)
-    } else {
-        None
-    };
-    let publisher = if flags & MSG_PUBLISHER != 0 {
-        Some(r.str16("publisher")?.into())
-    } else {
-        None
-    };
-    let topic = r.mqtt_string("topic")?;
-    let at = r.pos;
-    let pf = r.u8("property flags")?;
-    if pf & 0x80 != 0 || (pf & P_FORMAT_UTF8 != 0 && pf & P_FORMAT == 0) {
-        return Err(RecordError::Invalid {
-            field: "property flags",
-            offset: at,
-            reason: format!("unknown bits in {pf:#04x}"),
-        });
-    }
-    let mut p = PublishProperties {
-        payload_format_indicator: (pf & P_FORMAT != 0).then_some(pf & P_FORMAT_UTF8 != 0),
-        ..PublishProperties::default()
-    };
-    if pf & P_EXPIRY != 0 {
-        p.message_expiry_interval = Some(r.u32("message expiry interval")?);
-    }
-    if pf & P_ALIAS != 0 {
-        p.topic_alias = Some(r.u16("topic alias")?);
-    }
-    if pf & P_RESPONSE != 0 {
-        p.response_topic = Some(r.mqtt_string("response topic")?);
-    }
-    if pf & P_CORRELATION != 0 {
-        p.correlation_data = Some(r.bytes32("correlation data")?);
-    }
-    if pf & P_CONTENT_TYPE != 0 {
-        p.content_type = Some(r.mqtt_string("content type")?);
-    }
-    // Each pair takes at least 4 bytes.
-    let n = r.count32("user properties", 4)?;
-    let mut user = Vec::with_capacity(n);
-    for _ in 0..n {
-        let k = r.mqtt_string("user property name")?;
-        let v = r.mqtt_string("user property value")?;
-        user.push((k, v));
-    }
-    p.user_properties = user;
-    p.subscription_identifiers = r.u32_list("subscription identifiers")?;
-    let payload = r.bytes32("payload")?;
-    Ok(Message {
-        topic,
-        payload,
-        qos,
-        retain,
-        properties: p,
-        expires_at,
-        publisher,
-    })
+    let offset = r.pos;
+    let bytes = r.bytes32("message")?;
+    let mut body = encoding::Reader::new(&bytes);
+    encoding::read_message(&mut body)
+        .and_then(|message| body.finish().map(|()| message))
+        .map_err(|e| RecordError::Invalid {
+            field: "message",
+            offset,
+            reason: e.to_string(),
+        })
 }
 
 fn qos_from_bits(bits: u8, field: &'static str, offset: usize) -> Result<QoS, RecordError> {
@@ -643,16 +519,6 @@ impl<'a> Reader<'a> {
     }
     fn client(&mut self) -> Result<ClientId, RecordError> {
         Ok(self.str16("client id")?.into())
-    }
-    fn mqtt_string(&mut self, field: &'static str) -> Result<MqttString, RecordError> {
-        let n = self.u16(field)? as usize;
-        let at = self.pos;
-        let b = Bytes::copy_from_slice(self.take(field, n)?);
-        MqttString::from_bytes(b).map_err(|e| RecordError::Invalid {
-            field,
-            offset: at,
-            reason: e.to_string(),
-        })
     }
     fn bytes32(&mut self, field: &'static str) -> Result<Bytes, RecordError> {
         let n = self.count32(field, 1)?;
