@@ -1,79 +1,18 @@
-//! Feeds arbitrary bytes to the MQTT decoder. The first byte selects the version the decoder
-//! starts in (bits 0-1: 0 = 3.1.1, 2 = 3.1, otherwise 5.0), the maximum packet size (bits 2-4)
-//! and the chunk size the rest is also fed in (bits 5-7: 2^n bytes). Checks that nothing
+//! Feeds arbitrary bytes to the MQTT decoder, with the checks in `../check.rs`: nothing
 //! panics, every error maps to a failure reason code, every packet decoded re-encodes (in no
 //! more bytes than it took, to `encoded_len` bytes) and decodes back to itself, and chunked
-//! feeding sees exactly what whole feeding sees.
+//! feeding sees exactly what whole feeding sees. The first byte selects the starting version,
+//! the maximum packet size and the chunk size (see `check.rs`).
 //!
-//! Run with `cargo fuzz run decode` from the repository root (nightly). The seed corpus is in
+//! Run with `bash .ci/fuzz SECONDS` from the repository root. The seed corpus is in
 //! `corpus/decode/`; `crates/mqtt-codec/tests/fuzz_corpus.rs` replays it with the same checks
-//! (this file's logic is a copy of that test's) and generates the seeds.
+//! and generates the seeds.
 
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion, MAX_PACKET_SIZE};
 
-const MAX_PACKET_SIZES: [u32; 8] = [MAX_PACKET_SIZE, 1 << 20, 4096, 256, 64, 16, 5, 2];
+#[path = "../check.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&selector, input)) = data.split_first() else {
-        return;
-    };
-    let version = match selector & 0b11 {
-        0 => ProtocolVersion::V3_1_1,
-        2 => ProtocolVersion::V3_1,
-        _ => ProtocolVersion::V5,
-    };
-    let max = MAX_PACKET_SIZES[usize::from((selector >> 2) & 0b111)];
-    let whole = run(version, max, input, input.len().max(1));
-    let chunked = run(version, max, input, 1 << (selector >> 5));
-    assert_eq!(
-        whole, chunked,
-        "feeding the bytes in chunks changed the outcome"
-    );
-});
-
-fn run(
-    version: ProtocolVersion,
-    max: u32,
-    input: &[u8],
-    chunk: usize,
-) -> Vec<Result<Packet, DecodeError>> {
-    let mut decoder = Decoder::new(version).with_max_packet_size(max);
-    let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    for piece in input.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        loop {
-            let session = decoder.version();
-            let before = buf.len();
-            match decoder.decode(&mut buf) {
-                Ok(Some(packet)) => {
-                    let mut wire = BytesMut::new();
-                    packet
-                        .encode(session, &mut wire)
-                        .expect("decoded packet re-encodes");
-                    assert!(wire.len() <= before - buf.len(), "{packet:?} grew");
-                    assert_eq!(packet.encoded_len(session), wire.len(), "{packet:?}");
-                    let again = Decoder::new(session).decode(&mut wire);
-                    assert_eq!(again, Ok(Some(packet.clone())));
-                    assert!(wire.is_empty(), "{packet:?} re-decoded short");
-                    events.push(Ok(packet));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    assert!(
-                        e.reason_code() as u8 >= 0x80,
-                        "{e} maps to {}",
-                        e.reason_code()
-                    );
-                    events.push(Err(e));
-                    return events;
-                }
-            }
-        }
-    }
-    events
-}
+fuzz_target!(|data: &[u8]| check::check(data));

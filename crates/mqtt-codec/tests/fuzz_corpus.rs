@@ -1,5 +1,5 @@
 //! Replays the fuzz corpus (`fuzz/corpus/decode/` at the repository root) through the same
-//! checks as the fuzz target (`fuzz/fuzz_targets/decode.rs`), so every seed, and every input a
+//! checks as the fuzz target (`fuzz/check.rs`, included by both), so every seed, and every input a
 //! fuzzing run found interesting and someone committed, is a regression test on stable Rust.
 //!
 //! The seeds themselves are made here, by [`seeds`]: valid and malformed packets of every type
@@ -22,79 +22,13 @@ use mqtt_codec::{
     ConnectProperties, DecodeError, Decoder, Disconnect, DisconnectProperties, MqttString, Packet,
     ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubAck,
     Subscribe, SubscribeProperties, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeProperties, Will, WillProperties, MAX_PACKET_SIZE,
+    UnsubscribeProperties, Will, WillProperties,
 };
 
-// ---------------------------------------------------------------------------------------------
-// The checks (the fuzz target has a copy of this section)
-// ---------------------------------------------------------------------------------------------
-
-const MAX_PACKET_SIZES: [u32; 8] = [MAX_PACKET_SIZE, 1 << 20, 4096, 256, 64, 16, 5, 2];
-
-/// Decodes `data` (selector byte, then input) whole and in chunks and checks that:
-/// nothing panics; every error maps to a failure reason code (>= 0x80); every packet decoded
-/// re-encodes, in no more bytes than it took, to `encoded_len` bytes that decode back to it;
-/// and the chunked run sees exactly what the whole run sees.
-fn check(data: &[u8]) {
-    let Some((&selector, input)) = data.split_first() else {
-        return;
-    };
-    let version = match selector & 0b11 {
-        0 => ProtocolVersion::V3_1_1,
-        2 => ProtocolVersion::V3_1,
-        _ => ProtocolVersion::V5,
-    };
-    let max = MAX_PACKET_SIZES[usize::from((selector >> 2) & 0b111)];
-    let whole = run(version, max, input, input.len().max(1));
-    let chunked = run(version, max, input, 1 << (selector >> 5));
-    assert_eq!(
-        whole, chunked,
-        "feeding the bytes in chunks changed the outcome"
-    );
-}
-
-fn run(
-    version: ProtocolVersion,
-    max: u32,
-    input: &[u8],
-    chunk: usize,
-) -> Vec<Result<Packet, DecodeError>> {
-    let mut decoder = Decoder::new(version).with_max_packet_size(max);
-    let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    for piece in input.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        loop {
-            let session = decoder.version();
-            let before = buf.len();
-            match decoder.decode(&mut buf) {
-                Ok(Some(packet)) => {
-                    let mut wire = BytesMut::new();
-                    packet
-                        .encode(session, &mut wire)
-                        .expect("decoded packet re-encodes");
-                    assert!(wire.len() <= before - buf.len(), "{packet:?} grew");
-                    assert_eq!(packet.encoded_len(session), wire.len(), "{packet:?}");
-                    let again = Decoder::new(session).decode(&mut wire);
-                    assert_eq!(again, Ok(Some(packet.clone())));
-                    assert!(wire.is_empty(), "{packet:?} re-decoded short");
-                    events.push(Ok(packet));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    assert!(
-                        e.reason_code() as u8 >= 0x80,
-                        "{e} maps to {}",
-                        e.reason_code()
-                    );
-                    events.push(Err(e));
-                    return events;
-                }
-            }
-        }
-    }
-    events
-}
+// The checks, shared with the fuzz target.
+#[path = "../../../fuzz/check.rs"]
+mod check;
+use check::{check, run, MAX_PACKET_SIZES};
 
 // ---------------------------------------------------------------------------------------------
 // Replaying the corpus
