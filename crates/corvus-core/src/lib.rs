@@ -9,6 +9,7 @@
 //! - [`retained`]: retained messages, found by filter.
 //! - [`config`]: the limits the core enforces and advertises.
 
+mod arena;
 pub mod config;
 pub mod connection;
 pub mod retained;

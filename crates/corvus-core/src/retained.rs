@@ -20,13 +20,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::arena::{Arena, NodeId, ROOT};
 use crate::types::{Message, Millis};
-
-/// Index of a node in [`RetainedStore::nodes`].
-type NodeId = usize;
-
-/// The root, standing for zero levels; it never holds a message since every topic has a level.
-const ROOT: NodeId = 0;
 
 /// One topic level position: the message retained for the topic that ends here, if any, and
 /// the longer topics that go through it.
@@ -59,9 +54,7 @@ fn split_level(rest: &str) -> (&str, Option<&str>) {
 #[derive(Debug, Default)]
 pub struct RetainedStore {
     /// The arena; `nodes[ROOT]` is the root. Empty until the first message.
-    nodes: Vec<Node>,
-    /// Indices of pruned nodes, reused before the arena grows.
-    free: Vec<NodeId>,
+    nodes: Arena<Node>,
     len: usize,
     bytes: usize,
     /// How many stored messages have an expiry time, so that purging a store where none
@@ -88,14 +81,14 @@ impl RetainedStore {
             &*message.topic
         );
         if self.nodes.is_empty() {
-            self.nodes.push(Node::default());
+            self.nodes.alloc();
         }
         let mut node = ROOT;
         for level in message.topic.split('/') {
             node = match self.nodes[node].children.get(level) {
                 Some(&child) => child,
                 None => {
-                    let child = self.alloc();
+                    let child = self.nodes.alloc();
                     self.nodes[node].children.insert(level.into(), child);
                     child
                 }
@@ -130,14 +123,14 @@ impl RetainedStore {
             }
             let parent = path.last().map_or(ROOT, |&(id, _)| id);
             self.nodes[parent].children.remove(level);
-            self.free.push(child);
+            self.nodes.release(child);
         }
         Some(old)
     }
 
     /// The retained message of `topic`, expired or not.
     pub fn get(&self, topic: &str) -> Option<&Arc<Message>> {
-        let mut node = self.nodes.first()?;
+        let mut node = self.nodes.root()?;
         for level in topic.split('/') {
             node = &self.nodes[*node.children.get(level)?];
         }
@@ -250,7 +243,7 @@ impl RetainedStore {
             children.retain(|_, &mut child| {
                 let keep = !self.nodes[child].is_empty();
                 if !keep {
-                    self.free.push(child);
+                    self.nodes.release(child);
                 }
                 keep
             });
@@ -293,21 +286,10 @@ impl RetainedStore {
         self.expiring -= usize::from(message.expires_at.is_some());
     }
 
-    /// Allocates an empty node, reusing a pruned one if any.
-    fn alloc(&mut self) -> NodeId {
-        match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.nodes.push(Node::default());
-                self.nodes.len() - 1
-            }
-        }
-    }
-
     /// Nodes in use, the root included.
     #[cfg(test)]
     fn live_nodes(&self) -> usize {
-        self.nodes.len() - self.free.len()
+        self.nodes.live()
     }
 }
 
@@ -561,7 +543,7 @@ mod tests {
             for t in ["a/b/c", "a/b/d", "x/y"] {
                 store.remove(t);
             }
-            assert_eq!(store.nodes.len(), 7, "round {round}");
+            assert_eq!(store.nodes.allocated(), 7, "round {round}");
         }
         assert_eq!(store.live_nodes(), 1);
     }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use mqtt_codec::topic::SharedFilter;
 use mqtt_codec::SubscriptionOptions;
 
+use crate::arena::{Arena, NodeId, ROOT};
 use crate::types::ClientId;
 
 /// What the broker remembers about one subscription besides its filter.
@@ -216,12 +217,6 @@ impl Subscribers {
     }
 }
 
-/// Index of a node in [`SubscriptionTree::nodes`].
-type NodeId = usize;
-
-/// The root is always the first node of the arena once anything has been subscribed.
-const ROOT: NodeId = 0;
-
 /// One topic level position in the trie: the filters whose levels so far lead here.
 #[derive(Debug, Default)]
 struct Node {
@@ -318,10 +313,7 @@ fn split_share(filter: &str) -> (Option<&str>, &str) {
 #[derive(Debug, Default)]
 pub struct SubscriptionTree {
     /// The arena; `nodes[ROOT]` is the root. Empty until the first subscription.
-    nodes: Vec<Node>,
-    /// Indices of pruned nodes, reused before the arena grows, so that churn does not grow it
-    /// beyond the largest tree it has held.
-    free: Vec<NodeId>,
+    nodes: Arena<Node>,
     /// Number of (client, filter) subscriptions.
     len: usize,
 }
@@ -338,7 +330,7 @@ impl SubscriptionTree {
     pub fn subscribe(&mut self, client: &ClientId, filter: &str, entry: SubscriptionEntry) -> bool {
         let (share, plain) = split_share(filter);
         if self.nodes.is_empty() {
-            self.nodes.push(Node::default());
+            self.nodes.alloc();
         }
         let mut node = ROOT;
         for step in steps(plain) {
@@ -346,7 +338,7 @@ impl SubscriptionTree {
                 Step::Plus => match self.nodes[node].plus {
                     Some(child) => child,
                     None => {
-                        let child = self.alloc();
+                        let child = self.nodes.alloc();
                         self.nodes[node].plus = Some(child);
                         child
                     }
@@ -355,7 +347,7 @@ impl SubscriptionTree {
                     Some(&child) => child,
                     None => {
                         // The only allocation for the level, and only when it is new.
-                        let child = self.alloc();
+                        let child = self.nodes.alloc();
                         self.nodes[node].literal.insert(level.into(), child);
                         child
                     }
@@ -419,7 +411,7 @@ impl SubscriptionTree {
             }
             // Reset rather than leave as is, to give back the capacity of its group list.
             self.nodes[child] = Node::default();
-            self.free.push(child);
+            self.nodes.release(child);
         }
         true
     }
@@ -496,21 +488,10 @@ impl SubscriptionTree {
         }
     }
 
-    /// Allocates an empty node, reusing a pruned one if any.
-    fn alloc(&mut self) -> NodeId {
-        match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.nodes.push(Node::default());
-                self.nodes.len() - 1
-            }
-        }
-    }
-
     /// Nodes in use, the root included.
     #[cfg(test)]
     fn live_nodes(&self) -> usize {
-        self.nodes.len() - self.free.len()
+        self.nodes.live()
     }
 }
 
@@ -746,14 +727,14 @@ mod tests {
         assert!(matches_of(&tree, "a/b/c").is_empty());
 
         // Freed nodes are reused: the same churn again does not grow the arena.
-        let arena = tree.nodes.len();
+        let arena = tree.nodes.allocated();
         for f in filters {
             tree.subscribe(&clients[0], f, entry(1));
         }
         for f in filters {
             tree.unsubscribe(&clients[0], f);
         }
-        assert_eq!(tree.nodes.len(), arena);
+        assert_eq!(tree.nodes.allocated(), arena);
     }
 
     #[test]
