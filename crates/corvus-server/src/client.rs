@@ -334,8 +334,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         self.execute(handle);
         let _ = timeout(Duration::from_secs(1), self.io.flush(&self.broker.metrics)).await;
         let now = now();
-        // The session is settled (offline, will decided) before the client sees the close,
-        // so whatever it does next finds the session as it should be.
+        // The session is settled (offline, will published or pending, ended if it expires
+        // with the connection) before the client sees the close, so whatever it does next
+        // finds the session as it should be.
         let closed = {
             let mut session = handle.lock();
             let closed = self.conn.on_closed(&mut session, now);
@@ -343,13 +344,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             closed
         };
         self.broker.release_session(handle, self.id);
-        let _ = timeout(Duration::from_secs(1), self.io.stream.shutdown()).await;
         if let Some(will) = closed.will {
             self.broker.publish(will, now);
         }
         if closed.session_ended {
             self.broker.end_session(client, handle, now);
         }
+        let _ = timeout(Duration::from_secs(1), self.io.stream.shutdown()).await;
         if let Some(done) = successor {
             let _ = done.send(());
         }

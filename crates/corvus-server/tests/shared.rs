@@ -135,8 +135,12 @@ async fn a_member_whose_session_ends_leaves_the_group() {
     a.subscribe(1, "$share/g/e", QoS::AtLeastOnce).await;
     let mut b = Raw::connect(addr, v5, "b").await;
     b.subscribe(1, "$share/g/e", QoS::AtLeastOnce).await;
-    // Session Expiry 0: the session, and its membership, end with the connection.
+    assert_eq!(server.broker().subscription_count(), 2);
+    // Session Expiry 0: the session, and its membership, end with the connection, before the
+    // client sees the close.
     a.disconnect().await;
+    assert!(server.broker().session("a").is_none(), "a's session ended");
+    assert_eq!(server.broker().subscription_count(), 1, "a left the group");
     let mut publ = Raw::connect(addr, v5, "pub").await;
     publish_numbered(&mut publ, "e", 4).await;
     assert_eq!(numbers(&mut b, 4).await, vec![0, 1, 2, 3]);
