@@ -23,6 +23,6 @@ pub mod types;
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use connection::{Action, Closed, ConnectRequest, Connection, Refusal};
 pub use retained::RetainedStore;
-pub use session::{DropReason, Session};
+pub use session::{DropReason, Session, StoreEvent};
 pub use topic_tree::{Match, SharedGroup, SubscriptionEntry, SubscriptionTree};
 pub use types::{ClientId, Delivery, Message, Millis};

@@ -55,6 +55,7 @@ fn delivery(message: &Arc<Message>, entry: &SubscriptionEntry) -> Delivery {
         qos: message.qos.min(entry.options.qos),
         retain: entry.options.retain_as_published && message.retain,
         subscription_ids: entry.identifier.into_iter().collect(),
+        stored_id: None,
     }
 }
 
@@ -72,6 +73,7 @@ pub fn retained_delivery(message: &Arc<Message>, entry: &SubscriptionEntry) -> D
         qos: message.qos.min(entry.options.qos),
         retain: true,
         subscription_ids: entry.identifier.into_iter().collect(),
+        stored_id: None,
     }
 }
 

@@ -88,6 +88,30 @@ pub struct InFlight {
     pub state: OutState,
 }
 
+/// Something that happened to the session's durable state, for the runtime to persist: the
+/// session reports them, the runtime takes them ([`Session::take_store_events`]) after each
+/// call and writes them to the store. Deliveries without a `stored_id` are never reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A subscription was made or replaced.
+    Subscribed {
+        filter: MqttString,
+        entry: SubscriptionEntry,
+    },
+    /// A subscription was removed.
+    Unsubscribed { filter: MqttString },
+    /// A persisted delivery went in flight with this packet id.
+    Sent { message: u64, packet_id: PacketId },
+    /// PUBREC arrived for a persisted QoS 2 delivery: PUBREL is owed.
+    Released { message: u64, packet_id: PacketId },
+    /// A persisted delivery is finished: acknowledged, dropped or expired.
+    Done { message: u64 },
+    /// A QoS 2 PUBLISH from the client now awaits PUBREL.
+    InboundQos2Added(PacketId),
+    /// Its PUBREL arrived.
+    InboundQos2Removed(PacketId),
+}
+
 /// A will waiting for its delay to pass (MQTT 5.0 section 3.1.3.2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingWill {
@@ -146,6 +170,7 @@ pub struct Session {
     pub pending_will: Option<PendingWill>,
     pub counters: SessionCounters,
     limits: QueueLimits,
+    store_events: Vec<StoreEvent>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -177,7 +202,48 @@ impl Session {
                 queue_qos0_offline: config.queue_qos0_offline,
                 policy: config.queue_full_policy,
             },
+            store_events: Vec::new(),
         }
+    }
+
+    // ---- durable state ----
+
+    /// What happened to persisted state since the last call, in order.
+    pub fn take_store_events(&mut self) -> std::vec::Drain<'_, StoreEvent> {
+        self.store_events.drain(..)
+    }
+
+    fn finished(&mut self, delivery: &Delivery) {
+        if let Some(message) = delivery.stored_id {
+            self.store_events.push(StoreEvent::Done { message });
+        }
+    }
+
+    /// Drops a delivery taken from the queue without sending it, counting why.
+    pub fn discard(&mut self, delivery: &Delivery, reason: DropReason) {
+        self.counters.count(reason);
+        self.finished(delivery);
+    }
+
+    /// The last packet id handed out towards the client (persisted with the session).
+    pub fn last_packet_id(&self) -> u16 {
+        self.last_packet_id
+    }
+
+    /// Rebuilds a session read back from the store: queued deliveries (oldest first) and
+    /// deliveries in flight (in the order they were sent), taken as they are, without
+    /// limits or events. Used at start, before any connection.
+    pub fn restore_messages(
+        &mut self,
+        last_packet_id: u16,
+        queue: impl IntoIterator<Item = Delivery>,
+        inflight: impl IntoIterator<Item = InFlight>,
+    ) {
+        self.last_packet_id = last_packet_id;
+        for delivery in queue {
+            self.push(delivery);
+        }
+        self.inflight.extend(inflight);
     }
 
     pub fn client_id(&self) -> &ClientId {
@@ -188,11 +254,19 @@ impl Session {
 
     /// Records a subscription; true if it replaced one with the same filter.
     pub fn add_subscription(&mut self, filter: MqttString, entry: SubscriptionEntry) -> bool {
+        self.store_events.push(StoreEvent::Subscribed {
+            filter: filter.clone(),
+            entry: entry.clone(),
+        });
         self.subscriptions.insert(filter, entry).is_some()
     }
 
     pub fn remove_subscription(&mut self, filter: &str) -> bool {
-        self.subscriptions.remove(filter).is_some()
+        let Some((filter, _)) = self.subscriptions.remove_entry(filter) else {
+            return false;
+        };
+        self.store_events.push(StoreEvent::Unsubscribed { filter });
+        true
     }
 
     pub fn subscriptions(&self) -> impl Iterator<Item = (&MqttString, &SubscriptionEntry)> {
@@ -236,10 +310,11 @@ impl Session {
             return Enqueued::Dropped(DropReason::QueueFull);
         }
         while full(self) {
-            if self.pop_front().is_none() {
+            let Some(oldest) = self.pop_front() else {
                 // The message alone exceeds the byte limit.
                 return Enqueued::Dropped(DropReason::QueueFull);
-            }
+            };
+            self.finished(&oldest);
         }
         self.push(delivery);
         Enqueued::QueuedDroppingOldest
@@ -271,8 +346,9 @@ impl Session {
         loop {
             let front = self.queue.front()?;
             if front.message.is_expired(now) {
-                self.pop_front();
-                self.counters.count(DropReason::Expired);
+                if let Some(expired) = self.pop_front() {
+                    self.discard(&expired, DropReason::Expired);
+                }
                 continue;
             }
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= max_inflight {
@@ -300,6 +376,10 @@ impl Session {
         } else {
             OutState::AwaitingPubAck
         };
+        if let Some(message) = delivery.stored_id {
+            self.store_events
+                .push(StoreEvent::Sent { message, packet_id });
+        }
         self.inflight.push_back(InFlight {
             packet_id,
             delivery,
@@ -339,9 +419,18 @@ impl Session {
 
     /// PUBACK for a QoS 1 message: true if it was in flight.
     pub fn on_puback(&mut self, packet_id: PacketId) -> bool {
-        self.position(packet_id, OutState::AwaitingPubAck)
+        self.complete(packet_id, OutState::AwaitingPubAck)
+    }
+
+    fn complete(&mut self, packet_id: PacketId, state: OutState) -> bool {
+        let Some(done) = self
+            .position(packet_id, state)
             .and_then(|i| self.inflight.remove(i))
-            .is_some()
+        else {
+            return false;
+        };
+        self.finished(&done.delivery);
+        true
     }
 
     /// PUBREC for a QoS 2 message: true if it was waiting for one. A failure reason code ends
@@ -353,19 +442,21 @@ impl Session {
                 .position(packet_id, OutState::AwaitingPubComp)
                 .is_some();
         };
-        if success {
-            self.inflight[i].state = OutState::AwaitingPubComp;
-        } else {
-            self.inflight.remove(i);
+        if !success {
+            return self.complete(packet_id, OutState::AwaitingPubRec);
+        }
+        let flight = &mut self.inflight[i];
+        flight.state = OutState::AwaitingPubComp;
+        if let Some(message) = flight.delivery.stored_id {
+            self.store_events
+                .push(StoreEvent::Released { message, packet_id });
         }
         true
     }
 
     /// PUBCOMP: true if the message was waiting for it.
     pub fn on_pubcomp(&mut self, packet_id: PacketId) -> bool {
-        self.position(packet_id, OutState::AwaitingPubComp)
-            .and_then(|i| self.inflight.remove(i))
-            .is_some()
+        self.complete(packet_id, OutState::AwaitingPubComp)
     }
 
     // ---- QoS 2 from the client ----
@@ -373,7 +464,12 @@ impl Session {
     /// Records a received QoS 2 PUBLISH; false if its identifier is already awaiting PUBREL
     /// (a resend, not to be delivered again).
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
-        self.inbound_qos2.insert(packet_id)
+        let new = self.inbound_qos2.insert(packet_id);
+        if new {
+            self.store_events
+                .push(StoreEvent::InboundQos2Added(packet_id));
+        }
+        new
     }
 
     /// True if a QoS 2 PUBLISH with this identifier was received and is awaiting PUBREL.
@@ -383,7 +479,17 @@ impl Session {
 
     /// PUBREL: true if the identifier was awaiting it.
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
-        self.inbound_qos2.remove(&packet_id)
+        let known = self.inbound_qos2.remove(&packet_id);
+        if known {
+            self.store_events
+                .push(StoreEvent::InboundQos2Removed(packet_id));
+        }
+        known
+    }
+
+    /// The QoS 2 packet ids from the client awaiting PUBREL.
+    pub fn inbound_qos2(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.inbound_qos2.iter().copied()
     }
 
     pub fn inbound_qos2_len(&self) -> usize {
@@ -433,6 +539,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: vec![],
+            stored_id: None,
         }
     }
 

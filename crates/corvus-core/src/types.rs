@@ -58,4 +58,9 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every subscription of this session that matched (MQTT 5.0).
     pub subscription_ids: Vec<u32>,
+    /// The message's id in the durable queue journal when this delivery is persisted;
+    /// `None` for deliveries kept in memory only (QoS 0, sessions that end with their
+    /// connection, a broker without a store). The session reports what happens to persisted
+    /// deliveries as [`StoreEvent`](crate::session::StoreEvent)s.
+    pub stored_id: Option<u64>,
 }

@@ -18,9 +18,12 @@ use corvus_core::router::{plan_deliveries, retained_delivery};
 use corvus_core::session::Enqueued;
 use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
 use corvus_core::{BrokerConfig, ClientId, Delivery, Message, Millis, Session};
+use corvus_store::{Recovered, Store, StoreOp, Ticket};
+use mqtt_codec::QoS;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
+use crate::persist::{self, is_persistent};
 
 /// Sent to the connection that owns a session when another connection takes it over. The
 /// owner closes, settles the session, and then answers on the channel.
@@ -42,6 +45,8 @@ pub struct SessionHandle {
     pub notify: Notify,
     online: AtomicBool,
     owner: Mutex<Option<Owner>>,
+    /// Whether the store holds a record of this session (so its end must delete it).
+    stored: AtomicBool,
 }
 
 impl SessionHandle {
@@ -51,7 +56,25 @@ impl SessionHandle {
             notify: Notify::new(),
             online: AtomicBool::new(false),
             owner: Mutex::new(None),
+            stored: AtomicBool::new(false),
         }
+    }
+
+    /// The op that records the session's state in the store (its record, or its deletion
+    /// when it no longer outlives its connection), if the store must hear of it.
+    pub fn record_op(&self, session: &Session) -> Option<StoreOp> {
+        let persistent = is_persistent(session);
+        let was_stored = self.stored.swap(persistent, Ordering::AcqRel);
+        (persistent || was_stored).then(|| persist::record_op(session))
+    }
+
+    /// The op that deletes the session from the store, if it is there.
+    fn delete_op(&self, client: &ClientId) -> Option<StoreOp> {
+        self.stored
+            .swap(false, Ordering::AcqRel)
+            .then(|| StoreOp::DeleteSession {
+                client: client.clone(),
+            })
     }
 
     /// Locks the session. A panic elsewhere while holding it must not take every client of
@@ -96,13 +119,22 @@ pub trait SessionOwnership: Send + Sync {
     fn end_session(&self, client: &ClientId, handle: &Arc<SessionHandle>, now: Millis);
 }
 
+/// What routing one message did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// Sessions it was queued for.
+    pub queued: usize,
+    /// The store batch holding what routing wrote (queued copies, the retained message):
+    /// an acknowledgement of the message waits for it when the sync policy says so.
+    pub ticket: Option<Ticket>,
+}
+
 /// Where messages go and who is subscribed. On a single node: the matching sessions here. In
 /// a cluster: also one copy to each node with subscribers, and subscriptions replicated so
 /// every node knows where to send. Connection tasks use only this interface.
 pub trait MessageRouting: Send + Sync {
-    /// Routes a message to every matching session (and keeps it if retained); returns the
-    /// number of sessions it was queued for.
-    fn publish(&self, message: Arc<Message>, now: Millis) -> usize;
+    /// Routes a message to every matching session (and keeps it if retained).
+    fn publish(&self, message: Arc<Message>, now: Millis) -> Routed;
     fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry);
     fn unsubscribe(&self, client: &ClientId, filter: &str);
     /// Queues the retained messages matching a new subscription for its session.
@@ -112,7 +144,7 @@ pub trait MessageRouting: Send + Sync {
         filter: &str,
         entry: &SubscriptionEntry,
         now: Millis,
-    );
+    ) -> Option<Ticket>;
 }
 
 /// Shared broker state.
@@ -124,6 +156,7 @@ pub struct Broker {
     retained: RwLock<RetainedStore>,
     pub metrics: Metrics,
     next_connection: AtomicU64,
+    store: Option<Arc<Store>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -135,6 +168,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Broker {
+    /// A broker that keeps everything in memory.
     pub fn new(config: BrokerConfig) -> Broker {
         Broker {
             config: Arc::new(config),
@@ -143,7 +177,72 @@ impl Broker {
             retained: RwLock::new(RetainedStore::new()),
             metrics: Metrics::default(),
             next_connection: AtomicU64::new(1),
+            store: None,
         }
+    }
+
+    /// A broker that persists to `store`, starting from what it recovered. Returns the
+    /// broker and the wills that came due while it was down (to publish now).
+    pub fn with_store(
+        config: BrokerConfig,
+        store: Arc<Store>,
+        recovered: Recovered,
+        now: Millis,
+    ) -> (Broker, Vec<Arc<Message>>) {
+        let mut broker = Broker::new(config);
+        broker.store = Some(store);
+        let Recovered {
+            state, mut queues, ..
+        } = recovered;
+        let mut records = Vec::new();
+        {
+            let mut sessions = write(&broker.sessions);
+            let mut tree = write(&broker.tree);
+            for loaded in state.sessions {
+                let client = loaded.client_id.clone();
+                let was_online = loaded.record.disconnected_at.is_none();
+                let queue = queues.sessions.remove(&client);
+                let session = persist::restore_session(&broker, loaded, queue, now);
+                for (filter, entry) in session.subscriptions() {
+                    tree.subscribe(&client, filter, entry.clone());
+                }
+                if was_online {
+                    // Its expiry counts from now: record when that was.
+                    records.push(persist::record_op(&session));
+                }
+                let handle = SessionHandle::new(session);
+                handle.stored.store(true, Ordering::Release);
+                sessions.insert(client, Arc::new(handle));
+            }
+        }
+        {
+            let mut retained = write(&broker.retained);
+            for message in state.retained {
+                retained.set(Arc::new(message));
+            }
+        }
+        broker.persist(records);
+        let wills = state
+            .expired_wills
+            .into_iter()
+            .map(|(_, will)| will.message)
+            .filter(|m| !m.is_expired(now))
+            .collect();
+        (broker, wills)
+    }
+
+    /// The store, if the broker persists.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// Hands ops to the store; the ticket of their batch, or `None` if nothing was written.
+    pub fn persist(&self, ops: Vec<StoreOp>) -> Option<Ticket> {
+        let store = self.store.as_ref()?;
+        if ops.is_empty() {
+            return None;
+        }
+        Some(store.submit(ops))
     }
 
     pub fn next_connection_id(&self) -> u64 {
@@ -172,7 +271,12 @@ impl Broker {
             }
             let (will, expired) = {
                 let mut session = handle.lock();
-                (session.take_due_will(now), session.is_expired(now))
+                let will = session.take_due_will(now);
+                let expired = session.is_expired(now);
+                if will.is_some() && !expired {
+                    self.persist(handle.record_op(&session).into_iter().collect());
+                }
+                (will, expired)
             };
             if let Some(will) = will {
                 self.publish(will, now);
@@ -195,12 +299,45 @@ impl Broker {
 
     // ---- routing ----
 
-    /// Adds the drops a session counted since last time to the broker-wide metrics. Every
-    /// drop is counted by its session first, so this is the one path into the metrics.
-    pub fn drain_drops(&self, session: &mut Session) {
+    /// Takes what a session reported since last time: its drops go to the broker-wide
+    /// metrics (every drop is counted by its session first, so this is the one path into the
+    /// metrics), its changes to durable state go to the store, in the order they happened.
+    /// Called with the session locked, so one session's writes reach the store in order.
+    pub fn settle(&self, session: &mut Session) -> Option<Ticket> {
+        self.settle_with(session, Vec::new())
+    }
+
+    /// [`settle`](Self::settle), with `ops` written first.
+    pub fn settle_with(&self, session: &mut Session, mut ops: Vec<StoreOp>) -> Option<Ticket> {
         for (reason, n) in session.counters.take_unreported() {
             self.metrics.count_drops(reason, n);
         }
+        if self.store.is_none() {
+            session.take_store_events().for_each(drop);
+            return None;
+        }
+        persist::session_ops(session, &mut ops);
+        self.persist(ops)
+    }
+
+    /// Persists a delivery about to be queued for `session`, if it is to be persisted:
+    /// gives it the message's store id (allocated once per message, in `id`) and returns the
+    /// op that records it.
+    fn stored_delivery(
+        &self,
+        session: &Session,
+        delivery: &mut Delivery,
+        id: &mut Option<u64>,
+    ) -> Option<StoreOp> {
+        let store = self.store.as_ref()?;
+        if delivery.qos == QoS::AtMostOnce || !is_persistent(session) {
+            return None;
+        }
+        delivery.stored_id = Some(*id.get_or_insert_with(|| store.next_message_id()));
+        Some(StoreOp::Enqueue {
+            client: session.client_id().clone(),
+            delivery: delivery.clone(),
+        })
     }
 }
 
@@ -236,11 +373,12 @@ impl SessionOwnership for Broker {
     fn reset_session(&self, handle: &SessionHandle, now: Millis) {
         let (client, filters, will) = {
             let mut session = handle.lock();
-            self.drain_drops(&mut session);
+            self.settle(&mut session);
             let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
             let will = session.pending_will.take().map(|w| w.message);
             let client = session.client_id().clone();
             *session = Session::new(client.clone(), &self.config);
+            self.persist(handle.delete_op(&client).into_iter().collect());
             (client, filters, will)
         };
         {
@@ -280,7 +418,8 @@ impl SessionOwnership for Broker {
         let (filters, will) = {
             let mut session = handle.lock();
             let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
-            self.drain_drops(&mut session);
+            self.settle(&mut session);
+            self.persist(handle.delete_op(client).into_iter().collect());
             (filters, session.pending_will.take().map(|w| w.message))
         };
         {
@@ -299,10 +438,15 @@ impl MessageRouting for Broker {
     /// Routes a message to every matching session and, if its RETAIN flag is set, makes it
     /// the topic's retained message (or clears that, for an empty payload). Returns the
     /// number of sessions it was queued for.
-    fn publish(&self, message: Arc<Message>, now: Millis) -> usize {
+    fn publish(&self, message: Arc<Message>, now: Millis) -> Routed {
         Metrics::add(&self.metrics.messages_received, 1);
+        let mut ticket = None;
         if message.retain {
-            write(&self.retained).set(message.clone());
+            let mut retained = write(&self.retained);
+            retained.set(message.clone());
+            // Written under the index lock, so the store sees retained changes in the order
+            // the index does.
+            ticket = self.persist(vec![persist::retained_op(&message)]);
         }
         // One pass under the index and registry locks finds every recipient's session; the
         // sessions are then locked one at a time, with no other lock held.
@@ -317,11 +461,15 @@ impl MessageRouting for Broker {
             .collect()
         };
         let mut queued = 0;
-        for (handle, delivery) in targets {
+        let mut stored_id = None;
+        for (handle, mut delivery) in targets {
             let outcome = {
                 let mut session = handle.lock();
+                let op = self.stored_delivery(&session, &mut delivery, &mut stored_id);
                 let outcome = session.enqueue(delivery, now);
-                self.drain_drops(&mut session);
+                let op = op.filter(|_| !matches!(outcome, Enqueued::Dropped(_)));
+                let written = self.settle_with(&mut session, op.into_iter().collect());
+                ticket = persist::later(ticket, written);
                 outcome
             };
             if !matches!(outcome, Enqueued::Dropped(_)) {
@@ -329,7 +477,7 @@ impl MessageRouting for Broker {
                 handle.notify.notify_one();
             }
         }
-        queued
+        Routed { queued, ticket }
     }
 
     fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry) {
@@ -347,15 +495,20 @@ impl MessageRouting for Broker {
         filter: &str,
         entry: &SubscriptionEntry,
         now: Millis,
-    ) {
+    ) -> Option<Ticket> {
         let messages = read(&self.retained).matching(filter, now);
         if messages.is_empty() {
-            return;
+            return None;
         }
         let mut session = handle.lock();
+        let mut ops = Vec::new();
         for message in messages {
-            session.enqueue(retained_delivery(&message, entry), now);
+            let mut delivery = retained_delivery(&message, entry);
+            let op = self.stored_delivery(&session, &mut delivery, &mut None);
+            if !matches!(session.enqueue(delivery, now), Enqueued::Dropped(_)) {
+                ops.extend(op);
+            }
         }
-        self.drain_drops(&mut session);
+        self.settle_with(&mut session, ops)
     }
 }

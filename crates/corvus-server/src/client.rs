@@ -17,11 +17,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info};
 
+use corvus_store::Ticket;
+
 use crate::broker::{
     Broker, Claim, MessageRouting, Owner, SessionHandle, SessionOwnership, TakeOver,
 };
 use crate::clock::now;
+use crate::held::HeldOutput;
 use crate::metrics::Metrics;
+use crate::persist;
 
 /// How long a new connection waits for the previous owner of its session to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -29,6 +33,9 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// build an unbounded write buffer.
 const WRITE_BUDGET: usize = 256 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
+/// How long a closing connection waits for the store to make its last acknowledgements
+/// sendable.
+const HELD_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the connection task stopped.
 #[derive(Debug)]
@@ -116,6 +123,12 @@ pub async fn serve<S>(
         actions: Vec::new(),
         id: broker.next_connection_id(),
         peer,
+        needed: None,
+        held: HeldOutput::default(),
+        durable: broker
+            .store()
+            .filter(|store| store.acks_wait_for_sync())
+            .map(|store| store.durable()),
         broker: broker.clone(),
     };
     task.run(connect_timeout, shutdown).await;
@@ -132,6 +145,12 @@ struct Task<S> {
     id: u64,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    /// The store batch everything sent from now on depends on (see `held`).
+    needed: Option<Ticket>,
+    /// Output waiting for the store; only used when acknowledgements wait for the disk.
+    held: HeldOutput,
+    /// The store's durable ticket, when acknowledgements wait for it (sync `always`).
+    durable: Option<watch::Receiver<Ticket>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
@@ -223,13 +242,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         if existed && !resumable {
             self.broker.reset_session(&handle, now);
         }
-        {
+        let ticket = {
             let mut session = handle.lock();
             self.conn
                 .accept(request, &mut session, resumable, now, &mut self.actions);
-            // A re-send too large for this connection is dropped and counted.
-            self.broker.drain_drops(&mut session);
-        }
+            // The session's record (or its end, when it no longer outlives the connection),
+            // before the CONNACK goes out; and a re-send too large for this connection is
+            // dropped and counted.
+            let record = handle.record_op(&session);
+            self.broker
+                .settle_with(&mut session, record.into_iter().collect())
+        };
+        self.need(ticket);
         self.execute(&handle);
         Some(handle)
     }
@@ -246,13 +270,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
                         let now = now();
-                        {
+                        let ticket = {
                             let mut session = handle.lock();
                             self.conn
                                 .on_packet(packet, &mut session, now, &mut self.actions);
                             // A refused PUBLISH is counted against this session.
-                            self.broker.drain_drops(&mut session);
-                        }
+                            self.broker.settle(&mut session)
+                        };
+                        self.need(ticket);
                         self.execute(handle);
                     }
                     Ok(None) => break,
@@ -268,6 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 }
             }
             let more = self.fill_outgoing(handle);
+            self.release_held();
             let flushed = tokio::select! {
                 r = self.io.flush(&self.broker.metrics) => r,
                 Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
@@ -293,6 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     Ok(_) => {}
                 },
                 _ = handle.notify.notified() => {}
+                _ = durable_changed(&mut self.durable), if !self.held.is_empty() => {}
                 _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: keep alive timeout");
                     self.conn.on_keep_alive_timeout(&mut self.actions);
@@ -306,16 +333,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 
     /// Turns queued messages into packets; true if more are waiting.
     fn fill_outgoing(&mut self, handle: &SessionHandle) -> bool {
-        let more = {
+        let (more, ticket) = {
             let mut session = handle.lock();
             let more =
                 self.conn
                     .fill_outgoing(&mut session, now(), WRITE_BUDGET, &mut self.actions);
-            self.broker.drain_drops(&mut session);
-            more
+            (more, self.broker.settle(&mut session))
         };
+        self.need(ticket);
         self.execute(handle);
         more
+    }
+
+    /// Everything sent from now on waits for `ticket` to be durable (sync `always`).
+    fn need(&mut self, ticket: Option<Ticket>) {
+        if self.durable.is_some() {
+            self.needed = persist::later(self.needed, ticket);
+        }
+    }
+
+    fn durable_now(&self) -> Ticket {
+        self.durable.as_ref().map_or(Ticket::MAX, |rx| *rx.borrow())
+    }
+
+    /// Moves output whose store batch is durable to the write buffer.
+    fn release_held(&mut self) {
+        if !self.held.is_empty() {
+            let durable = self.durable_now();
+            self.held.release(durable, &mut self.io.write_buf);
+        }
     }
 
     /// Ends the connection: tells the client why where the protocol allows, settles the
@@ -332,6 +378,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             End::Network | End::Protocol => {}
         }
         self.execute(handle);
+        if let (Some(wanted), Some(rx)) = (self.held.last_ticket(), self.durable.as_mut()) {
+            let _ = timeout(HELD_GRACE, rx.wait_for(|&d| d >= wanted)).await;
+            self.release_held();
+        }
         let _ = timeout(Duration::from_secs(1), self.io.flush(&self.broker.metrics)).await;
         let now = now();
         // The session is settled (offline, will published or pending, ended if it expires
@@ -340,7 +390,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let closed = {
             let mut session = handle.lock();
             let closed = self.conn.on_closed(&mut session, now);
-            self.broker.drain_drops(&mut session);
+            let record = if closed.session_ended {
+                None // `end_session` deletes it.
+            } else {
+                handle.record_op(&session)
+            };
+            self.broker
+                .settle_with(&mut session, record.into_iter().collect());
             closed
         };
         self.broker.release_session(handle, self.id);
@@ -360,16 +416,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     fn execute(&mut self, handle: &SessionHandle) {
         let client = self.conn.client_id().cloned();
         let version = self.conn.version();
-        for action in self.actions.drain(..) {
+        let mut actions = std::mem::take(&mut self.actions);
+        for action in actions.drain(..) {
             match action {
-                Action::Send(packet) => encode(
-                    &packet,
-                    version,
-                    &mut self.io.write_buf,
-                    &self.broker.metrics,
-                ),
+                Action::Send(packet) => {
+                    let durable = self.durable_now();
+                    let buf = self
+                        .held
+                        .buffer(self.needed, durable, &mut self.io.write_buf);
+                    encode(&packet, version, buf, &self.broker.metrics);
+                }
                 Action::Publish(message) => {
-                    self.broker.publish(message, now());
+                    let routed = self.broker.publish(message, now());
+                    self.need(routed.ticket);
                 }
                 Action::Subscribe { filter, entry } => {
                     if let Some(client) = &client {
@@ -382,11 +441,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     }
                 }
                 Action::SendRetained { filter, entry } => {
-                    self.broker.send_retained(handle, &filter, &entry, now());
+                    let ticket = self.broker.send_retained(handle, &filter, &entry, now());
+                    self.need(ticket);
                 }
                 Action::Close => {}
             }
         }
+        // The vector keeps its capacity for the next call.
+        self.actions = actions;
     }
 
     /// Before a session exists only packets can result (CONNACK refusals).
@@ -414,6 +476,19 @@ fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics
         }
         // Every packet the broker builds is valid by construction; this would be a bug.
         Err(e) => tracing::error!(error = %e, "could not encode an outgoing packet"),
+    }
+}
+
+/// Resolves when the durable ticket changes (never, without a store that makes acks wait).
+async fn durable_changed(durable: &mut Option<watch::Receiver<Ticket>>) {
+    match durable {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The store is gone (shutdown): nothing more will become durable.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

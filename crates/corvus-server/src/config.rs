@@ -31,6 +31,68 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_level: String,
     pub limits: Limits,
+    pub store: StoreConfig,
+}
+
+/// Durability (see `docs/durability.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Keep sessions, subscriptions, retained and queued messages in `data_dir` (true), or in
+    /// memory only, losing them at every restart (false).
+    pub enabled: bool,
+    /// When writes reach the disk, and so when QoS 1/2 messages are acknowledged.
+    pub sync: SyncName,
+    /// The fsync period for `sync = "interval"`, in milliseconds.
+    pub sync_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncName {
+    /// PUBACK/PUBREC only after an fsync covering the message (group commit).
+    #[default]
+    Always,
+    /// Acknowledge at once; fsync every `sync_interval_ms`.
+    Interval,
+    /// Acknowledge at once; leave writing back to the operating system.
+    Never,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            sync: SyncName::Always,
+            sync_interval_ms: 100,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The sync policy as the start message states it.
+    pub fn sync_description(&self) -> String {
+        match self.sync {
+            SyncName::Always => "always: acknowledged messages are on disk".into(),
+            SyncName::Interval => format!("every {} ms", self.sync_interval_ms),
+            SyncName::Never => "never: left to the operating system".into(),
+        }
+    }
+
+    /// The store's options, sized so that any message the broker accepts fits the journal.
+    pub fn options(&self, max_packet_size: u32) -> corvus_store::StoreOptions {
+        corvus_store::StoreOptions {
+            sync: match self.sync {
+                SyncName::Always => corvus_store::SyncPolicy::Always,
+                SyncName::Interval => {
+                    corvus_store::SyncPolicy::Interval(Duration::from_millis(self.sync_interval_ms))
+                }
+                SyncName::Never => corvus_store::SyncPolicy::Never,
+            },
+            max_message: max_packet_size,
+            ..corvus_store::StoreOptions::default()
+        }
+    }
 }
 
 /// Protocol and resource limits (see `docs/configuration.md`).
@@ -69,6 +131,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./corvus-data"),
             log_level: "info".into(),
             limits: Limits::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -150,6 +213,9 @@ impl Config {
         if l.connect_timeout == 0 {
             return invalid("limits.connect_timeout", "must be at least 1 second");
         }
+        if self.store.sync == SyncName::Interval && self.store.sync_interval_ms == 0 {
+            return invalid("store.sync_interval_ms", "must be at least 1 millisecond");
+        }
         Ok(())
     }
 
@@ -214,6 +280,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn store_settings_parse_and_default_to_always() {
+        assert_eq!(Config::default().store.sync, SyncName::Always);
+        assert!(Config::default().store.enabled);
+        let c = Config::parse("[store]\nsync = \"interval\"\nsync_interval_ms = 20\n").unwrap();
+        assert_eq!(
+            c.store.options(1024).sync,
+            corvus_store::SyncPolicy::Interval(Duration::from_millis(20))
+        );
+        let err = Config::parse("[store]\nsync = \"sometimes\"\n").unwrap_err();
+        assert!(err.to_string().contains("sync"), "{err}");
+        let err =
+            Config::parse("[store]\nsync = \"interval\"\nsync_interval_ms = 0\n").unwrap_err();
+        assert!(err.to_string().contains("store.sync_interval_ms"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,9 @@ pub mod broker;
 mod client;
 pub mod clock;
 pub mod config;
+mod held;
 pub mod metrics;
+pub mod persist;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +19,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub use broker::Broker;
+pub use broker::{Broker, MessageRouting};
 pub use config::{Config, ConfigError};
+pub use corvus_store::{Recovered, Store};
 
 /// How often delayed wills and session expiry are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -33,6 +36,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot open the data directory {}: {source}", dir.display())]
+    Store {
+        dir: std::path::PathBuf,
+        source: corvus_store::StoreError,
+    },
 }
 
 /// A running broker.
@@ -42,13 +50,61 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    recovered: Option<String>,
 }
 
 impl Server {
     /// Binds every listener and starts serving. Listening addresses with port 0 get a free
     /// port: [`Server::local_addrs`] says which.
+    ///
+    /// With the store enabled, the data directory is opened and recovered first (the caller
+    /// holds its lock: see `corvus_store::DirLock`).
     pub async fn start(config: &Config) -> Result<Server, StartError> {
-        let broker = Arc::new(Broker::new(config.broker_config()));
+        let store = if config.store.enabled {
+            let dir = config.data_dir.clone();
+            let options = config.store.options(config.limits.max_packet_size);
+            let opened =
+                tokio::task::spawn_blocking(move || Store::open(&dir, options, clock::now()))
+                    .await
+                    .map_err(|e| StartError::Store {
+                        dir: config.data_dir.clone(),
+                        source: corvus_store::StoreError::Thread(e.to_string()),
+                    })?
+                    .map_err(|source| StartError::Store {
+                        dir: config.data_dir.clone(),
+                        source,
+                    })?;
+            Some(opened)
+        } else {
+            None
+        };
+        Server::start_with_store(config, store).await
+    }
+
+    /// Starts with a store opened by the caller (tests use one on a fault-injecting file
+    /// layer), or none to keep everything in memory.
+    pub async fn start_with_store(
+        config: &Config,
+        store: Option<(Store, Recovered)>,
+    ) -> Result<Server, StartError> {
+        let mut recovered_summary = None;
+        let broker = match store {
+            None => Arc::new(Broker::new(config.broker_config())),
+            Some((store, recovered)) => {
+                for warning in recovered.warnings() {
+                    warn!("recovery: {warning}");
+                }
+                recovered_summary = Some(recovered.summary());
+                let now = clock::now();
+                let (broker, wills) =
+                    Broker::with_store(config.broker_config(), Arc::new(store), recovered, now);
+                let broker = Arc::new(broker);
+                for will in wills {
+                    broker.publish(will, now);
+                }
+                broker
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
@@ -73,7 +129,13 @@ impl Server {
             addrs,
             shutdown,
             tasks,
+            recovered: recovered_summary,
         })
+    }
+
+    /// What was recovered from the data directory at start (`None` without a store).
+    pub fn recovery_summary(&self) -> Option<&str> {
+        self.recovered.as_deref()
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
@@ -92,6 +154,10 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             warn!("connections still open after the grace period; closing them");
             self.tasks.abort_all();
+        }
+        if let Some(store) = self.broker.store().cloned() {
+            // Everything written so far is synced, whatever the policy.
+            let _ = tokio::task::spawn_blocking(move || store.close(SHUTDOWN_GRACE)).await;
         }
     }
 }

@@ -120,6 +120,9 @@ pub enum StoreError {
     /// The options are inconsistent.
     #[error("invalid log options: {0}")]
     InvalidOptions(String),
+    /// The store's thread could not be started.
+    #[error("cannot start the store thread: {0}")]
+    Thread(String),
     /// The keyed state file is a database of another program (a redb file without Corvus
     /// metadata, or with metadata that is not Corvus').
     #[error(

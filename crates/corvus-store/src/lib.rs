@@ -57,14 +57,23 @@
 //! - Files are created with mode 0600 and directories with 0700 on unix.
 
 mod encoding;
+pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod inspect;
 pub mod journal;
 pub mod keyed;
 mod lock;
 mod log;
 pub mod segment;
 
+/// The data directory's layout: keyed state (redb) in `DIR/state`, the queue journal's
+/// segments in `DIR/queue`, and the lock file `DIR/LOCK`.
+pub const STATE_DIR: &str = "state";
+/// See [`STATE_DIR`].
+pub const QUEUE_DIR: &str = "queue";
+
+pub use engine::{Op as StoreOp, Recovered, Store, StoreOptions, StoreStats, Ticket};
 pub use error::{DbOp, Op, StoreError};
 pub use journal::{Journal, ReplayReport, ReplayedState};
 pub use lock::{DirLock, LOCK_FILE};

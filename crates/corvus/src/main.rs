@@ -5,18 +5,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use corvus_server::config::LOG_LEVELS;
 use corvus_server::{Config, Server};
 use tracing::info;
+
+mod store_cmd;
 
 /// Corvus, a distributed MQTT broker (MQTT 3.1.1 and 5.0).
 ///
 /// With no arguments it serves MQTT on 127.0.0.1:1883 and keeps its data in ./corvus-data.
 /// Flags override the config file.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to accept MQTT over TCP on, e.g. 0.0.0.0:1883 to listen publicly. Repeat the
     /// flag for several addresses. Default: 127.0.0.1:1883.
     #[arg(long = "listen", value_name = "ADDR")]
@@ -33,6 +38,14 @@ struct Cli {
     /// How much to log.
     #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(LOG_LEVELS))]
     log_level: Option<String>,
+}
+
+/// Subcommands; without one, `corvus` runs the broker.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Offline tools for a data directory: `check` and `dump`.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 impl Cli {
@@ -58,6 +71,9 @@ impl Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Store(cmd)) = &cli.command {
+        std::process::exit(store_cmd::run(cmd));
+    }
     let config = cli.config()?;
     init_logging(&config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -69,14 +85,24 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     // One broker per data directory: the lock is held until the process exits.
-    let _data_lock = corvus_store::DirLock::acquire(&config.data_dir)?;
+    let _data_lock = match config.store.enabled {
+        true => Some(corvus_store::DirLock::acquire(&config.data_dir)?),
+        false => None,
+    };
     let server = Server::start(&config).await?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    let storage = match server.recovery_summary() {
+        Some(recovered) => format!(
+            "data in {} (sync {}; {recovered})",
+            config.data_dir.display(),
+            config.store.sync_description(),
+        ),
+        None => "state kept in memory only (store.enabled = false): a restart loses it".into(),
+    };
     println!(
-        "Corvus {} listening for MQTT on {}; data directory {} (sessions and retained messages are kept in memory in this version).",
+        "Corvus {} listening for MQTT on {}; {storage}.",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
-        config.data_dir.display(),
     );
     if config.listen.iter().all(|a| a.ip().is_loopback()) {
         println!("Only this machine can connect. To listen publicly: corvus --listen 0.0.0.0:1883");

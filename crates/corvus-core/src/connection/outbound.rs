@@ -40,7 +40,7 @@ impl Connection {
             }
             // Too large for the client: discarded, as if sent [MQTT-3.1.2-25].
             let Some(size) = self.fit_for_client(&mut publish) else {
-                session.counters.count(DropReason::TooLargeForClient);
+                session.discard(&delivery, DropReason::TooLargeForClient);
                 continue;
             };
             produced += size;

@@ -30,6 +30,7 @@ fn delivery(topic: &'static str, payload: &'static [u8]) -> Delivery {
         qos: QoS::AtLeastOnce,
         retain: false,
         subscription_ids: vec![],
+        stored_id: None,
     }
 }
 

@@ -24,12 +24,28 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub async fn start_with(tune: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
     let mut config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: fresh_data_dir(),
         ..Config::default()
     };
     tune(&mut config);
     let server = Server::start(&config).await.expect("broker starts");
     let addr = server.local_addrs()[0];
     (server, addr)
+}
+
+/// A new, empty data directory under cargo's scratch folder for integration tests (inside
+/// `target/`, so `cargo clean` removes it). Every test broker persists, with the default
+/// sync policy, so the whole suite runs through the store.
+pub fn fresh_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "corvus-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 pub async fn start() -> (Server, SocketAddr) {

@@ -37,6 +37,36 @@ pub use record::{
 use replay::State;
 pub use replay::{InflightEntry, QueuedEntry, ReplayReport, ReplayedSession, ReplayedState};
 
+/// A replay of journal records read by other means: the offline tools read the segments
+/// themselves, because [`SegmentLog::open`] repairs the directory. The same replay as
+/// [`Journal::open`], fed `(sequence number, log payload)` pairs in sequence order, one
+/// segment at a time, changing nothing.
+#[derive(Debug, Default)]
+pub(crate) struct ReadOnlyReplay {
+    state: State,
+}
+
+impl ReadOnlyReplay {
+    /// Decodes and applies one log payload (an undecodable one is counted and skipped).
+    pub(crate) fn apply(&mut self, seq: Seq, payload: &[u8]) {
+        self.state.apply_payload(seq, payload);
+    }
+
+    /// Ends the replay as [`Journal::open`] does: lost deliveries are reported, and queued
+    /// deliveries expired at `now` are counted and left out (without journaling their `Done`).
+    pub(crate) fn finish(mut self, now: Millis) -> (ReplayedState, ReplayReport) {
+        let expired = self.state.finish_replay(now);
+        let report = std::mem::take(&mut self.state.report);
+        for record in &expired {
+            if let Record::Done { client, message } = record {
+                self.state.remove(client, *message);
+            }
+        }
+        self.state.drop_unreferenced();
+        (self.state.snapshot(), report)
+    }
+}
+
 /// Live records in one segment (see [`Journal::segments`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentUsage {
@@ -85,13 +115,7 @@ impl Journal {
         let mut state = State::default();
         for item in log.read_from(Seq(0)) {
             let (seq, bytes) = item?;
-            match Record::decode(&bytes) {
-                Ok(record) => state.apply(seq, record),
-                Err(e) => {
-                    state.report.records += 1;
-                    state.report.undecodable.push((seq, e));
-                }
-            }
+            state.apply_payload(seq, &bytes);
         }
         let expired = state.finish_replay(now);
         let report = std::mem::take(&mut state.report);
@@ -113,6 +137,12 @@ impl Journal {
         let id = self.next_message_id;
         self.next_message_id += 1;
         id
+    }
+
+    /// Whether the journal holds the body of message `id` (a live delivery refers to it), so
+    /// that an `Enqueue` may refer to it without writing it again.
+    pub fn has_body(&self, id: MessageId) -> bool {
+        self.state.has_body(id)
     }
 
     /// Appends records to the log's batch (not durable until [`sync`](Self::sync)).
@@ -182,6 +212,12 @@ impl Journal {
     /// Returns the highest durable sequence number.
     pub fn sync(&mut self) -> Result<Seq, StoreError> {
         self.log.sync()
+    }
+
+    /// Writes everything written so far to the OS without fsync (it survives a crash of
+    /// the process, not of the machine).
+    pub fn log_flush(&mut self) -> Result<(), StoreError> {
+        self.log.flush()
     }
 
     /// The underlying log (read-only).

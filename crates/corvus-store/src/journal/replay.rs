@@ -208,6 +208,18 @@ impl State {
         self.clients.get_mut(client)?.entries.get_mut(&id)
     }
 
+    /// Decodes and applies one log payload found at `seq`; an undecodable one is counted and
+    /// listed in the report, and skipped.
+    pub(crate) fn apply_payload(&mut self, seq: Seq, bytes: &[u8]) {
+        match Record::decode(bytes) {
+            Ok(record) => self.apply(seq, record),
+            Err(e) => {
+                self.report.records += 1;
+                self.report.undecodable.push((seq, e));
+            }
+        }
+    }
+
     /// Applies one record found at `seq`.
     pub(crate) fn apply(&mut self, seq: Seq, record: Record) {
         self.report.records += 1;
@@ -392,6 +404,7 @@ impl State {
             qos: e.qos,
             retain: e.retain,
             subscription_ids: e.subscription_ids.clone(),
+            stored_id: Some(id),
         }
     }
 

@@ -121,6 +121,7 @@ impl Model {
                     qos: *qos,
                     retain: *retain,
                     subscription_ids: subscription_ids.clone(),
+                    stored_id: Some(*message),
                 };
                 self.sessions
                     .entry(client.clone())

@@ -391,6 +391,11 @@ impl Proc {
         &self.name
     }
 
+    /// The process id (to send it a signal).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a stdout line matching `pred` (lines before it are skipped, but kept in the
     /// collected output). Fails if the process ends or the time runs out first.
     pub fn wait_line(
@@ -458,6 +463,11 @@ impl Proc {
         out.status = status;
         out.timed_out = timed_out;
         out
+    }
+
+    /// The exit status if the process has exited, None while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Kills the process abruptly (SIGKILL on Unix) and reaps it.

@@ -1,0 +1,133 @@
+//! What the broker writes to its store, and how a recovered store becomes sessions again.
+//!
+//! The rule for what is persisted: a session whose Session Expiry Interval is above zero
+//! (one that can outlive its connection, and so a crash) has its record, subscriptions,
+//! inbound QoS 2 ids and QoS 1/2 deliveries persisted; a session that ends with its
+//! connection has nothing worth keeping. Retained messages are always persisted. QoS 0
+//! deliveries never are: at most once allows losing them.
+
+use std::sync::Arc;
+
+use corvus_core::session::{InFlight, StoreEvent};
+use corvus_core::{ClientId, Session};
+use corvus_store::journal::ReplayedSession;
+use corvus_store::keyed::{LoadedSession, SessionRecord};
+use corvus_store::{StoreOp, Ticket};
+
+use crate::broker::Broker;
+
+/// Whether a session's state is persisted.
+pub fn is_persistent(session: &Session) -> bool {
+    session.expiry_interval > 0
+}
+
+/// The record the store keeps for a session.
+pub fn session_record(session: &Session) -> SessionRecord {
+    SessionRecord {
+        expiry_interval: session.expiry_interval,
+        disconnected_at: session.disconnected_at,
+        pending_will: session.pending_will.clone(),
+        last_packet_id: session.last_packet_id(),
+    }
+}
+
+/// Turns what a session reported into store ops. Subscriptions and inbound QoS 2 ids of a
+/// session that is not persisted are skipped; delivery events only exist for deliveries
+/// that were persisted.
+pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
+    let persistent = is_persistent(session);
+    let client = session.client_id().clone();
+    let events: Vec<StoreEvent> = session.take_store_events().collect();
+    for event in events {
+        let client = client.clone();
+        let op = match event {
+            StoreEvent::Sent { message, packet_id } => StoreOp::Sent {
+                client,
+                message,
+                packet_id,
+            },
+            StoreEvent::Released { message, packet_id } => StoreOp::Released {
+                client,
+                message,
+                packet_id,
+            },
+            StoreEvent::Done { message } => StoreOp::Done { client, message },
+            _ if !persistent => continue,
+            StoreEvent::Subscribed { filter, entry } => StoreOp::PutSubscription {
+                client,
+                filter,
+                entry,
+            },
+            StoreEvent::Unsubscribed { filter } => StoreOp::DeleteSubscription { client, filter },
+            StoreEvent::InboundQos2Added(packet_id) => {
+                StoreOp::AddInboundQos2 { client, packet_id }
+            }
+            StoreEvent::InboundQos2Removed(packet_id) => {
+                StoreOp::RemoveInboundQos2 { client, packet_id }
+            }
+        };
+        out.push(op);
+    }
+}
+
+/// Rebuilds a session from what the store recovered. It starts offline: a session that was
+/// online when the broker stopped counts its expiry from `now`.
+pub fn restore_session(
+    broker: &Broker,
+    loaded: LoadedSession,
+    queue: Option<ReplayedSession>,
+    now: corvus_core::Millis,
+) -> Session {
+    let mut session = Session::new(loaded.client_id.clone(), &broker.config);
+    let record = loaded.record;
+    session.expiry_interval = record.expiry_interval;
+    session.online = false;
+    session.disconnected_at = Some(record.disconnected_at.unwrap_or(now));
+    session.pending_will = record.pending_will;
+    for (filter, entry) in loaded.subscriptions {
+        session.add_subscription(filter, entry);
+    }
+    for packet_id in loaded.inbound_qos2 {
+        session.receive_qos2(packet_id);
+    }
+    let queue = queue.unwrap_or_default();
+    session.restore_messages(
+        record.last_packet_id,
+        queue.queue.into_iter().map(|q| q.delivery),
+        queue.inflight.into_iter().map(|f| InFlight {
+            packet_id: f.packet_id,
+            delivery: f.delivery,
+            state: f.state,
+        }),
+    );
+    // Restoring is not news for the store.
+    session.take_store_events().for_each(drop);
+    session
+}
+
+/// The higher of two optional tickets.
+pub fn later(a: Option<Ticket>, b: Option<Ticket>) -> Option<Ticket> {
+    a.max(b)
+}
+
+/// A session's record op, or its deletion when it is no longer persisted.
+pub fn record_op(session: &Session) -> StoreOp {
+    let client: ClientId = session.client_id().clone();
+    if is_persistent(session) {
+        StoreOp::PutSession {
+            client,
+            record: session_record(session),
+        }
+    } else {
+        StoreOp::DeleteSession { client }
+    }
+}
+
+/// For retained messages: put, or delete for an empty payload.
+pub fn retained_op(message: &Arc<corvus_core::Message>) -> StoreOp {
+    if message.payload.is_empty() {
+        StoreOp::DeleteRetained(message.topic.clone())
+    } else {
+        StoreOp::PutRetained(message.clone())
+    }
+}

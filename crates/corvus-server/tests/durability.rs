@@ -1,0 +1,430 @@
+//! What survives a restart of the broker on the same data directory: persistent sessions
+//! with their expiry, subscriptions with options and identifiers, retained messages, queued
+//! and in-flight messages (with packet ids and in order), inbound QoS 2 ids awaiting PUBREL
+//! and pending wills; expiry that keeps counting while the broker is down; sessions that end
+//! with their connection leave nothing in the store; and, on a file layer that fails, a QoS 1
+//! message is not acknowledged until it is on disk. Crashes (SIGKILL) of the real binary are
+//! in `crates/corvus/tests/crash.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use corvus_server::config::SyncName;
+use corvus_server::{Config, Server, Store};
+use corvus_store::fs::fault::{FaultFs, Faults};
+use mqtt_codec::{
+    Ack, ConnAck, Packet, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions, Will,
+    WillProperties,
+};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+async fn start_in(dir: &Path) -> (Server, SocketAddr) {
+    let dir = dir.to_path_buf();
+    start_with(move |c| c.data_dir = dir).await
+}
+
+async fn persistent(addr: SocketAddr, client_id: &str, expiry: u32) -> (Raw, ConnAck) {
+    Raw::connect_with(addr, V5, client_id, |c| {
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(expiry);
+    })
+    .await
+}
+
+async fn restart(server: Server, dir: &Path) -> (Server, SocketAddr) {
+    server.shutdown().await;
+    start_in(dir).await
+}
+
+fn payloads(publishes: &[Publish]) -> Vec<Vec<u8>> {
+    publishes.iter().map(|p| p.payload.to_vec()).collect()
+}
+
+#[tokio::test]
+async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let (mut sub, ack) = persistent(addr, "keeper", 3600).await;
+    assert!(!ack.session_present);
+    let options = SubscriptionOptions {
+        qos: QoS::ExactlyOnce,
+        no_local: true,
+        retain_as_published: true,
+        ..Default::default()
+    };
+    sub.subscribe_with(1, "d/#", options, Some(7)).await;
+    sub.disconnect().await;
+    wait_offline(&server, "keeper").await;
+
+    let (server, addr) = restart(server, &dir).await;
+    assert!(server.recovery_summary().unwrap().contains("1 sessions"));
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    publ.publish("d/x", b"kept", QoS::ExactlyOnce, true, 1)
+        .await;
+    let (mut sub, ack) = persistent(addr, "keeper", 3600).await;
+    assert!(ack.session_present, "the session survived the restart");
+    let got = sub.recv_publish().await;
+    assert_eq!(&got.payload[..], b"kept");
+    assert_eq!(got.qos, QoS::ExactlyOnce, "the subscription's QoS survived");
+    assert!(got.retain, "Retain As Published survived");
+    assert_eq!(got.properties.subscription_identifiers, vec![7]);
+    // No Local survived: the subscriber's own message does not come back.
+    sub.publish("d/own", b"mine", QoS::AtLeastOnce, false, 2)
+        .await;
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn queued_messages_survive_a_restart_in_order() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let (mut sub, _) = persistent(addr, "offline", 3600).await;
+    sub.subscribe(1, "q/#", QoS::ExactlyOnce).await;
+    sub.disconnect().await;
+    wait_offline(&server, "offline").await;
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    let mut sent = Vec::new();
+    for i in 0..40u16 {
+        let qos = if i % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
+        let payload = format!("m{i}").into_bytes();
+        publ.publish("q/t", &payload, qos, false, i + 1).await;
+        sent.push(payload);
+    }
+    drop(publ);
+
+    let (server, addr) = restart(server, &dir).await;
+    let (mut sub, ack) = persistent(addr, "offline", 3600).await;
+    assert!(ack.session_present);
+    let got = recv_publishes_acked(&mut sub, sent.len()).await;
+    assert_eq!(payloads(&got), sent, "every queued message, once, in order");
+    sub.expect_nothing().await;
+    // And they are gone from the store once acknowledged: another restart brings none back.
+    sub.disconnect().await;
+    wait_offline(&server, "offline").await;
+    let (server, addr) = restart(server, &dir).await;
+    let (mut sub, _) = persistent(addr, "offline", 3600).await;
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn inflight_messages_come_back_with_their_packet_ids_and_pubrel_state() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let (mut sub, _) = persistent(addr, "slow", 3600).await;
+    sub.subscribe(1, "f/#", QoS::ExactlyOnce).await;
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    publ.publish("f/1", b"one", QoS::AtLeastOnce, false, 1)
+        .await;
+    publ.publish("f/2", b"two", QoS::ExactlyOnce, false, 2)
+        .await;
+    publ.publish("f/3", b"three", QoS::ExactlyOnce, false, 3)
+        .await;
+    let first = next_publish_unacked(&mut sub).await;
+    let second = next_publish_unacked(&mut sub).await;
+    let third = next_publish_unacked(&mut sub).await;
+    // The third gets its PUBREC: the broker now owes a PUBREL for it.
+    let third_id = third.packet_id.expect("QoS 2 has an id");
+    sub.send(Packet::PubRec(Ack::new(third_id))).await;
+    match sub.recv().await {
+        Packet::PubRel(rel) => assert_eq!(rel.packet_id, third_id),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    drop(sub);
+    wait_offline(&server, "slow").await;
+
+    let (server, addr) = restart(server, &dir).await;
+    let (mut sub, ack) = persistent(addr, "slow", 3600).await;
+    assert!(ack.session_present);
+    let again1 = next_publish_unacked(&mut sub).await;
+    let again2 = next_publish_unacked(&mut sub).await;
+    for (before, after) in [(&first, &again1), (&second, &again2)] {
+        assert!(after.dup, "a re-send carries DUP");
+        assert_eq!(after.packet_id, before.packet_id, "with the same packet id");
+        assert_eq!(after.payload, before.payload);
+        assert_eq!(after.qos, before.qos);
+    }
+    match sub.recv().await {
+        Packet::PubRel(rel) => assert_eq!(rel.packet_id, third_id, "PUBREL owed, not the message"),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    sub.send(Packet::PubComp(Ack::new(third_id))).await;
+    sub.ack(&again1).await;
+    sub.ack(&again2).await;
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_qos2_message_awaiting_pubrel_is_not_delivered_twice_after_a_restart() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let mut sub = Raw::connect(addr, V5, "watcher").await;
+    sub.subscribe(1, "x/#", QoS::ExactlyOnce).await;
+    let (mut publ, _) = persistent(addr, "qos2-pub", 3600).await;
+    let mut publish = Publish::new(s("x/once"), Bytes::from_static(b"exactly once"));
+    publish.qos = QoS::ExactlyOnce;
+    publish.packet_id = Some(pid(9));
+    publ.send(publish.clone().into()).await;
+    match publ.recv().await {
+        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(9)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    let got = sub.recv_publish().await;
+    assert_eq!(&got.payload[..], b"exactly once");
+    drop(publ);
+    drop(sub);
+    wait_offline(&server, "qos2-pub").await;
+
+    let (server, addr) = restart(server, &dir).await;
+    let mut sub = Raw::connect(addr, V5, "watcher").await;
+    sub.subscribe(1, "x/#", QoS::ExactlyOnce).await;
+    let (mut publ, ack) = persistent(addr, "qos2-pub", 3600).await;
+    assert!(ack.session_present);
+    // The publisher never saw PUBCOMP, so it sends the PUBLISH again with DUP.
+    publish.dup = true;
+    publ.send(publish.into()).await;
+    match publ.recv().await {
+        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(9)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    publ.send(Packet::PubRel(Ack::new(pid(9)))).await;
+    match publ.recv().await {
+        Packet::PubComp(comp) => assert_eq!(comp.reason_code, ReasonCode::Success),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_down() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    publ.publish("r/forever", b"kept", QoS::AtLeastOnce, true, 1)
+        .await;
+    let mut brief = Publish::new(s("r/brief"), Bytes::from_static(b"gone"));
+    brief.qos = QoS::AtLeastOnce;
+    brief.retain = true;
+    brief.packet_id = Some(pid(2));
+    brief.properties.message_expiry_interval = Some(1);
+    publ.publish_packet(brief).await;
+    publ.publish("r/cleared", b"x", QoS::AtLeastOnce, true, 3)
+        .await;
+    publ.publish("r/cleared", b"", QoS::AtLeastOnce, true, 4)
+        .await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let (server, addr) = start_in(&dir).await;
+    assert!(
+        server
+            .recovery_summary()
+            .unwrap()
+            .contains("1 retained messages expired"),
+        "{:?}",
+        server.recovery_summary()
+    );
+    let mut sub = Raw::connect(addr, V5, "reader").await;
+    sub.subscribe(1, "r/#", QoS::AtLeastOnce).await;
+    let got = sub.recv_publish().await;
+    assert_eq!(got.topic, "r/forever");
+    assert!(got.retain);
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_that_expired_while_the_broker_was_down_is_gone() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let (mut sub, _) = persistent(addr, "brief", 1).await;
+    sub.subscribe(1, "e/#", QoS::AtLeastOnce).await;
+    let (mut long, _) = persistent(addr, "long", 3600).await;
+    long.subscribe(1, "e/#", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    long.disconnect().await;
+    wait_offline(&server, "brief").await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    let (server, addr) = start_in(&dir).await;
+    let (_sub, ack) = persistent(addr, "brief", 1).await;
+    assert!(!ack.session_present, "expired while the broker was down");
+    let (_long, ack) = persistent(addr, "long", 3600).await;
+    assert!(ack.session_present);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pending_will_survives_a_restart_and_fires_when_due() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let will = Will {
+        topic: s("w/late"),
+        payload: Bytes::from_static(b"gone for good"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties {
+            will_delay_interval: Some(2),
+            ..Default::default()
+        },
+    };
+    let (raw, _) = Raw::connect_with(addr, V5, "mortal", |c| {
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(3600);
+        c.will = Some(will);
+    })
+    .await;
+    drop(raw);
+    wait_offline(&server, "mortal").await;
+
+    let (server, addr) = restart(server, &dir).await;
+    let mut watcher = Raw::connect(addr, V5, "watcher").await;
+    watcher.subscribe(1, "w/#", QoS::AtLeastOnce).await;
+    let got = match watcher.try_recv(Duration::from_secs(6)).await {
+        Ok(Some(Packet::Publish(p))) => p,
+        other => panic!("expected the will, got {other:?}"),
+    };
+    assert_eq!(&got.payload[..], b"gone for good");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_that_end_with_their_connection_write_nothing() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let store = server.broker().store().expect("a store").clone();
+    let mut sub = Raw::connect(addr, V5, "clean-sub").await;
+    sub.subscribe(1, "c/#", QoS::ExactlyOnce).await;
+    let mut publ = Raw::connect(addr, V5, "clean-pub").await;
+    for i in 0..20u16 {
+        let qos = [QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(i % 2)];
+        publ.publish("c/t", b"x", qos, false, i + 1).await;
+        sub.recv_publish().await;
+    }
+    sub.disconnect().await;
+    publ.disconnect().await;
+    // Their sessions ended with the connections, and nothing was written for them.
+    tokio::time::sleep(QUIET).await;
+    assert!(server.broker().session("clean-sub").is_none());
+    assert_eq!(store.stats().ops.load(Ordering::Relaxed), 0);
+    server.shutdown().await;
+}
+
+/// With the journal on a file layer whose fsyncs fail, a QoS 1 message for a persistent
+/// session is not acknowledged; once the disk recovers, it is, and it survives a restart.
+#[tokio::test]
+async fn a_message_is_not_acknowledged_while_the_disk_fails() {
+    let dir = fresh_data_dir();
+    let fs = FaultFs::new();
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    let open = |fs: &FaultFs| {
+        Store::open_with(
+            Arc::new(fs.clone()),
+            &dir,
+            config.store.options(config.limits.max_packet_size),
+            corvus_server::clock::now(),
+        )
+        .expect("store opens")
+    };
+    let server = Server::start_with_store(&config, Some(open(&fs)))
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let (mut sub, _) = persistent(addr, "durable", 3600).await;
+    sub.subscribe(1, "disk/#", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    wait_offline(&server, "durable").await;
+
+    fs.set_faults(Faults {
+        fail_syncs: u32::MAX,
+        ..Faults::default()
+    });
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    let mut publish = Publish::new(s("disk/t"), Bytes::from_static(b"on disk first"));
+    publish.qos = QoS::AtLeastOnce;
+    publish.packet_id = Some(pid(1));
+    publ.send(publish.into()).await;
+    publ.expect_nothing().await;
+    let store = server.broker().store().unwrap().clone();
+    let error = store.last_error().expect("the failure is reported");
+    assert!(error.contains("injected fault"), "{error}");
+
+    fs.set_faults(Faults::default());
+    match publ.recv().await {
+        Packet::PubAck(ack) => assert_eq!(ack.packet_id, pid(1)),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    assert!(store.last_error().is_none());
+    drop(publ);
+    drop(store);
+    server.shutdown().await;
+
+    let server = Server::start_with_store(&config, Some(open(&fs)))
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let (mut sub, _) = persistent(addr, "durable", 3600).await;
+    assert_eq!(&sub.recv_publish().await.payload[..], b"on disk first");
+    server.shutdown().await;
+}
+
+/// Under `never` (and `interval`), acknowledgements do not wait for the disk.
+#[tokio::test]
+async fn without_sync_always_acknowledgements_do_not_wait_for_the_disk() {
+    for sync in [SyncName::Never, SyncName::Interval] {
+        let dir = fresh_data_dir();
+        let fs = FaultFs::new();
+        let mut config = Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        config.store.sync = sync;
+        config.store.sync_interval_ms = 50;
+        let store = Store::open_with(
+            Arc::new(fs.clone()),
+            &dir,
+            config.store.options(config.limits.max_packet_size),
+            corvus_server::clock::now(),
+        )
+        .unwrap();
+        let server = Server::start_with_store(&config, Some(store))
+            .await
+            .unwrap();
+        let addr = server.local_addrs()[0];
+        let (mut sub, _) = persistent(addr, "durable", 3600).await;
+        sub.subscribe(1, "disk/#", QoS::AtLeastOnce).await;
+        fs.set_faults(Faults {
+            fail_syncs: u32::MAX,
+            ..Faults::default()
+        });
+        let mut publ = Raw::connect(addr, V5, "publisher").await;
+        let code = publ
+            .publish("disk/t", b"x", QoS::AtLeastOnce, false, 1)
+            .await;
+        assert_eq!(code, ReasonCode::Success, "{sync:?}");
+        assert_eq!(&sub.recv_publish().await.payload[..], b"x");
+        fs.set_faults(Faults::default());
+        server.shutdown().await;
+    }
+}

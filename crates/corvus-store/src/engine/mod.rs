@@ -1,0 +1,405 @@
+//! The store as the broker uses it: one thread owns the keyed state (redb) and the queue
+//! journal (segment log) of a data directory, and applies the broker's writes in batches.
+//!
+//! Connection tasks [`submit`](Store::submit) [`Op`]s and get a [`Ticket`]: the number of the
+//! batch their ops joined. The store thread takes everything waiting, applies it in order,
+//! makes it durable as the [`SyncPolicy`] says (one fsync for the whole batch: group commit)
+//! and then announces the ticket on [`Store::durable`]. Under `SyncPolicy::Always` the broker
+//! holds a PUBACK/PUBREC (and anything it sends after) until its ticket is durable; a failed
+//! write is retried and never announced, so nothing it covers is ever acknowledged.
+//!
+//! Ops submitted by one thread, or under one session's lock, are applied in that order:
+//! a session's `Sent` never overtakes its `Enqueue`.
+//!
+//! [`Store::open`] recovers the directory (see [`Recovered`]) before the thread starts.
+
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use corvus_core::{ClientId, Delivery, Message, Millis, SubscriptionEntry};
+use mqtt_codec::{MqttString, PacketId};
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+use crate::fs::{FileSystem, OsFileSystem};
+use crate::journal::{Journal, ReplayReport, ReplayedState};
+use crate::keyed::{KeyedStore, LoadedState, OpenReport, SessionRecord};
+use crate::log::{LogOptions, RecoveryReport, SyncPolicy};
+use crate::{QUEUE_DIR, STATE_DIR};
+
+/// The number of a batch of ops. Tickets grow by one per batch; a batch is durable once
+/// [`Store::durable`] has reached its ticket.
+pub type Ticket = u64;
+
+/// One write to the store.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Create or update a session's record.
+    PutSession {
+        client: ClientId,
+        record: SessionRecord,
+    },
+    /// A session ended: its record, subscriptions, inbound QoS 2 ids and every delivery of
+    /// its queue go.
+    DeleteSession { client: ClientId },
+    PutSubscription {
+        client: ClientId,
+        filter: MqttString,
+        entry: SubscriptionEntry,
+    },
+    DeleteSubscription {
+        client: ClientId,
+        filter: MqttString,
+    },
+    /// Make this the retained message of its topic.
+    PutRetained(Arc<Message>),
+    /// The topic has no retained message any more.
+    DeleteRetained(MqttString),
+    AddInboundQos2 {
+        client: ClientId,
+        packet_id: PacketId,
+    },
+    RemoveInboundQos2 {
+        client: ClientId,
+        packet_id: PacketId,
+    },
+    /// A delivery joins the end of a session's queue. Its `stored_id` names the message;
+    /// the body is written once, with the first delivery that needs it.
+    Enqueue {
+        client: ClientId,
+        delivery: Delivery,
+    },
+    /// The delivery went in flight under this packet id.
+    Sent {
+        client: ClientId,
+        message: u64,
+        packet_id: PacketId,
+    },
+    /// PUBREC received: PUBREL owed.
+    Released {
+        client: ClientId,
+        message: u64,
+        packet_id: PacketId,
+    },
+    /// The delivery is finished (acknowledged, dropped or expired).
+    Done { client: ClientId, message: u64 },
+}
+
+/// How the store is laid out and synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// When writes reach the disk.
+    pub sync: SyncPolicy,
+    /// The largest message body the journal takes (bigger ones are refused and reported).
+    pub max_message: u32,
+    /// The size of a journal segment file.
+    pub segment_size: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sync: SyncPolicy::Always,
+            max_message: 16 * 1024 * 1024,
+            segment_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn log_options(&self) -> LogOptions {
+        // A record is the body plus its topic, properties and a little framing.
+        let max_payload = self.max_message.saturating_add(512 * 1024);
+        LogOptions {
+            segment_size: self.segment_size.max(u64::from(max_payload) + 4096),
+            max_payload,
+            sync_policy: self.sync,
+        }
+    }
+}
+
+/// What [`Store::open`] found and repaired.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Sessions (with subscriptions and inbound QoS 2 ids), retained messages, wills of
+    /// sessions that expired while the broker was down, and what was dropped.
+    pub state: LoadedState,
+    /// Every live session's queue and inflight window.
+    pub queues: ReplayedState,
+    pub state_open: OpenReport,
+    pub journal_replay: ReplayReport,
+    pub journal_recovery: RecoveryReport,
+    /// Journal deliveries of sessions that no longer exist (ended or expired), finished.
+    pub orphan_deliveries: usize,
+}
+
+impl Recovered {
+    /// One line per thing an operator should know: damage cut or quarantined, data lost.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(q) = &self.state_open.quarantined {
+            out.push(format!(
+                "state database {} was damaged ({}); moved to {} and started empty",
+                q.from.display(),
+                q.reason,
+                q.to.display()
+            ));
+        }
+        for bad in &self.state.report.quarantined {
+            out.push(format!(
+                "state: undecodable {} record {:?} quarantined: {}",
+                bad.table, bad.key, bad.reason
+            ));
+        }
+        for t in &self.journal_recovery.truncated {
+            out.push(format!("queue journal: {t:?}"));
+        }
+        for q in &self.journal_recovery.quarantined {
+            out.push(format!("queue journal: {q:?}"));
+        }
+        let r = &self.journal_replay;
+        if !r.undecodable.is_empty() {
+            out.push(format!(
+                "queue journal: {} undecodable records skipped",
+                r.undecodable.len()
+            ));
+        }
+        if !r.lost.is_empty() {
+            out.push(format!(
+                "queue journal: {} queued deliveries lost with damaged message bodies",
+                r.lost.len()
+            ));
+        }
+        out
+    }
+
+    /// A one-line summary of what was recovered.
+    pub fn summary(&self) -> String {
+        let queued: usize = self.queues.sessions.values().map(|s| s.queue.len()).sum();
+        let inflight: usize = self
+            .queues
+            .sessions
+            .values()
+            .map(|s| s.inflight.len())
+            .sum();
+        format!(
+            "{} sessions, {} retained messages, {queued} queued and {inflight} in-flight messages recovered; \
+             {} sessions and {} retained messages expired while stopped",
+            self.state.sessions.len(),
+            self.state.retained.len(),
+            self.state.report.expired_sessions.len(),
+            self.state.report.expired_retained,
+        )
+    }
+}
+
+/// Counters about the store's work, for metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Ops applied.
+    pub ops: AtomicU64,
+    /// Syncs (fsync of the journal and/or a durable redb commit) and their total time.
+    pub syncs: AtomicU64,
+    pub sync_micros: AtomicU64,
+    /// Failed attempts to write or sync (each is retried).
+    pub errors: AtomicU64,
+    /// Ops the store could not take at all (a message larger than the journal allows).
+    pub refused: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ops: Vec<Op>,
+    /// The ticket of the batch now filling.
+    ticket: Ticket,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    stats: StoreStats,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A data directory open for the broker. See the module docs.
+#[derive(Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
+    durable: watch::Receiver<Ticket>,
+    next_message_id: AtomicU64,
+    sync: SyncPolicy,
+    dir: PathBuf,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` (`dir/state` and `dir/queue`), recovers
+    /// it at time `now` and starts its thread.
+    pub fn open(
+        dir: &Path,
+        options: StoreOptions,
+        now: Millis,
+    ) -> Result<(Store, Recovered), StoreError> {
+        Store::open_with(Arc::new(OsFileSystem), dir, options, now)
+    }
+
+    /// [`open`](Self::open) with the journal on a given file layer (fault injection in tests).
+    pub fn open_with(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: StoreOptions,
+        now: Millis,
+    ) -> Result<(Store, Recovered), StoreError> {
+        let (keyed, state_open) = KeyedStore::open(&dir.join(STATE_DIR))?;
+        let state = keyed.load(now)?;
+        let (mut journal, mut queues, journal_replay, journal_recovery) =
+            Journal::open(fs, dir.join(QUEUE_DIR), options.log_options(), now)?;
+        // Queues of sessions that ended or expired (or whose record was lost) are finished.
+        let orphans: Vec<ClientId> = queues
+            .sessions
+            .keys()
+            .filter(|c| {
+                state
+                    .sessions
+                    .binary_search_by(|s| s.client_id.as_ref().cmp(c.as_ref()))
+                    .is_err()
+            })
+            .cloned()
+            .collect();
+        let mut orphan_deliveries = 0;
+        for client in &orphans {
+            orphan_deliveries += journal.forget_client(client)?;
+            queues.sessions.remove(client);
+        }
+        journal.sync()?;
+        journal.reclaim()?;
+        let next_message_id = journal.next_message_id();
+        let (durable_tx, durable) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                ops: Vec::new(),
+                ticket: 1,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            stats: StoreStats::default(),
+            last_error: Mutex::new(None),
+        });
+        let worker = worker::Worker::new(keyed, journal, options.sync, shared.clone(), durable_tx);
+        let thread = std::thread::Builder::new()
+            .name("corvus-store".into())
+            .spawn(move || worker.run())
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
+        let store = Store {
+            shared,
+            durable,
+            next_message_id: AtomicU64::new(next_message_id),
+            sync: options.sync,
+            dir: dir.to_path_buf(),
+            thread: Mutex::new(Some(thread)),
+        };
+        let recovered = Recovered {
+            state,
+            queues,
+            state_open,
+            journal_replay,
+            journal_recovery,
+            orphan_deliveries,
+        };
+        Ok((store, recovered))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Queues ops for the next batch and returns its ticket. Never blocks on I/O.
+    pub fn submit(&self, ops: impl IntoIterator<Item = Op>) -> Ticket {
+        let mut pending = self.shared.pending();
+        let before = pending.ops.len();
+        pending.ops.extend(ops);
+        let ticket = pending.ticket;
+        let added = pending.ops.len() > before;
+        drop(pending);
+        if added {
+            self.shared.wake.notify_one();
+        }
+        ticket
+    }
+
+    /// True if acknowledgements must wait for their ticket to be durable (`always`).
+    pub fn acks_wait_for_sync(&self) -> bool {
+        self.sync == SyncPolicy::Always
+    }
+
+    /// The sync policy.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.sync
+    }
+
+    /// The highest durable ticket, with change notification.
+    pub fn durable(&self) -> watch::Receiver<Ticket> {
+        self.durable.clone()
+    }
+
+    /// A new id for a message body in the journal.
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &StoreStats {
+        &self.shared.stats
+    }
+
+    /// The last write or sync failure, while the store is failing (cleared by a success).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies everything submitted, syncs it whatever the policy, and stops the thread.
+    /// Later submissions are ignored. Waits at most `grace` for a failing disk.
+    pub fn close(&self, grace: Duration) {
+        self.shared.pending().closing = true;
+        self.shared.wake.notify_one();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let deadline = std::time::Instant::now() + grace;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close(Duration::from_secs(5));
+    }
+}

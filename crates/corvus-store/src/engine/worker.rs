@@ -1,0 +1,387 @@
+//! The store thread: takes the waiting ops as one batch, applies them in order (journal
+//! records to the segment log, keyed ops to one redb transaction), makes the batch durable as
+//! the sync policy says, and announces its ticket. A batch that fails to reach the disk is
+//! retried, with a pause, until it does: its ticket is never announced before, so nothing it
+//! covers is acknowledged. Between batches it reclaims journal space.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::{Op, Shared, Ticket};
+use crate::error::StoreError;
+use crate::journal::{Journal, Record};
+use crate::keyed::{Durability, KeyedStore};
+use crate::log::SyncPolicy;
+
+/// How often the thread wakes when idle: periodic syncs and space reclamation.
+const TICK: Duration = Duration::from_millis(200);
+/// Under `never`, the keyed state still needs a durable redb commit now and then: redb keeps
+/// non-durable commits only until the process ends.
+const NEVER_KEYED_SYNC: Duration = Duration::from_secs(1);
+/// How often journal space is reclaimed.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+/// Pauses between attempts to write a failing batch.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+pub(super) struct Worker {
+    keyed: KeyedStore,
+    journal: Journal,
+    sync: SyncPolicy,
+    shared: Arc<Shared>,
+    durable: watch::Sender<Ticket>,
+    /// Keyed changes committed without fsync since the last durable commit.
+    keyed_dirty: bool,
+    last_sync: Instant,
+    last_reclaim: Instant,
+    max_message: usize,
+}
+
+impl Worker {
+    pub(super) fn new(
+        keyed: KeyedStore,
+        journal: Journal,
+        sync: SyncPolicy,
+        shared: Arc<Shared>,
+        durable: watch::Sender<Ticket>,
+    ) -> Worker {
+        let max_message = journal.log().options().max_payload as usize;
+        Worker {
+            keyed,
+            journal,
+            sync,
+            shared,
+            durable,
+            keyed_dirty: false,
+            last_sync: Instant::now(),
+            last_reclaim: Instant::now(),
+            max_message,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let (ticket, ops, closing) = {
+                let mut pending = self.shared.pending();
+                if pending.ops.is_empty() && !pending.closing {
+                    pending = self
+                        .shared
+                        .wake
+                        .wait_timeout(pending, TICK)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+                let ticket = pending.ticket;
+                let ops = std::mem::take(&mut pending.ops);
+                if !ops.is_empty() {
+                    pending.ticket += 1;
+                }
+                (ticket, ops, pending.closing)
+            };
+            if !ops.is_empty() {
+                self.commit(ticket, ops, closing);
+            } else if closing {
+                self.final_sync();
+                return;
+            } else {
+                self.idle();
+            }
+        }
+    }
+
+    /// Applies one batch and makes it durable, retrying until it is (or, when closing,
+    /// giving up after a few attempts: the process is about to end anyway).
+    fn commit(&mut self, ticket: Ticket, ops: Vec<Op>, closing: bool) {
+        let stats = &self.shared.stats;
+        stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let keyed_ops = self.apply_journal(ops);
+        let mut pause = RETRY_FIRST;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.make_durable(&keyed_ops) {
+                Ok(()) => break,
+                Err(e) => {
+                    self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %e, "store: a write failed; the messages it holds are not acknowledged until it succeeds (retrying)");
+                    *self.last_error() = Some(e.to_string());
+                    if closing && attempts >= 3 {
+                        return;
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+        if self.last_error().take().is_some() {
+            info!("store: writes succeed again");
+        }
+        self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.durable.send_replace(ticket);
+    }
+
+    fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the journal's part of the batch to the log (in memory until synced or
+    /// flushed) and returns the keyed part, in order.
+    fn apply_journal(&mut self, ops: Vec<Op>) -> Vec<Op> {
+        let mut keyed = Vec::new();
+        let mut records = Vec::new();
+        let mut bodies = HashSet::new();
+        for op in ops {
+            match op {
+                Op::Enqueue { client, delivery } => {
+                    let Some(id) = delivery.stored_id else {
+                        continue;
+                    };
+                    let message = &delivery.message;
+                    if message.payload.len() + message.topic.len() > self.max_message {
+                        self.refuse(&format!(
+                            "message of {} bytes for {client} is larger than the journal takes",
+                            message.payload.len()
+                        ));
+                        continue;
+                    }
+                    if !bodies.contains(&id) && !self.journal.has_body(id) {
+                        bodies.insert(id);
+                        records.push(Record::Message {
+                            id,
+                            message: message.clone(),
+                        });
+                    }
+                    records.push(Record::Enqueue {
+                        client,
+                        message: id,
+                        qos: delivery.qos,
+                        retain: delivery.retain,
+                        subscription_ids: delivery.subscription_ids,
+                    });
+                }
+                Op::Sent {
+                    client,
+                    message,
+                    packet_id,
+                } => records.push(Record::Sent {
+                    client,
+                    message,
+                    packet_id,
+                }),
+                Op::Released {
+                    client,
+                    message,
+                    packet_id,
+                } => records.push(Record::Released {
+                    client,
+                    message,
+                    packet_id,
+                }),
+                Op::Done { client, message } => records.push(Record::Done { client, message }),
+                Op::DeleteSession { client } => {
+                    self.write_records(&mut records);
+                    bodies.clear();
+                    if let Err(e) = self.journal.forget_client(&client) {
+                        self.refuse(&format!("forgetting the queue of {client}: {e}"));
+                    }
+                    keyed.push(Op::DeleteSession { client });
+                }
+                other => keyed.push(other),
+            }
+        }
+        self.write_records(&mut records);
+        keyed
+    }
+
+    fn write_records(&mut self, records: &mut Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.journal.write(records) {
+            // Refused records (the journal checks every one before appending any) are a bug
+            // in the caller; the rest of the batch must not be lost with them.
+            warn!(error = %e, "store: a journal batch was refused; writing its records one by one");
+            for r in records.iter() {
+                let one = match r {
+                    // A body goes with the delivery that follows it.
+                    Record::Message { .. } => continue,
+                    Record::Enqueue { message, .. } => match records
+                        .iter()
+                        .find(|m| matches!(m, Record::Message { id, .. } if id == message))
+                    {
+                        Some(body) => vec![body.clone(), r.clone()],
+                        None => vec![r.clone()],
+                    },
+                    _ => vec![r.clone()],
+                };
+                if let Err(e) = self.journal.write(&one) {
+                    self.refuse(&format!("{r}: {e}"));
+                }
+            }
+        }
+        records.clear();
+    }
+
+    fn refuse(&self, what: &str) {
+        self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+        error!("store: not persisted: {what}");
+    }
+
+    /// Makes the journal's batch and the keyed ops durable as the policy says.
+    fn make_durable(&mut self, keyed_ops: &[Op]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let durable_now = match self.sync {
+            SyncPolicy::Always => true,
+            SyncPolicy::Interval(every) => started.duration_since(self.last_sync) >= every,
+            SyncPolicy::Never => false,
+        };
+        if durable_now {
+            self.journal.sync()?;
+        } else {
+            self.journal.log_flush()?;
+        }
+        if !keyed_ops.is_empty() {
+            let mut batch = self.keyed.batch();
+            for op in keyed_ops {
+                add_keyed(&mut batch, op);
+            }
+            let durability = if durable_now {
+                Durability::Immediate
+            } else {
+                Durability::Eventual
+            };
+            batch.commit(durability)?;
+            self.keyed_dirty = !durable_now;
+        } else if durable_now && self.keyed_dirty {
+            self.keyed.sync()?;
+            self.keyed_dirty = false;
+        }
+        if durable_now {
+            self.last_sync = Instant::now();
+            self.count_sync(started);
+        }
+        Ok(())
+    }
+
+    fn count_sync(&self, started: Instant) {
+        let stats = &self.shared.stats;
+        stats.syncs.fetch_add(1, Ordering::Relaxed);
+        stats
+            .sync_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Between batches: the periodic syncs of `interval` and `never`, and space reclamation.
+    fn idle(&mut self) {
+        let now = Instant::now();
+        let due = match self.sync {
+            SyncPolicy::Always => false,
+            SyncPolicy::Interval(every) => now.duration_since(self.last_sync) >= every,
+            SyncPolicy::Never => {
+                self.keyed_dirty && now.duration_since(self.last_sync) >= NEVER_KEYED_SYNC
+            }
+        };
+        if due {
+            let result = match self.sync {
+                SyncPolicy::Never => self.keyed.sync(),
+                _ => self.journal.sync().map(|_| ()).and_then(|()| {
+                    if self.keyed_dirty {
+                        self.keyed.sync()
+                    } else {
+                        Ok(())
+                    }
+                }),
+            };
+            match result {
+                Ok(()) => {
+                    self.keyed_dirty = false;
+                    self.last_sync = now;
+                    self.count_sync(now);
+                }
+                Err(e) => {
+                    self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %e, "store: periodic sync failed (retrying)");
+                }
+            }
+        }
+        if now.duration_since(self.last_reclaim) >= RECLAIM_EVERY {
+            self.last_reclaim = now;
+            if let Err(e) = self.reclaim() {
+                warn!(error = %e, "store: reclaiming journal space failed (retrying later)");
+            }
+        }
+    }
+
+    /// Removes journal segments nothing live needs; when the oldest segment is mostly dead
+    /// but pinned by a few long-queued deliveries, copies those forward first.
+    fn reclaim(&mut self) -> Result<(), StoreError> {
+        let segments = self.journal.segments();
+        if segments.len() < 2 {
+            return Ok(());
+        }
+        let oldest = segments[0];
+        let records = oldest.last.0 - oldest.first.0 + 1;
+        if oldest.live > 0 && (oldest.live as u64) * 4 < records {
+            self.journal.compact_front()?;
+        } else if oldest.live == 0 {
+            self.journal.reclaim()?;
+        }
+        Ok(())
+    }
+
+    fn final_sync(&mut self) {
+        let result = self.journal.sync().map(|_| ()).and_then(|()| {
+            if self.keyed_dirty {
+                self.keyed.sync()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            error!(error = %e, "store: the final sync at shutdown failed");
+        }
+    }
+}
+
+fn add_keyed(batch: &mut crate::keyed::Batch<'_>, op: &Op) {
+    match op {
+        Op::PutSession { client, record } => {
+            batch.put_session(client, record);
+        }
+        Op::DeleteSession { client } => {
+            batch.delete_session(client);
+        }
+        Op::PutSubscription {
+            client,
+            filter,
+            entry,
+        } => {
+            batch.put_subscription(client, filter, entry);
+        }
+        Op::DeleteSubscription { client, filter } => {
+            batch.delete_subscription(client, filter);
+        }
+        Op::PutRetained(message) => {
+            batch.put_retained(message);
+        }
+        Op::DeleteRetained(topic) => {
+            batch.delete_retained(topic);
+        }
+        Op::AddInboundQos2 { client, packet_id } => {
+            batch.add_inbound_qos2(client, *packet_id);
+        }
+        Op::RemoveInboundQos2 { client, packet_id } => {
+            batch.remove_inbound_qos2(client, *packet_id);
+        }
+        // Journal ops never reach here (see `apply_journal`).
+        Op::Enqueue { .. } | Op::Sent { .. } | Op::Released { .. } | Op::Done { .. } => {}
+    }
+}
