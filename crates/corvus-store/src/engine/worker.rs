@@ -91,6 +91,8 @@ impl Worker {
             } else {
                 self.idle();
             }
+            // Also under constant load, which never leaves the thread idle.
+            self.maybe_reclaim();
         }
     }
 
@@ -312,6 +314,10 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn maybe_reclaim(&mut self) {
+        let now = Instant::now();
         if now.duration_since(self.last_reclaim) >= RECLAIM_EVERY {
             self.last_reclaim = now;
             if let Err(e) = self.reclaim() {
