@@ -65,7 +65,10 @@ async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
     wait_offline(&server, "keeper").await;
 
     let (server, addr) = restart(server, &dir).await;
-    assert!(server.recovery_summary().unwrap().contains("1 sessions"));
+    assert!(server
+        .recovery_summary()
+        .unwrap()
+        .contains("recovered 1 session,"));
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     publ.publish("d/x", b"kept", QoS::ExactlyOnce, true, 1)
         .await;
@@ -235,7 +238,7 @@ async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_d
         server
             .recovery_summary()
             .unwrap()
-            .contains("1 retained messages expired"),
+            .contains("expired while stopped: 0 sessions, 1 retained message"),
         "{:?}",
         server.recovery_summary()
     );

@@ -160,10 +160,31 @@ impl Recovered {
             ));
         }
         for t in &self.journal_recovery.truncated {
-            out.push(format!("queue journal: {t:?}"));
+            out.push(if t.file_removed {
+                format!(
+                    "queue journal: {} was torn while being created ({}); removed",
+                    t.path.display(),
+                    t.kind
+                )
+            } else {
+                format!(
+                    "queue journal: {} cut at offset {} ({}): {} bytes dropped",
+                    t.path.display(),
+                    t.offset,
+                    t.kind,
+                    t.len
+                )
+            });
         }
         for q in &self.journal_recovery.quarantined {
-            out.push(format!("queue journal: {q:?}"));
+            out.push(format!(
+                "queue journal: {} bytes at offset {} of {} are damaged ({}): skipped, copied to {}",
+                q.len,
+                q.offset,
+                q.path.display(),
+                q.kind,
+                q.copy.display()
+            ));
         }
         let r = &self.journal_replay;
         if !r.undecodable.is_empty() {
@@ -191,14 +212,18 @@ impl Recovered {
             .map(|s| s.inflight.len())
             .sum();
         format!(
-            "{} sessions, {} retained messages, {queued} queued and {inflight} in-flight messages recovered; \
-             {} sessions and {} retained messages expired while stopped",
-            self.state.sessions.len(),
-            self.state.retained.len(),
-            self.state.report.expired_sessions.len(),
-            self.state.report.expired_retained,
+            "recovered {}, {}, {queued} queued and {inflight} in-flight messages; \
+             expired while stopped: {}, {}",
+            count(self.state.sessions.len(), "session"),
+            count(self.state.retained.len(), "retained message"),
+            count(self.state.report.expired_sessions.len(), "session"),
+            count(self.state.report.expired_retained, "retained message"),
         )
     }
+}
+
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Counters about the store's work, for metrics.
