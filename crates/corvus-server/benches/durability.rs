@@ -18,8 +18,8 @@ use bytes::{Bytes, BytesMut};
 use corvus_server::config::SyncName;
 use corvus_server::{Config, Server};
 use mqtt_codec::{
-    Ack, Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    Subscribe, Subscription, SubscriptionOptions,
+    Ack, Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, Subscribe,
+    Subscription, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -197,7 +197,9 @@ async fn fan_in(addr: SocketAddr, o: &Options) -> RunResult {
                 c.flush().await;
                 match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
                     Ok(Packet::PubAck(ack)) => {
-                        if let Some(i) = pending.iter().position(|(id, _)| *id == ack.packet_id.get())
+                        if let Some(i) = pending
+                            .iter()
+                            .position(|(id, _)| *id == ack.packet_id.get())
                         {
                             if let Some((_, at)) = pending.remove(i) {
                                 latencies.push(at.elapsed());
@@ -315,7 +317,12 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
     let started = Instant::now();
     let (store, recovered) = Store::open(&dir, StoreOptions::default(), now).expect("reopens");
     let opened = started.elapsed();
-    let queued: usize = recovered.queues.sessions.values().map(|s| s.queue.len()).sum();
+    let queued: usize = recovered
+        .queues
+        .sessions
+        .values()
+        .map(|s| s.queue.len())
+        .sum();
     assert_eq!(queued, n, "every queued message recovered");
     let (broker, _) = corvus_server::Broker::with_store(
         Config::default().broker_config(),
