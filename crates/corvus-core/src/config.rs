@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     pub queue_full_policy: QueueFullPolicy,
     /// Longest client identifier accepted, in bytes.
     pub max_client_id_len: usize,
+    /// Whether the runtime persists sessions: persistent sessions then report the changes
+    /// to their durable state as [`StoreEvent`](crate::session::StoreEvent)s.
+    pub persistence: bool,
 }
 
 impl Default for BrokerConfig {
@@ -55,6 +58,7 @@ impl Default for BrokerConfig {
             queue_qos0_offline: false,
             queue_full_policy: QueueFullPolicy::DropNewest,
             max_client_id_len: 65_535,
+            persistence: false,
         }
     }
 }

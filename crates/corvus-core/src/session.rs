@@ -179,6 +179,8 @@ struct QueueLimits {
     max_bytes: usize,
     queue_qos0_offline: bool,
     policy: QueueFullPolicy,
+    /// `BrokerConfig::persistence`.
+    persistence: bool,
 }
 
 impl Session {
@@ -201,12 +203,26 @@ impl Session {
                 max_bytes: config.max_queued_bytes,
                 queue_qos0_offline: config.queue_qos0_offline,
                 policy: config.queue_full_policy,
+                persistence: config.persistence,
             },
             store_events: Vec::new(),
         }
     }
 
     // ---- durable state ----
+
+    /// Whether the session outlives its connection (Session Expiry Interval above 0), and so
+    /// whether its state is worth persisting.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// Whether changes to the session's own durable state (subscriptions, inbound QoS 2 ids)
+    /// are reported. Delivery events need no such check: only persisted deliveries carry a
+    /// `stored_id`.
+    fn records_changes(&self) -> bool {
+        self.limits.persistence && self.is_persistent()
+    }
 
     /// What happened to persisted state since the last call, in order.
     pub fn take_store_events(&mut self) -> std::vec::Drain<'_, StoreEvent> {
@@ -254,10 +270,12 @@ impl Session {
 
     /// Records a subscription; true if it replaced one with the same filter.
     pub fn add_subscription(&mut self, filter: MqttString, entry: SubscriptionEntry) -> bool {
-        self.store_events.push(StoreEvent::Subscribed {
-            filter: filter.clone(),
-            entry: entry.clone(),
-        });
+        if self.records_changes() {
+            self.store_events.push(StoreEvent::Subscribed {
+                filter: filter.clone(),
+                entry: entry.clone(),
+            });
+        }
         self.subscriptions.insert(filter, entry).is_some()
     }
 
@@ -265,7 +283,9 @@ impl Session {
         let Some((filter, _)) = self.subscriptions.remove_entry(filter) else {
             return false;
         };
-        self.store_events.push(StoreEvent::Unsubscribed { filter });
+        if self.records_changes() {
+            self.store_events.push(StoreEvent::Unsubscribed { filter });
+        }
         true
     }
 
@@ -356,14 +376,6 @@ impl Session {
             }
             return self.pop_front();
         }
-    }
-
-    /// Drops everything queued and in flight (a clean start, or the session's end).
-    pub fn clear_messages(&mut self) {
-        self.queue.clear();
-        self.queued_bytes = 0;
-        self.inflight.clear();
-        self.inbound_qos2.clear();
     }
 
     // ---- messages in flight towards the client ----
@@ -465,7 +477,7 @@ impl Session {
     /// (a resend, not to be delivered again).
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
         let new = self.inbound_qos2.insert(packet_id);
-        if new {
+        if new && self.records_changes() {
             self.store_events
                 .push(StoreEvent::InboundQos2Added(packet_id));
         }
@@ -480,7 +492,7 @@ impl Session {
     /// PUBREL: true if the identifier was awaiting it.
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
         let known = self.inbound_qos2.remove(&packet_id);
-        if known {
+        if known && self.records_changes() {
             self.store_events
                 .push(StoreEvent::InboundQos2Removed(packet_id));
         }
@@ -682,5 +694,163 @@ mod tests {
         assert!(s.is_expired(15_000));
         s.expiry_interval = NEVER_EXPIRES;
         assert_eq!(s.expires_at(), None);
+    }
+}
+
+#[cfg(test)]
+mod store_event_tests {
+    use super::*;
+    use bytes::Bytes;
+    use mqtt_codec::{PublishProperties, SubscriptionOptions};
+
+    fn stored(qos: QoS, id: u64, expires_at: Option<Millis>) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: MqttString::from_static("t"),
+                payload: Bytes::from_static(b"p"),
+                qos,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at,
+                publisher: None,
+            }),
+            qos,
+            retain: false,
+            subscription_ids: vec![],
+            stored_id: Some(id),
+        }
+    }
+
+    fn session(persistence: bool, expiry: u32, max_messages: usize) -> Session {
+        let config = BrokerConfig {
+            persistence,
+            max_queued_messages: max_messages,
+            queue_full_policy: QueueFullPolicy::DropOldest,
+            ..BrokerConfig::default()
+        };
+        let mut s = Session::new("c".into(), &config);
+        s.expiry_interval = expiry;
+        s.online = true;
+        s
+    }
+
+    fn events(s: &mut Session) -> Vec<StoreEvent> {
+        s.take_store_events().collect()
+    }
+
+    fn pid(n: u16) -> PacketId {
+        PacketId::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_persistent_session_reports_its_subscriptions_and_inbound_qos2_ids() {
+        let entry = SubscriptionEntry {
+            options: SubscriptionOptions::default(),
+            identifier: Some(3),
+        };
+        let filter = MqttString::from_static("a/#");
+        let mut s = session(true, 60, 10);
+        s.add_subscription(filter.clone(), entry.clone());
+        s.remove_subscription("a/#");
+        assert!(s.receive_qos2(pid(5)));
+        assert!(!s.receive_qos2(pid(5)), "a resend");
+        assert!(s.release_qos2(pid(5)));
+        assert!(!s.release_qos2(pid(5)));
+        assert_eq!(
+            events(&mut s),
+            vec![
+                StoreEvent::Subscribed {
+                    filter: filter.clone(),
+                    entry: entry.clone()
+                },
+                StoreEvent::Unsubscribed {
+                    filter: filter.clone()
+                },
+                StoreEvent::InboundQos2Added(pid(5)),
+                StoreEvent::InboundQos2Removed(pid(5)),
+            ]
+        );
+        // Nothing is reported by a session that ends with its connection, or without a store.
+        for mut s in [session(true, 0, 10), session(false, 60, 10)] {
+            s.add_subscription(filter.clone(), entry.clone());
+            s.receive_qos2(pid(5));
+            s.release_qos2(pid(5));
+            assert_eq!(events(&mut s), vec![]);
+        }
+    }
+
+    #[test]
+    fn a_persisted_delivery_is_followed_through_its_flow() {
+        let mut s = session(true, 60, 10);
+        // QoS 1: sent, acknowledged.
+        s.enqueue(stored(QoS::AtLeastOnce, 1, None), 0);
+        let d = s.next_to_send(10, 0).unwrap();
+        let id1 = s.start_inflight(d);
+        assert!(s.on_puback(id1));
+        // QoS 2: sent, PUBREC, PUBCOMP.
+        s.enqueue(stored(QoS::ExactlyOnce, 2, None), 0);
+        let d = s.next_to_send(10, 0).unwrap();
+        let id2 = s.start_inflight(d);
+        assert!(s.on_pubrec(id2, true));
+        assert!(s.on_pubcomp(id2));
+        // QoS 2 refused by the client's PUBREC.
+        s.enqueue(stored(QoS::ExactlyOnce, 3, None), 0);
+        let d = s.next_to_send(10, 0).unwrap();
+        let id3 = s.start_inflight(d);
+        assert!(s.on_pubrec(id3, false));
+        assert_eq!(
+            events(&mut s),
+            vec![
+                StoreEvent::Sent {
+                    message: 1,
+                    packet_id: id1
+                },
+                StoreEvent::Done { message: 1 },
+                StoreEvent::Sent {
+                    message: 2,
+                    packet_id: id2
+                },
+                StoreEvent::Released {
+                    message: 2,
+                    packet_id: id2
+                },
+                StoreEvent::Done { message: 2 },
+                StoreEvent::Sent {
+                    message: 3,
+                    packet_id: id3
+                },
+                StoreEvent::Done { message: 3 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_persisted_delivery_dropped_or_expired_is_finished() {
+        let mut s = session(true, 60, 1);
+        s.enqueue(stored(QoS::AtLeastOnce, 1, None), 0);
+        // Drop-oldest makes room: 1 is finished.
+        s.enqueue(stored(QoS::AtLeastOnce, 2, Some(5)), 0);
+        // 2 expires in the queue.
+        assert_eq!(s.next_to_send(10, 10), None);
+        s.enqueue(stored(QoS::AtLeastOnce, 3, None), 10);
+        // 3 is discarded (too large for the client, say).
+        let d = s.next_to_send(10, 10).unwrap();
+        s.discard(&d, DropReason::TooLargeForClient);
+        assert_eq!(
+            events(&mut s),
+            vec![
+                StoreEvent::Done { message: 1 },
+                StoreEvent::Done { message: 2 },
+                StoreEvent::Done { message: 3 },
+            ]
+        );
+        // Deliveries kept in memory only are never reported.
+        let mut d = stored(QoS::AtLeastOnce, 4, None);
+        d.stored_id = None;
+        s.enqueue(d, 10);
+        let d = s.next_to_send(10, 10).unwrap();
+        let id = s.start_inflight(d);
+        s.on_puback(id);
+        assert_eq!(events(&mut s), vec![]);
     }
 }

@@ -431,6 +431,7 @@ fn broker_config() -> impl Strategy<Value = BrokerConfig> {
                 queue_qos0_offline,
                 queue_full_policy,
                 max_client_id_len: 16,
+                persistence: false,
             },
         )
 }

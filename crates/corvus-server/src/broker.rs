@@ -23,7 +23,7 @@ use mqtt_codec::QoS;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
-use crate::persist::{self, is_persistent};
+use crate::persist;
 
 /// Sent to the connection that owns a session when another connection takes it over. The
 /// owner closes, settles the session, and then answers on the channel.
@@ -63,7 +63,7 @@ impl SessionHandle {
     /// The op that records the session's state in the store (its record, or its deletion
     /// when it no longer outlives its connection), if the store must hear of it.
     pub fn record_op(&self, session: &Session) -> Option<StoreOp> {
-        let persistent = is_persistent(session);
+        let persistent = session.is_persistent();
         let was_stored = self.stored.swap(persistent, Ordering::AcqRel);
         (persistent || was_stored).then(|| persist::record_op(session))
     }
@@ -170,14 +170,22 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Broker {
     /// A broker that keeps everything in memory.
     pub fn new(config: BrokerConfig) -> Broker {
+        Broker::build(config, None)
+    }
+
+    fn build(config: BrokerConfig, store: Option<Arc<Store>>) -> Broker {
         Broker {
-            config: Arc::new(config),
+            // Sessions report what to persist exactly when there is a store to hear it.
+            config: Arc::new(BrokerConfig {
+                persistence: store.is_some(),
+                ..config
+            }),
             sessions: RwLock::new(HashMap::new()),
             tree: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::new()),
             metrics: Metrics::default(),
             next_connection: AtomicU64::new(1),
-            store: None,
+            store,
         }
     }
 
@@ -189,8 +197,7 @@ impl Broker {
         recovered: Recovered,
         now: Millis,
     ) -> (Broker, Vec<Arc<Message>>) {
-        let mut broker = Broker::new(config);
-        broker.store = Some(store);
+        let broker = Broker::build(config, Some(store));
         let Recovered {
             state, mut queues, ..
         } = recovered;
@@ -312,10 +319,8 @@ impl Broker {
         for (reason, n) in session.counters.take_unreported() {
             self.metrics.count_drops(reason, n);
         }
-        if self.store.is_none() {
-            session.take_store_events().for_each(drop);
-            return None;
-        }
+        // Without a store, sessions report nothing (`BrokerConfig::persistence`).
+        self.store.as_ref()?;
         persist::session_ops(session, &mut ops);
         self.persist(ops)
     }
@@ -330,7 +335,7 @@ impl Broker {
         id: &mut Option<u64>,
     ) -> Option<StoreOp> {
         let store = self.store.as_ref()?;
-        if delivery.qos == QoS::AtMostOnce || !is_persistent(session) {
+        if delivery.qos == QoS::AtMostOnce || !session.is_persistent() {
             return None;
         }
         delivery.stored_id = Some(*id.get_or_insert_with(|| store.next_message_id()));
@@ -469,7 +474,7 @@ impl MessageRouting for Broker {
                 let outcome = session.enqueue(delivery, now);
                 let op = op.filter(|_| !matches!(outcome, Enqueued::Dropped(_)));
                 let written = self.settle_with(&mut session, op.into_iter().collect());
-                ticket = persist::later(ticket, written);
+                ticket = ticket.max(written);
                 outcome
             };
             if !matches!(outcome, Enqueued::Dropped(_)) {

@@ -25,7 +25,6 @@ use crate::broker::{
 use crate::clock::now;
 use crate::held::HeldOutput;
 use crate::metrics::Metrics;
-use crate::persist;
 
 /// How long a new connection waits for the previous owner of its session to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -348,7 +347,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     /// Everything sent from now on waits for `ticket` to be durable (sync `always`).
     fn need(&mut self, ticket: Option<Ticket>) {
         if self.durable.is_some() {
-            self.needed = persist::later(self.needed, ticket);
+            self.needed = self.needed.max(ticket);
         }
     }
 

@@ -237,6 +237,8 @@ impl Config {
                 QueueFullPolicyName::DropOldest => QueueFullPolicy::DropOldest,
             },
             max_client_id_len: l.max_client_id_len,
+            // The broker sets it: whether it was given a store.
+            persistence: false,
         }
     }
 

@@ -1,10 +1,10 @@
 //! What the broker writes to its store, and how a recovered store becomes sessions again.
 //!
 //! The rule for what is persisted: a session whose Session Expiry Interval is above zero
-//! (one that can outlive its connection, and so a crash) has its record, subscriptions,
-//! inbound QoS 2 ids and QoS 1/2 deliveries persisted; a session that ends with its
-//! connection has nothing worth keeping. Retained messages are always persisted. QoS 0
-//! deliveries never are: at most once allows losing them.
+//! (`Session::is_persistent`: one that can outlive its connection, and so a crash) has its
+//! record, subscriptions, inbound QoS 2 ids and QoS 1/2 deliveries persisted; a session that
+//! ends with its connection has nothing worth keeping. Retained messages are always
+//! persisted. QoS 0 deliveries never are: at most once allows losing them.
 
 use std::sync::Arc;
 
@@ -12,14 +12,9 @@ use corvus_core::session::{InFlight, StoreEvent};
 use corvus_core::{ClientId, Session};
 use corvus_store::journal::ReplayedSession;
 use corvus_store::keyed::{LoadedSession, SessionRecord};
-use corvus_store::{StoreOp, Ticket};
+use corvus_store::StoreOp;
 
 use crate::broker::Broker;
-
-/// Whether a session's state is persisted.
-pub fn is_persistent(session: &Session) -> bool {
-    session.expiry_interval > 0
-}
 
 /// The record the store keeps for a session.
 pub fn session_record(session: &Session) -> SessionRecord {
@@ -31,16 +26,13 @@ pub fn session_record(session: &Session) -> SessionRecord {
     }
 }
 
-/// Turns what a session reported into store ops. Subscriptions and inbound QoS 2 ids of a
-/// session that is not persisted are skipped; delivery events only exist for deliveries
-/// that were persisted.
+/// Turns what a session reported into store ops, in order. The session reports only what is
+/// persisted (see `Session::take_store_events`).
 pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
-    let persistent = is_persistent(session);
     let client = session.client_id().clone();
-    let events: Vec<StoreEvent> = session.take_store_events().collect();
-    for event in events {
+    out.extend(session.take_store_events().map(|event| {
         let client = client.clone();
-        let op = match event {
+        match event {
             StoreEvent::Sent { message, packet_id } => StoreOp::Sent {
                 client,
                 message,
@@ -52,7 +44,6 @@ pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
                 packet_id,
             },
             StoreEvent::Done { message } => StoreOp::Done { client, message },
-            _ if !persistent => continue,
             StoreEvent::Subscribed { filter, entry } => StoreOp::PutSubscription {
                 client,
                 filter,
@@ -65,9 +56,8 @@ pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
             StoreEvent::InboundQos2Removed(packet_id) => {
                 StoreOp::RemoveInboundQos2 { client, packet_id }
             }
-        };
-        out.push(op);
-    }
+        }
+    }));
 }
 
 /// Rebuilds a session from what the store recovered. It starts offline: a session that was
@@ -105,15 +95,10 @@ pub fn restore_session(
     session
 }
 
-/// The higher of two optional tickets.
-pub fn later(a: Option<Ticket>, b: Option<Ticket>) -> Option<Ticket> {
-    a.max(b)
-}
-
 /// A session's record op, or its deletion when it is no longer persisted.
 pub fn record_op(session: &Session) -> StoreOp {
     let client: ClientId = session.client_id().clone();
-    if is_persistent(session) {
+    if session.is_persistent() {
         StoreOp::PutSession {
             client,
             record: session_record(session),

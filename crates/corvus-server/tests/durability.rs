@@ -252,6 +252,33 @@ async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_d
 }
 
 #[tokio::test]
+async fn a_queued_message_that_expired_while_the_broker_was_down_is_not_delivered() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let (mut sub, _) = persistent(addr, "offline", 3600).await;
+    sub.subscribe(1, "x/#", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    wait_offline(&server, "offline").await;
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    let mut brief = Publish::new(s("x/brief"), Bytes::from_static(b"expires"));
+    brief.qos = QoS::AtLeastOnce;
+    brief.packet_id = Some(pid(1));
+    brief.properties.message_expiry_interval = Some(1);
+    publ.publish_packet(brief).await;
+    publ.publish("x/kept", b"kept", QoS::AtLeastOnce, false, 2)
+        .await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let (server, addr) = start_in(&dir).await;
+    let (mut sub, ack) = persistent(addr, "offline", 3600).await;
+    assert!(ack.session_present);
+    assert_eq!(&sub.recv_publish().await.payload[..], b"kept");
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_session_that_expired_while_the_broker_was_down_is_gone() {
     let dir = fresh_data_dir();
     let (server, addr) = start_in(&dir).await;

@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 
 use corvus_core::Millis;
 
-use crate::error::{Op, StoreError};
+use crate::error::{IoContext, Op, StoreError};
+use crate::fs::{DirEntry, FileSystem, OsFileSystem};
 use crate::journal::{ReadOnlyReplay, ReplayReport};
 use crate::keyed::{self, CheckReport, Dump};
 use crate::log::QUARANTINE_DIR;
@@ -322,16 +323,8 @@ fn read_layout(dir: &Path) -> Result<Layout, StoreError> {
         Ok(_) => layout.exists = true,
     }
     layout.locked = is_locked(dir)?;
-    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(Op::List, dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(Op::List, dir, e))?;
-        let path = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(|e| StoreError::io(Op::Read, &path, e))?
-            .is_dir();
-        let name = entry.file_name();
-        match name.to_str() {
+    for DirEntry { name, path, is_dir } in OsFileSystem.list(dir).ctx(Op::List, dir)? {
+        match name.as_deref() {
             Some(n) if n.starts_with('.') => {}
             Some(LOCK_FILE) if !is_dir => {}
             Some(n @ (STATE_DIR | QUEUE_DIR)) if is_dir => {
@@ -393,16 +386,8 @@ fn scan_queue(
     }
     // Pass 1, as `SegmentLog::open` lists the directory.
     let mut found: Vec<(Seq, PathBuf)> = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(Op::List, dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(Op::List, dir, e))?;
-        let path = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(|e| StoreError::io(Op::Read, &path, e))?
-            .is_dir();
-        let name = entry.file_name();
-        let name = name.to_str();
+    for DirEntry { name, path, is_dir } in OsFileSystem.list(dir).ctx(Op::List, dir)? {
+        let name = name.as_deref();
         if is_dir && name == Some(QUARANTINE_DIR) {
             out.quarantined_files = count_entries(&path)?;
             continue;
@@ -890,7 +875,7 @@ mod tests {
     use mqtt_codec::{MqttString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 
     use super::*;
-    use crate::fs::OsFileSystem;
+
     use crate::journal::{Journal, Record};
     use crate::keyed::{KeyedStore, SessionRecord};
     use crate::segment::{DamageKind, HEADER_LEN};

@@ -42,7 +42,7 @@ use mqtt_codec::{
     Ack, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     ReasonCode, Subscribe, Subscription, SubscriptionOptions,
 };
-use support::{Output, Proc};
+use support::{Output, Proc, Rng};
 
 /// Retained messages written by the setup.
 const RETAINED: usize = 50;
@@ -58,35 +58,6 @@ const QUIET: Duration = Duration::from_millis(700);
 const STOP: Duration = Duration::from_secs(15);
 /// The subscriber's Session Expiry Interval: never.
 const NEVER: u32 = u32::MAX;
-
-// ---- seeded randomness ----
-
-/// xorshift64*: small, seeded, good enough to pick offsets.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `lo..hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        assert!(lo < hi, "empty range {lo}..{hi}");
-        lo + self.next() % (hi - lo)
-    }
-
-    /// A byte that is not 0 (to flip at least one bit with XOR).
-    fn nonzero_byte(&mut self) -> u8 {
-        (self.range(1, 256)) as u8
-    }
-}
 
 // ---- the broker process ----
 
@@ -577,7 +548,7 @@ fn truncated_queue_segment_serves_the_prefix_before_the_cut() {
     let boundaries: Vec<u64> = recs.iter().map(|r| r.start).collect();
     let header = corvus_store::segment::HEADER_LEN;
     let mut cuts: Vec<u64> = (1..=6u64)
-        .map(|seed| Rng::new(seed).range(header, pristine.len() as u64))
+        .map(|seed| Rng::new(seed).range(header..pristine.len() as u64))
         .collect();
     // And one exactly on a record boundary: nothing to report there.
     cuts.push(recs[recs.len() / 3].start);
@@ -673,12 +644,12 @@ fn flipped_bytes_in_a_queue_segment_are_reported_and_the_rest_is_served() {
         let data = filled.copy(&format!("flip-{seed}"));
         let segment = last_segment(&data);
         // A record in the middle half, and 1 to 3 of its bytes.
-        let r = rng.range(recs.len() as u64 / 4, recs.len() as u64 * 3 / 4) as usize;
+        let r = rng.range(recs.len() as u64 / 4..recs.len() as u64 * 3 / 4) as usize;
         let rec = recs[r].clone();
         let mut bytes = pristine.clone();
         let mut flipped = Vec::new();
-        for _ in 0..rng.range(1, 4) {
-            let at = rng.range(rec.start, rec.end);
+        for _ in 0..rng.range(1..4) {
+            let at = rng.range(rec.start..rec.end);
             bytes[at as usize] ^= rng.nonzero_byte();
             flipped.push(at);
         }
@@ -776,7 +747,7 @@ fn garbage_after_the_last_record_is_cut_and_every_message_served() {
         let mut rng = Rng::new(seed);
         let data = filled.copy(&format!("garbage-{seed}"));
         let segment = last_segment(&data);
-        let len = if len > 0 { len } else { rng.range(16, 300) } as usize;
+        let len = if len > 0 { len } else { rng.range(16..300) } as usize;
         let garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         std::fs::OpenOptions::new()
             .append(true)
@@ -826,7 +797,7 @@ fn damaged_state_database_is_quarantined_and_the_broker_serves() {
         let mut bytes = pristine.clone();
         let mut at = Vec::new();
         for _ in 0..8 {
-            let i = rng.range(pristine.len() as u64 / 8, pristine.len() as u64) as usize;
+            let i = rng.range(pristine.len() as u64 / 8..pristine.len() as u64) as usize;
             bytes[i] ^= rng.nonzero_byte();
             at.push(i);
         }

@@ -39,7 +39,7 @@ pub(super) struct Worker {
     keyed_dirty: bool,
     last_sync: Instant,
     last_reclaim: Instant,
-    max_message: usize,
+    max_record: usize,
 }
 
 impl Worker {
@@ -50,7 +50,7 @@ impl Worker {
         shared: Arc<Shared>,
         durable: watch::Sender<Ticket>,
     ) -> Worker {
-        let max_message = journal.log().options().max_payload as usize;
+        let max_record = journal.log().options().max_payload as usize;
         Worker {
             keyed,
             journal,
@@ -60,7 +60,7 @@ impl Worker {
             keyed_dirty: false,
             last_sync: Instant::now(),
             last_reclaim: Instant::now(),
-            max_message,
+            max_record,
         }
     }
 
@@ -147,7 +147,7 @@ impl Worker {
                         continue;
                     };
                     let message = &delivery.message;
-                    if message.payload.len() + message.topic.len() > self.max_message {
+                    if message.payload.len() + message.topic.len() > self.max_record {
                         self.refuse(&format!(
                             "message of {} bytes for {client} is larger than the journal takes",
                             message.payload.len()

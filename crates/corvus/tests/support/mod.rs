@@ -502,3 +502,47 @@ fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
 pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
     Proc::spawn(name, cmd).finish(timeout)
 }
+
+/// A small seeded generator (xorshift64*) for tests that pick kill points, offsets and
+/// bytes: deterministic per seed, no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Heads or tails.
+    pub fn coin(&mut self) -> bool {
+        self.next() >> 63 == 1
+    }
+
+    /// A number in `r` (`a..b` or `a..=b`).
+    pub fn range(&mut self, r: impl std::ops::RangeBounds<u64>) -> u64 {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lo = match r.start_bound() {
+            Included(&x) => x,
+            Excluded(&x) => x + 1,
+            Unbounded => 0,
+        };
+        let hi = match r.end_bound() {
+            Included(&x) => x + 1,
+            Excluded(&x) => x,
+            Unbounded => u64::MAX,
+        };
+        assert!(lo < hi, "empty range {lo}..{hi}");
+        lo + self.next() % (hi - lo)
+    }
+
+    /// A byte that is not 0 (to flip at least one bit with XOR).
+    pub fn nonzero_byte(&mut self) -> u8 {
+        self.range(1..256) as u8
+    }
+}
