@@ -537,7 +537,11 @@ mod tests {
     use bytes::Bytes;
     use mqtt_codec::PublishProperties;
 
-    fn delivery(qos: QoS, payload: &'static [u8], expires_at: Option<Millis>) -> Delivery {
+    pub(super) fn delivery(
+        qos: QoS,
+        payload: &'static [u8],
+        expires_at: Option<Millis>,
+    ) -> Delivery {
         Delivery {
             message: Arc::new(Message {
                 topic: MqttString::from_static("t"),
@@ -700,25 +704,12 @@ mod tests {
 #[cfg(test)]
 mod store_event_tests {
     use super::*;
-    use bytes::Bytes;
-    use mqtt_codec::{PublishProperties, SubscriptionOptions};
+    use mqtt_codec::SubscriptionOptions;
 
     fn stored(qos: QoS, id: u64, expires_at: Option<Millis>) -> Delivery {
-        Delivery {
-            message: Arc::new(Message {
-                topic: MqttString::from_static("t"),
-                payload: Bytes::from_static(b"p"),
-                qos,
-                retain: false,
-                properties: PublishProperties::default(),
-                expires_at,
-                publisher: None,
-            }),
-            qos,
-            retain: false,
-            subscription_ids: vec![],
-            stored_id: Some(id),
-        }
+        let mut delivery = super::tests::delivery(qos, b"p", expires_at);
+        delivery.stored_id = Some(id);
+        delivery
     }
 
     fn session(persistence: bool, expiry: u32, max_messages: usize) -> Session {

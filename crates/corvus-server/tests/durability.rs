@@ -39,6 +39,14 @@ async fn persistent(addr: SocketAddr, client_id: &str, expiry: u32) -> (Raw, Con
     .await
 }
 
+/// A persistent session (expiry 3600 s) subscribed to `filter`, then offline.
+async fn offline_subscriber(server: &Server, addr: SocketAddr, id: &str, filter: &str, qos: QoS) {
+    let (mut sub, _) = persistent(addr, id, 3600).await;
+    sub.subscribe(1, filter, qos).await;
+    sub.disconnect().await;
+    wait_offline(server, id).await;
+}
+
 async fn restart(server: Server, dir: &Path) -> (Server, SocketAddr) {
     server.shutdown().await;
     start_in(dir).await
@@ -90,10 +98,7 @@ async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
 async fn queued_messages_survive_a_restart_in_order() {
     let dir = fresh_data_dir();
     let (server, addr) = start_in(&dir).await;
-    let (mut sub, _) = persistent(addr, "offline", 3600).await;
-    sub.subscribe(1, "q/#", QoS::ExactlyOnce).await;
-    sub.disconnect().await;
-    wait_offline(&server, "offline").await;
+    offline_subscriber(&server, addr, "offline", "q/#", QoS::ExactlyOnce).await;
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     let mut sent = Vec::new();
     for i in 0..40u16 {
@@ -255,10 +260,7 @@ async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_d
 async fn a_queued_message_that_expired_while_the_broker_was_down_is_not_delivered() {
     let dir = fresh_data_dir();
     let (server, addr) = start_in(&dir).await;
-    let (mut sub, _) = persistent(addr, "offline", 3600).await;
-    sub.subscribe(1, "x/#", QoS::AtLeastOnce).await;
-    sub.disconnect().await;
-    wait_offline(&server, "offline").await;
+    offline_subscriber(&server, addr, "offline", "x/#", QoS::AtLeastOnce).await;
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     let mut brief = Publish::new(s("x/brief"), Bytes::from_static(b"expires"));
     brief.qos = QoS::AtLeastOnce;
@@ -380,10 +382,7 @@ async fn a_message_is_not_acknowledged_while_the_disk_fails() {
         .await
         .unwrap();
     let addr = server.local_addrs()[0];
-    let (mut sub, _) = persistent(addr, "durable", 3600).await;
-    sub.subscribe(1, "disk/#", QoS::AtLeastOnce).await;
-    sub.disconnect().await;
-    wait_offline(&server, "durable").await;
+    offline_subscriber(&server, addr, "durable", "disk/#", QoS::AtLeastOnce).await;
 
     fs.set_faults(Faults {
         fail_syncs: u32::MAX,
