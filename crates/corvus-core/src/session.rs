@@ -106,9 +106,8 @@ pub enum StoreEvent {
     Released { message: u64, packet_id: PacketId },
     /// A persisted delivery is finished: acknowledged, dropped or expired.
     Done { message: u64 },
-    /// A QoS 2 PUBLISH from the client now awaits PUBREL.
-    InboundQos2Added(PacketId),
-    /// Its PUBREL arrived.
+    /// PUBREL arrived for a QoS 2 PUBLISH from the client. (Its arrival is not an event: its
+    /// packet id is stored with the message's routing, see `Action::Publish`.)
     InboundQos2Removed(PacketId),
 }
 
@@ -220,7 +219,7 @@ impl Session {
     /// Whether changes to the session's own durable state (subscriptions, inbound QoS 2 ids)
     /// are reported. Delivery events need no such check: only persisted deliveries carry a
     /// `stored_id`.
-    fn records_changes(&self) -> bool {
+    pub fn records_changes(&self) -> bool {
         self.limits.persistence && self.is_persistent()
     }
 
@@ -476,12 +475,7 @@ impl Session {
     /// Records a received QoS 2 PUBLISH; false if its identifier is already awaiting PUBREL
     /// (a resend, not to be delivered again).
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
-        let new = self.inbound_qos2.insert(packet_id);
-        if new && self.records_changes() {
-            self.store_events
-                .push(StoreEvent::InboundQos2Added(packet_id));
-        }
-        new
+        self.inbound_qos2.insert(packet_id)
     }
 
     /// True if a QoS 2 PUBLISH with this identifier was received and is awaiting PUBREL.
@@ -757,7 +751,6 @@ mod store_event_tests {
                 StoreEvent::Unsubscribed {
                     filter: filter.clone()
                 },
-                StoreEvent::InboundQos2Added(pid(5)),
                 StoreEvent::InboundQos2Removed(pid(5)),
             ]
         );

@@ -678,7 +678,7 @@ impl Harness {
                     self.check_sent(i, &packet);
                     outcome.sends.push(packet);
                 }
-                Action::Publish(message) => {
+                Action::Publish { message, .. } => {
                     outcome.publishes += 1;
                     self.route(message);
                 }

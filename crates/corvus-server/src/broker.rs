@@ -9,7 +9,7 @@
 //! is taken before the registry lock, never after. Publishing takes the index for reading
 //! only, so publishers proceed in parallel; each matching session is locked briefly, alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -19,7 +19,7 @@ use corvus_core::session::Enqueued;
 use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
 use corvus_core::{BrokerConfig, ClientId, Delivery, Message, Millis, Session};
 use corvus_store::{Recovered, Store, StoreOp, Ticket};
-use mqtt_codec::QoS;
+use mqtt_codec::{PacketId, QoS};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
@@ -129,12 +129,49 @@ pub struct Routed {
     pub ticket: Option<Ticket>,
 }
 
+/// The store ids of one message's persisted copies. The store knows a delivery by session
+/// and message id, so the copies share one id, except a second copy for the same session (a
+/// shared and a non-shared subscription both matched, MQTT 5.0 section 4.8.2), which gets
+/// its own.
+#[derive(Debug, Default)]
+struct StoreIds {
+    message: Option<u64>,
+    sessions: HashSet<ClientId>,
+}
+
+impl StoreIds {
+    fn for_session(&mut self, client: &ClientId, store: &Store) -> u64 {
+        if self.sessions.insert(client.clone()) {
+            *self.message.get_or_insert_with(|| store.next_message_id())
+        } else {
+            store.next_message_id()
+        }
+    }
+}
+
+/// A recipient of a message being routed.
+struct Target {
+    client: ClientId,
+    handle: Arc<SessionHandle>,
+    delivery: Delivery,
+}
+
+/// The packet id of a QoS 2 PUBLISH from a persistent session, to be stored together with
+/// the copies its routing queues (see `corvus_core::Action::Publish`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The publisher.
+    pub client: ClientId,
+    pub packet_id: PacketId,
+}
+
 /// Where messages go and who is subscribed. On a single node: the matching sessions here. In
 /// a cluster: also one copy to each node with subscribers, and subscriptions replicated so
 /// every node knows where to send. Connection tasks use only this interface.
 pub trait MessageRouting: Send + Sync {
-    /// Routes a message to every matching session (and keeps it if retained).
-    fn publish(&self, message: Arc<Message>, now: Millis) -> Routed;
+    /// Routes a message to every matching session (and keeps it if retained). With a
+    /// `receipt`, the packet id and every queued copy are stored as one.
+    fn publish(&self, message: Arc<Message>, receipt: Option<Receipt>, now: Millis) -> Routed;
     fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry);
     fn unsubscribe(&self, client: &ClientId, filter: &str);
     /// Queues the retained messages matching a new subscription for its session.
@@ -286,7 +323,7 @@ impl Broker {
                 (will, expired)
             };
             if let Some(will) = will {
-                self.publish(will, now);
+                self.publish(will, None, now);
             }
             if expired {
                 self.end_session(&client, &handle, now);
@@ -316,33 +353,122 @@ impl Broker {
 
     /// [`settle`](Self::settle), with `ops` written first.
     pub fn settle_with(&self, session: &mut Session, mut ops: Vec<StoreOp>) -> Option<Ticket> {
+        self.settle_into(session, &mut ops);
+        self.persist(ops)
+    }
+
+    /// [`settle`](Self::settle), with the session's store ops added to `ops` rather than
+    /// written.
+    fn settle_into(&self, session: &mut Session, ops: &mut Vec<StoreOp>) {
         for (reason, n) in session.counters.take_unreported() {
             self.metrics.count_drops(reason, n);
         }
         // Without a store, sessions report nothing (`BrokerConfig::persistence`).
-        self.store.as_ref()?;
-        persist::session_ops(session, &mut ops);
-        self.persist(ops)
+        if self.store.is_some() {
+            persist::session_ops(session, ops);
+        }
     }
 
     /// Persists a delivery about to be queued for `session`, if it is to be persisted:
-    /// gives it the message's store id (allocated once per message, in `id`) and returns the
-    /// op that records it.
+    /// gives it the message's store id (see [`StoreIds`]) and returns the op that records it.
     fn stored_delivery(
         &self,
         session: &Session,
         delivery: &mut Delivery,
-        id: &mut Option<u64>,
+        ids: &mut StoreIds,
     ) -> Option<StoreOp> {
         let store = self.store.as_ref()?;
         if delivery.qos == QoS::AtMostOnce || !session.is_persistent() {
             return None;
         }
-        delivery.stored_id = Some(*id.get_or_insert_with(|| store.next_message_id()));
+        delivery.stored_id = Some(ids.for_session(session.client_id(), store));
         Some(StoreOp::Enqueue {
             client: session.client_id().clone(),
             delivery: delivery.clone(),
         })
+    }
+}
+
+impl Broker {
+    /// Queues a message's deliveries, locking each recipient's session alone. Each
+    /// session's copy is written to the store under its lock. Returns how many sessions
+    /// queued it and the store batch written.
+    fn route(&self, targets: Vec<Target>, now: Millis) -> (usize, Option<Ticket>) {
+        let mut queued = 0;
+        let mut ticket = None;
+        let mut stored_ids = StoreIds::default();
+        for Target {
+            handle,
+            mut delivery,
+            ..
+        } in targets
+        {
+            let outcome = {
+                let mut session = handle.lock();
+                let op = self.stored_delivery(&session, &mut delivery, &mut stored_ids);
+                let outcome = session.enqueue(delivery, now);
+                let op = op.filter(|_| !matches!(outcome, Enqueued::Dropped(_)));
+                let written = self.settle_with(&mut session, op.into_iter().collect());
+                ticket = ticket.max(written);
+                outcome
+            };
+            if !matches!(outcome, Enqueued::Dropped(_)) {
+                queued += 1;
+                handle.notify.notify_one();
+            }
+        }
+        (queued, ticket)
+    }
+
+    /// Queues a QoS 2 message whose packet id must be stored together with its copies:
+    /// one store op holds the id and every copy. Every recipient's session stays locked
+    /// until that op is submitted, so none can send its copy (and store that it did) before
+    /// the copy itself is stored. The sessions are locked in client id order, the one order
+    /// every multi-session lock follows, so two publishers never wait for each other; a
+    /// session that gets two copies (a shared and a non-shared subscription) is locked once.
+    fn route_with_receipt(
+        &self,
+        mut targets: Vec<Target>,
+        receipt: Receipt,
+        now: Millis,
+    ) -> (usize, Option<Ticket>) {
+        targets.sort_by(|a, b| a.client.cmp(&b.client));
+        let handles: Vec<Arc<SessionHandle>> = targets.iter().map(|t| t.handle.clone()).collect();
+        let mut sessions: Vec<MutexGuard<'_, Session>> = Vec::new();
+        let mut slots = Vec::with_capacity(targets.len());
+        for (i, handle) in handles.iter().enumerate() {
+            if i == 0 || targets[i - 1].client != targets[i].client {
+                sessions.push(handle.lock());
+            }
+            slots.push(sessions.len() - 1);
+        }
+        let mut ops = Vec::new();
+        let mut copies = Vec::new();
+        let mut stored_ids = StoreIds::default();
+        let mut queued = Vec::with_capacity(targets.len());
+        for (target, slot) in targets.into_iter().zip(slots) {
+            let session = &mut sessions[slot];
+            let mut delivery = target.delivery;
+            let stored = self.stored_delivery(session, &mut delivery, &mut stored_ids);
+            let copy = stored.map(|_| (target.client, delivery.clone()));
+            if !matches!(session.enqueue(delivery, now), Enqueued::Dropped(_)) {
+                copies.extend(copy);
+                queued.push(target.handle);
+            }
+            // What the session reported (drops, a delivery it evicted) goes first.
+            self.settle_into(session, &mut ops);
+        }
+        ops.push(StoreOp::Received {
+            client: receipt.client,
+            packet_id: receipt.packet_id,
+            copies,
+        });
+        let ticket = self.persist(ops);
+        drop(sessions);
+        for handle in &queued {
+            handle.notify.notify_one();
+        }
+        (queued.len(), ticket)
     }
 }
 
@@ -393,7 +519,7 @@ impl SessionOwnership for Broker {
             }
         }
         if let Some(will) = will {
-            self.publish(will, now);
+            self.publish(will, None, now);
         }
     }
 
@@ -434,7 +560,7 @@ impl SessionOwnership for Broker {
             }
         }
         if let Some(will) = will {
-            self.publish(will, now);
+            self.publish(will, None, now);
         }
     }
 }
@@ -443,7 +569,7 @@ impl MessageRouting for Broker {
     /// Routes a message to every matching session and, if its RETAIN flag is set, makes it
     /// the topic's retained message (or clears that, for an empty payload). Returns the
     /// number of sessions it was queued for.
-    fn publish(&self, message: Arc<Message>, now: Millis) -> Routed {
+    fn publish(&self, message: Arc<Message>, receipt: Option<Receipt>, now: Millis) -> Routed {
         Metrics::add(&self.metrics.messages_received, 1);
         let mut ticket = None;
         if message.retain {
@@ -454,35 +580,32 @@ impl MessageRouting for Broker {
             ticket = self.persist(vec![persist::retained_op(&message)]);
         }
         // One pass under the index and registry locks finds every recipient's session; the
-        // sessions are then locked one at a time, with no other lock held.
-        let targets: Vec<(Arc<SessionHandle>, Delivery)> = {
+        // sessions are then locked with no other lock held.
+        let targets: Vec<Target> = {
             let tree = read(&self.tree);
             let sessions = read(&self.sessions);
             plan_deliveries(&message, &tree, |client| {
                 sessions.get(client).is_some_and(|h| h.is_online())
             })
             .into_iter()
-            .filter_map(|(client, delivery)| Some((sessions.get(&client)?.clone(), delivery)))
+            .filter_map(|(client, delivery)| {
+                let handle = sessions.get(&client)?.clone();
+                Some(Target {
+                    client,
+                    handle,
+                    delivery,
+                })
+            })
             .collect()
         };
-        let mut queued = 0;
-        let mut stored_id = None;
-        for (handle, mut delivery) in targets {
-            let outcome = {
-                let mut session = handle.lock();
-                let op = self.stored_delivery(&session, &mut delivery, &mut stored_id);
-                let outcome = session.enqueue(delivery, now);
-                let op = op.filter(|_| !matches!(outcome, Enqueued::Dropped(_)));
-                let written = self.settle_with(&mut session, op.into_iter().collect());
-                ticket = ticket.max(written);
-                outcome
-            };
-            if !matches!(outcome, Enqueued::Dropped(_)) {
-                queued += 1;
-                handle.notify.notify_one();
-            }
+        let (queued, written) = match receipt {
+            Some(receipt) if self.store.is_some() => self.route_with_receipt(targets, receipt, now),
+            _ => self.route(targets, now),
+        };
+        Routed {
+            queued,
+            ticket: ticket.max(written),
         }
-        Routed { queued, ticket }
     }
 
     fn subscribe(&self, client: &ClientId, filter: &str, entry: SubscriptionEntry) {
@@ -509,7 +632,7 @@ impl MessageRouting for Broker {
         let mut ops = Vec::new();
         for message in messages {
             let mut delivery = retained_delivery(&message, entry);
-            let op = self.stored_delivery(&session, &mut delivery, &mut None);
+            let op = self.stored_delivery(&session, &mut delivery, &mut StoreIds::default());
             if !matches!(session.enqueue(delivery, now), Enqueued::Dropped(_)) {
                 ops.extend(op);
             }

@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use corvus_store::Ticket;
 
 use crate::broker::{
-    Broker, Claim, MessageRouting, Owner, SessionHandle, SessionOwnership, TakeOver,
+    Broker, Claim, MessageRouting, Owner, Receipt, SessionHandle, SessionOwnership, TakeOver,
 };
 use crate::clock::now;
 use crate::held::HeldOutput;
@@ -400,7 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         };
         self.broker.release_session(handle, self.id);
         if let Some(will) = closed.will {
-            self.broker.publish(will, now);
+            self.broker.publish(will, None, now);
         }
         if closed.session_ended {
             self.broker.end_session(client, handle, now);
@@ -425,8 +425,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                         .buffer(self.needed, durable, &mut self.io.write_buf);
                     encode(&packet, version, buf, &self.broker.metrics);
                 }
-                Action::Publish(message) => {
-                    let routed = self.broker.publish(message, now());
+                Action::Publish { message, receipt } => {
+                    let receipt = receipt
+                        .zip(client.clone())
+                        .map(|(packet_id, client)| Receipt { client, packet_id });
+                    let routed = self.broker.publish(message, receipt, now());
                     self.need(routed.ticket);
                 }
                 Action::Subscribe { filter, entry } => {

@@ -100,7 +100,7 @@ impl Server {
                     Broker::with_store(config.broker_config(), Arc::new(store), recovered, now);
                 let broker = Arc::new(broker);
                 for will in wills {
-                    broker.publish(will, now);
+                    broker.publish(will, None, now);
                 }
                 broker
             }

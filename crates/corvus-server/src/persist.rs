@@ -50,11 +50,8 @@ pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
                 entry,
             },
             StoreEvent::Unsubscribed { filter } => StoreOp::DeleteSubscription { client, filter },
-            StoreEvent::InboundQos2Added(packet_id) => {
-                StoreOp::AddInboundQos2 { client, packet_id }
-            }
             StoreEvent::InboundQos2Removed(packet_id) => {
-                StoreOp::RemoveInboundQos2 { client, packet_id }
+                StoreOp::InboundReleased { client, packet_id }
             }
         }
     }));
@@ -77,10 +74,10 @@ pub fn restore_session(
     for (filter, entry) in loaded.subscriptions {
         session.add_subscription(filter, entry);
     }
-    for packet_id in loaded.inbound_qos2 {
+    let queue = queue.unwrap_or_default();
+    for packet_id in queue.inbound_qos2 {
         session.receive_qos2(packet_id);
     }
-    let queue = queue.unwrap_or_default();
     session.restore_messages(
         record.last_packet_id,
         queue.queue.into_iter().map(|q| q.delivery),

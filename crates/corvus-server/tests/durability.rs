@@ -218,6 +218,72 @@ async fn a_qos2_message_awaiting_pubrel_is_not_delivered_twice_after_a_restart()
     server.shutdown().await;
 }
 
+/// A QoS 2 PUBLISH from a persistent session is stored as one record with its packet id and
+/// every queued copy, including two copies for a session whose shared and non-shared
+/// subscriptions both match (MQTT 5.0 section 4.8.2): after a restart the copies are all
+/// there, once each, and the publisher's re-send is recognised and not routed again.
+#[tokio::test]
+async fn a_qos2_publish_keeps_its_packet_id_and_every_copy_across_a_restart() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    let (mut both, _) = persistent(addr, "both", 3600).await;
+    both.subscribe(1, "q/#", QoS::ExactlyOnce).await;
+    both.subscribe(2, "$share/g/q/#", QoS::ExactlyOnce).await;
+    both.disconnect().await;
+    wait_offline(&server, "both").await;
+    offline_subscriber(&server, addr, "other", "q/+", QoS::AtLeastOnce).await;
+    let (mut publ, _) = persistent(addr, "q2-pub", 3600).await;
+    let mut publish = Publish::new(s("q/x"), Bytes::from_static(b"twice for both"));
+    publish.qos = QoS::ExactlyOnce;
+    publish.packet_id = Some(pid(5));
+    publ.send(publish.clone().into()).await;
+    match publ.recv().await {
+        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(5)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    drop(publ);
+    wait_offline(&server, "q2-pub").await;
+
+    let (server, addr) = restart(server, &dir).await;
+    assert!(
+        server
+            .recovery_summary()
+            .unwrap()
+            .contains("3 queued and 0 in-flight"),
+        "{:?}",
+        server.recovery_summary()
+    );
+    let (mut publ, ack) = persistent(addr, "q2-pub", 3600).await;
+    assert!(ack.session_present);
+    publish.dup = true;
+    publ.send(publish.into()).await;
+    match publ.recv().await {
+        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(5)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    publ.send(Packet::PubRel(Ack::new(pid(5)))).await;
+    match publ.recv().await {
+        Packet::PubComp(comp) => assert_eq!(comp.reason_code, ReasonCode::Success),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    let (mut both, _) = persistent(addr, "both", 3600).await;
+    let got = recv_publishes_acked(&mut both, 2).await;
+    assert_eq!(
+        payloads(&got),
+        [b"twice for both".to_vec(), b"twice for both".to_vec()]
+    );
+    assert!(got.iter().all(|p| p.qos == QoS::ExactlyOnce));
+    assert_nothing_queued(&mut both).await;
+    let (mut other, _) = persistent(addr, "other", 3600).await;
+    let got = recv_publishes_acked(&mut other, 1).await;
+    assert_eq!(
+        (got[0].qos, &got[0].payload[..]),
+        (QoS::AtLeastOnce, &b"twice for both"[..])
+    );
+    assert_nothing_queued(&mut other).await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_down() {
     let dir = fresh_data_dir();

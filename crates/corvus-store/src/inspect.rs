@@ -6,10 +6,16 @@
 //!   (`DIR/state`, through [`keyed::check`]), every queue segment (`DIR/queue`, read with
 //!   plain file reads and the pure functions of [`crate::segment`]: headers, records, damage
 //!   with offsets), every journal record (decoded), and the live queued and inflight
-//!   deliveries (the journal's own replay, fed the records read here). The result is a
-//!   [`DirCheck`], whose `Display` is a short report for people.
-//! - [`dump_dir`]: lists the sessions ([`keyed::dump`]) with their queue sizes from the same
-//!   replay, as a table ([`DirDump`]).
+//!   deliveries and inbound QoS 2 packet ids awaiting PUBREL (the journal's own replay, fed
+//!   the records read here). The result is a [`DirCheck`], whose `Display` is a short report
+//!   for people.
+//! - [`dump_dir`]: lists the sessions ([`keyed::dump`]) with their queue sizes and inbound
+//!   QoS 2 ids from the same replay, as a table ([`DirDump`]).
+//!
+//! Inbound QoS 2 ids are journal state (`Received`/`InboundReleased` records), not keyed
+//! state: they are counted with the live deliveries, and a client that has only inbound ids
+//! in the journal but no session is an orphan like a client with only a queue (the broker
+//! releases both when it opens the store).
 //!
 //! [`SegmentLog::open`](crate::SegmentLog::open) and [`Journal::open`](crate::Journal::open)
 //! repair what they find (tails cut, damage quarantined), so neither is used here. A missing
@@ -99,7 +105,7 @@ impl SegmentCheck {
     }
 }
 
-/// One session's live deliveries in the journal.
+/// One session's live deliveries and inbound QoS 2 ids in the journal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientQueue {
     /// Deliveries waiting to be sent.
@@ -108,6 +114,20 @@ pub struct ClientQueue {
     pub inflight: usize,
     /// Payload bytes of both.
     pub bytes: u64,
+    /// Packet ids of QoS 2 PUBLISHes received from the client and awaiting PUBREL.
+    pub inbound_qos2: usize,
+}
+
+impl ClientQueue {
+    /// Both together (for totals).
+    fn plus(self, other: ClientQueue) -> ClientQueue {
+        ClientQueue {
+            queued: self.queued + other.queued,
+            inflight: self.inflight + other.inflight,
+            bytes: self.bytes + other.bytes,
+            inbound_qos2: self.inbound_qos2 + other.inbound_qos2,
+        }
+    }
 }
 
 /// What was read of the queue journal (`DIR/queue`).
@@ -123,7 +143,7 @@ pub struct QueueCheck {
     pub quarantined_files: usize,
     /// The replay of every valid record: records read, undecodable ones, lost deliveries.
     pub replay: ReplayReport,
-    /// Live deliveries by client id (clients with none are absent).
+    /// Live deliveries and inbound QoS 2 ids by client id (clients with neither are absent).
     pub clients: BTreeMap<String, ClientQueue>,
 }
 
@@ -138,15 +158,11 @@ impl QueueCheck {
         self.segments.iter().map(|s| s.len).sum()
     }
 
-    /// Live deliveries of every client together.
+    /// Live deliveries and inbound QoS 2 ids of every client together.
     pub fn totals(&self) -> ClientQueue {
         self.clients
             .values()
-            .fold(ClientQueue::default(), |t, c| ClientQueue {
-                queued: t.queued + c.queued,
-                inflight: t.inflight + c.inflight,
-                bytes: t.bytes + c.bytes,
-            })
+            .fold(ClientQueue::default(), |t, &c| t.plus(c))
     }
 
     /// Damage found: damaged segments, undecodable records, lost deliveries.
@@ -234,7 +250,7 @@ pub struct DirDump {
     pub locked: bool,
     /// The keyed state: sessions, retained messages.
     pub state: Dump,
-    /// Live deliveries by client id, from the journal.
+    /// Live deliveries and inbound QoS 2 ids by client id, from the journal.
     pub queues: BTreeMap<String, ClientQueue>,
     /// Damaged segments, undecodable records, lost deliveries and foreign entries met on the
     /// way (listed by [`check_dir`]).
@@ -242,8 +258,8 @@ pub struct DirDump {
 }
 
 impl DirDump {
-    /// Client ids with deliveries in the journal but no session in the keyed state (the
-    /// broker skips them).
+    /// Client ids with deliveries or inbound QoS 2 ids in the journal but no session in the
+    /// keyed state (the broker finishes and releases them when it opens the store).
     pub fn orphan_queues(&self) -> impl Iterator<Item = (&String, &ClientQueue)> {
         self.queues.iter().filter(|(client, _)| {
             self.state
@@ -494,6 +510,7 @@ fn scan_queue(
                 queued: session.queue.len(),
                 inflight: session.inflight.len(),
                 bytes,
+                inbound_qos2: session.inbound_qos2.len(),
             },
         );
     }
@@ -589,16 +606,11 @@ impl fmt::Display for DirCheck {
         } else {
             writeln!(
                 f,
-                "state: {}, {}, {} ({} payload bytes), {}{}",
+                "state: {}, {}, {} ({} payload bytes){}",
                 plural(s.sessions as u64, "session", "sessions"),
                 plural(s.subscriptions as u64, "subscription", "subscriptions"),
                 plural(s.retained as u64, "retained message", "retained messages"),
                 s.retained_bytes,
-                plural(
-                    s.inbound_qos2 as u64,
-                    "inbound QoS 2 id",
-                    "inbound QoS 2 ids"
-                ),
                 if s.quarantined_records > 0 {
                     format!("; {} quarantined records", s.quarantined_records)
                 } else {
@@ -626,10 +638,15 @@ impl fmt::Display for DirCheck {
         let t = q.totals();
         writeln!(
             f,
-            "live: {} queued, {} inflight ({} payload bytes) for {}",
+            "live: {} queued, {} inflight ({} payload bytes), {} awaiting PUBREL for {}",
             t.queued,
             t.inflight,
             t.bytes,
+            plural(
+                t.inbound_qos2 as u64,
+                "inbound QoS 2 id",
+                "inbound QoS 2 ids"
+            ),
             plural(q.clients.len() as u64, "client", "clients")
         )?;
 
@@ -643,11 +660,6 @@ impl fmt::Display for DirCheck {
         for (c, filter) in &s.orphan_subscriptions {
             damage.push(format!(
                 "state: subscription without a session: {c} / {filter}"
-            ));
-        }
-        for (c, id) in &s.orphan_inbound_qos2 {
-            damage.push(format!(
-                "state: inbound QoS 2 id without a session: {c} / {id}"
             ));
         }
         for seg in &q.segments {
@@ -781,7 +793,7 @@ impl fmt::Display for DirDump {
                 s.will_due_at
                     .map_or_else(|| "-".into(), |at| format!("due {}", utc(at))),
                 s.subscriptions.to_string(),
-                s.inbound_qos2.to_string(),
+                q.inbound_qos2.to_string(),
                 q.queued.to_string(),
                 q.inflight.to_string(),
                 q.bytes.to_string(),
@@ -795,7 +807,7 @@ impl fmt::Display for DirDump {
                 "orphan queue".into(),
                 "-".into(),
                 "-".into(),
-                "-".into(),
+                q.inbound_qos2.to_string(),
                 q.queued.to_string(),
                 q.inflight.to_string(),
                 q.bytes.to_string(),
@@ -837,11 +849,7 @@ impl fmt::Display for DirDump {
             plural(self.state.retained_count as u64, "message", "messages"),
             self.state.retained_bytes
         )?;
-        let t = self.queues.values().fold(empty, |t, c| ClientQueue {
-            queued: t.queued + c.queued,
-            inflight: t.inflight + c.inflight,
-            bytes: t.bytes + c.bytes,
-        });
+        let t = self.queues.values().fold(empty, |t, &c| t.plus(c));
         let subscriptions: usize = self.state.sessions.iter().map(|s| s.subscriptions).sum();
         writeln!(
             f,
@@ -876,7 +884,7 @@ mod tests {
 
     use super::*;
 
-    use crate::journal::{Journal, Record};
+    use crate::journal::{Journal, QueuedCopy, Record};
     use crate::keyed::{KeyedStore, SessionRecord};
     use crate::segment::{DamageKind, HEADER_LEN};
     use crate::{DirLock, LogOptions};
@@ -1041,19 +1049,24 @@ mod tests {
             ClientQueue {
                 queued: 2,
                 inflight: 1,
-                bytes: 30
+                bytes: 30,
+                inbound_qos2: 0,
             }
         );
         let text = check.to_string();
         for line in [
             "state: 2 sessions, 2 subscriptions, 1 retained message (8 payload bytes)",
-            "queue: 1 segment, 12 records,",
-            "live: 4 queued, 1 inflight (50 payload bytes) for 3 clients",
+            "live: 4 queued, 1 inflight (50 payload bytes), 0 inbound QoS 2 ids awaiting PUBREL \
+             for 3 clients",
             "damage: none",
             "result: OK",
         ] {
-            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
         }
+        assert!(text.contains("queue: 1 segment, 12 records,"), "{text}");
 
         let dump = dump_dir(dir).unwrap();
         assert_eq!(dump.problems, 0);
@@ -1070,6 +1083,118 @@ mod tests {
         assert!(text.contains("orphan queue"), "{text}");
         assert!(
             text.contains("retained: 1 message, 8 payload bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("total: 2 sessions (1 orphan queue)"),
+            "{text}"
+        );
+
+        assert_eq!(snapshot(dir), before, "check and dump changed nothing");
+    }
+
+    #[test]
+    fn inbound_qos2_ids_are_counted_from_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (keyed, _) = KeyedStore::open(&dir.join(STATE_DIR)).unwrap();
+        let session = SessionRecord {
+            expiry_interval: 60,
+            disconnected_at: None,
+            pending_will: None,
+            last_packet_id: 0,
+        };
+        keyed.put_session("pub", &session).unwrap();
+        keyed.put_session("sub", &session).unwrap();
+        drop(keyed);
+        let (mut journal, ..) = Journal::open(
+            Arc::new(OsFileSystem),
+            dir.join(QUEUE_DIR),
+            LogOptions::default(),
+            0,
+        )
+        .unwrap();
+        let pid = |n| NonZeroU16::new(n).unwrap();
+        let received = |client: &str, packet_id, copies| Record::Received {
+            client: ClientId::from(client),
+            packet_id: pid(packet_id),
+            copies,
+        };
+        journal
+            .write(&[
+                Record::Message {
+                    id: 1,
+                    message: message("t/x", "0123456789"),
+                },
+                // "pub" published message 1 at QoS 2: one copy queued for "sub".
+                received(
+                    "pub",
+                    5,
+                    vec![QueuedCopy {
+                        client: ClientId::from("sub"),
+                        message: 1,
+                        qos: QoS::AtLeastOnce,
+                        retain: false,
+                        subscription_ids: vec![3],
+                    }],
+                ),
+                // Two more with no subscriber, one of them released since.
+                received("pub", 6, vec![]),
+                received("pub", 7, vec![]),
+                Record::InboundReleased {
+                    client: ClientId::from("pub"),
+                    packet_id: pid(6),
+                },
+                // A client whose session is gone, with only an inbound id left.
+                received("ghost", 1, vec![]),
+            ])
+            .unwrap();
+        journal.sync().unwrap();
+        drop(journal);
+        let before = snapshot(dir);
+
+        let check = check_dir(dir).unwrap();
+        assert!(check.is_clean(), "{check}");
+        let clients = &check.queue.clients;
+        assert_eq!((clients["pub"].inbound_qos2, clients["pub"].queued), (2, 0));
+        assert_eq!((clients["sub"].inbound_qos2, clients["sub"].queued), (0, 1));
+        assert_eq!(clients["ghost"].inbound_qos2, 1);
+        let text = check.to_string();
+        for line in [
+            "state: 2 sessions, 0 subscriptions, 0 retained messages (0 payload bytes)",
+            "live: 1 queued, 0 inflight (10 payload bytes), 3 inbound QoS 2 ids awaiting PUBREL \
+             for 3 clients",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+
+        let dump = dump_dir(dir).unwrap();
+        let orphans: Vec<_> = dump.orphan_queues().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(orphans, ["ghost"]);
+        let text = dump.to_string();
+        let header = text.lines().find(|l| l.starts_with("CLIENT")).unwrap();
+        let cells: Vec<_> = header.split_whitespace().collect();
+        let col = cells.iter().position(|&c| c == "QOS2-IN").unwrap();
+        // The header's columns are one word each; rows have a two-word STATE or WILL, so the
+        // counts are taken from the end.
+        let from_end = cells.len() - col;
+        let count = |client: &str| -> String {
+            let row = text
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(client))
+                .unwrap_or_else(|| panic!("no row for {client}:\n{text}"));
+            let cells: Vec<_> = row.split_whitespace().collect();
+            cells[cells.len() - from_end].to_string()
+        };
+        assert_eq!(count("pub"), "2", "{text}");
+        assert_eq!(count("sub"), "0", "{text}");
+        assert_eq!(count("ghost"), "1", "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ghost") && l.contains("orphan queue")),
             "{text}"
         );
         assert!(

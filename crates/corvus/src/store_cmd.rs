@@ -42,7 +42,9 @@ pub enum StoreCommand {
     ///
     /// One line per session: client id, session expiry, online or offline since when, pending
     /// will, subscriptions, inbound QoS 2 ids, queued and inflight deliveries and their
-    /// payload bytes. Queues in the journal without a session are listed as "orphan queue".
+    /// payload bytes (inbound QoS 2 ids and deliveries both come from the queue journal).
+    /// Clients with deliveries or inbound ids in the journal but no session are listed as
+    /// "orphan queue".
     #[command(
         after_help = "Exit status: 0; 2 on error (e.g. a damaged state database: run \
                             `corvus store check`)."

@@ -10,7 +10,7 @@
 //!    at random, pipelined with up to [`WINDOW`] in flight. The payload is the 8-byte big-endian
 //!    sequence number and the QoS. A message is *acknowledged* when its PUBACK (QoS 1) or PUBREC
 //!    (QoS 2) arrives; for QoS 2 the publisher then sends PUBREL and waits for PUBCOMP.
-//! 3. Meanwhile the broker is killed with SIGKILL at random points (50-400 ms after it started)
+//! 3. Meanwhile the broker is killed with SIGKILL at random points (20-250 ms after it started)
 //!    and restarted on the same data directory. The publisher reconnects with Clean Start 0 and,
 //!    as MQTT requires, re-sends every unacknowledged PUBLISH with DUP=1 and the same packet id,
 //!    and PUBREL for every QoS 2 message that got PUBREC but no PUBCOMP, then carries on.
@@ -23,10 +23,9 @@
 //!    QoS 1 messages at least once; and the first deliveries come in publish order (a QoS 1
 //!    message may be delivered again; its repeats are ignored for the order).
 //!
-//! The QoS 1 seeds run in every test run. The mixed QoS 1 and 2 seeds are `#[ignore]`d: they
-//! found a bug that is not fixed yet (an inbound QoS 2 id and the message's queued copies are
-//! committed in two steps, so a kill between them duplicates or loses a QoS 2 message); run
-//! them with `cargo test -p corvus --test crash -- --ignored` to reproduce it.
+//! These tests found a bug, now fixed: an inbound QoS 2 packet id and the message's queued
+//! copies were committed in two steps, so a kill between them duplicated or lost a QoS 2
+//! message. They are now one journal record (`Received`).
 //!
 //! With `sync = always` (the default) the broker sends PUBACK/PUBREC only after the message is
 //! fsynced for every persistent session that receives it, so no kill may lose an acknowledged
@@ -59,7 +58,7 @@ const WINDOW: usize = 20;
 /// Kills while the publisher runs, per seed.
 const KILLS: u32 = 12;
 /// The broker is killed this long after it (re)started: a random point in this range (ms).
-const KILL_AFTER_MS: std::ops::RangeInclusive<u64> = 50..=400;
+const KILL_AFTER_MS: std::ops::RangeInclusive<u64> = 20..=250;
 /// The subscriber stops reading after this long with nothing new.
 const QUIET: Duration = Duration::from_secs(2);
 /// How long the broker has to print its start line (debug build, recovery included).
@@ -99,21 +98,19 @@ fn sigkill_while_publishing_qos1_seed_3() {
     run_seed(3, Mix::Qos1);
 }
 
-// Known bug, found by these tests (issue 4 stays open for it): an inbound QoS 2 packet id is
-// committed to the state database and the message's queued copies to the journal, in two
-// steps; a kill between them makes the publisher's DUP re-send either a second delivery or,
-// the other way round, a lost one. The fix writes both in one journal record (see
-// docs/durability.md, "Not done yet"). Run with `--ignored` to reproduce.
 #[test]
-#[ignore = "known bug: inbound QoS 2 ids and queued copies are not committed atomically"]
 fn sigkill_while_publishing_qos1_and_qos2_seed_1() {
     run_seed(1, Mix::Qos1And2);
 }
 
 #[test]
-#[ignore = "known bug: inbound QoS 2 ids and queued copies are not committed atomically"]
 fn sigkill_while_publishing_qos1_and_qos2_seed_2() {
     run_seed(2, Mix::Qos1And2);
+}
+
+#[test]
+fn sigkill_while_publishing_qos1_and_qos2_seed_3() {
+    run_seed(3, Mix::Qos1And2);
 }
 
 // ---- the broker process ----

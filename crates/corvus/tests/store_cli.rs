@@ -61,8 +61,9 @@ fn enqueue(client: &str, id: u64) -> Record {
     }
 }
 
-/// Sessions "kitchen" (offline, 2 queued + 1 inflight) and "hall" (online, nothing queued),
-/// one retained message, and a queue for "gone", which has no session.
+/// Sessions "kitchen" (offline, 2 queued + 1 inflight) and "hall" (online, nothing queued, one
+/// inbound QoS 2 id awaiting PUBREL), one retained message, and a queue for "gone", which has
+/// no session.
 fn populate(dir: &Path) {
     let (keyed, _) = KeyedStore::open(&dir.join(STATE_DIR)).unwrap();
     let session = |disconnected_at| SessionRecord {
@@ -101,6 +102,11 @@ fn populate(dir: &Path) {
             packet_id: NonZeroU16::new(1).unwrap(),
         },
         enqueue("gone", 4),
+        Record::Received {
+            client: "hall".into(),
+            packet_id: NonZeroU16::new(3).unwrap(),
+            copies: vec![],
+        },
     ]);
     journal.write(&records).unwrap();
     journal.sync().unwrap();
@@ -176,8 +182,9 @@ fn a_populated_directory_is_checked_and_dumped() {
         &out,
         &[
             "state: 2 sessions, 0 subscriptions, 1 retained message (4 payload bytes)",
-            "queue: 1 segment, 9 records,",
-            "live: 3 queued, 1 inflight (40 payload bytes) for 2 clients",
+            "queue: 1 segment, 10 records,",
+            "live: 3 queued, 1 inflight (40 payload bytes), 1 inbound QoS 2 id awaiting PUBREL \
+             for 3 clients",
             "damage: none",
             "result: OK",
         ],
@@ -195,11 +202,14 @@ fn a_populated_directory_is_checked_and_dumped() {
             "total: 2 sessions (1 orphan queue)",
         ],
     );
+    // The last four columns: QOS2-IN, QUEUED, INFLIGHT, BYTES.
     let kitchen = out.lines_with("kitchen");
     let cells: Vec<&str> = kitchen[0].split_whitespace().collect();
-    assert_eq!(cells[cells.len() - 3..], ["2", "1", "30"], "{out}");
+    assert_eq!(cells[cells.len() - 4..], ["0", "2", "1", "30"], "{out}");
     let hall = out.lines_with("hall");
     assert!(hall[0].contains("online"), "{out}");
+    let cells: Vec<&str> = hall[0].split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 4..], ["1", "0", "0", "0"], "{out}");
 
     assert_eq!(files(dir), before, "check and dump changed the directory");
 }

@@ -175,14 +175,24 @@ impl Connection {
             expires_at,
             publisher: self.client_id.clone(),
         });
-        out.push(Action::Publish(message));
         match (qos, publish.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => out.push(Action::Send(Packet::PubAck(Ack::new(id)))),
+            (QoS::AtLeastOnce, Some(id)) => {
+                out.push(Action::Publish {
+                    message,
+                    receipt: None,
+                });
+                out.push(Action::Send(Packet::PubAck(Ack::new(id))));
+            }
             (QoS::ExactlyOnce, Some(id)) => {
                 session.receive_qos2(id);
+                let receipt = session.records_changes().then_some(id);
+                out.push(Action::Publish { message, receipt });
                 out.push(Action::Send(Packet::PubRec(Ack::new(id))));
             }
-            _ => {}
+            _ => out.push(Action::Publish {
+                message,
+                receipt: None,
+            }),
         }
     }
 

@@ -34,7 +34,14 @@ pub enum Action {
     Send(Packet),
     /// Route a message the client published (and update the retained store when its RETAIN
     /// flag is set). Done before any acknowledgement that follows it.
-    Publish(Arc<Message>),
+    Publish {
+        message: Arc<Message>,
+        /// The packet id of a QoS 2 PUBLISH whose session persists its state
+        /// (`Session::records_changes`): it now awaits PUBREL, and the store must keep it
+        /// together with the copies routing queues, atomically. A crash that kept only one
+        /// of them would have the publisher's re-send routed twice, or not at all.
+        receipt: Option<PacketId>,
+    },
     /// Add the session's subscription to the shared index.
     Subscribe {
         filter: MqttString,

@@ -133,3 +133,49 @@ fn resend_too_large_for_the_new_connection_is_discarded_and_counted() {
     assert_eq!(session.inflight_len(), 0);
     assert_eq!(session.counters.dropped(DropReason::TooLargeForClient), 1);
 }
+
+/// The packet id of a QoS 2 PUBLISH travels with the message to routing exactly when the
+/// session persists its state, so the store can keep the id and the queued copies as one.
+#[test]
+fn a_qos2_publish_carries_its_receipt_when_the_session_persists() {
+    let cases = [
+        // (store, session expiry, QoS, receipt expected)
+        (true, 60, QoS::ExactlyOnce, true),
+        (true, 60, QoS::AtLeastOnce, false),
+        (true, 0, QoS::ExactlyOnce, false),
+        (false, 60, QoS::ExactlyOnce, false),
+    ];
+    for (persistence, expiry, qos, expected) in cases {
+        let config = BrokerConfig {
+            persistence,
+            ..BrokerConfig::default()
+        };
+        let mut session = Session::new("c".into(), &config);
+        let mut conn = Connection::new(Arc::new(config), 0);
+        let mut packet = Connect::new(ProtocolVersion::V5, MqttString::from_static("c"));
+        packet.properties.session_expiry_interval = Some(expiry);
+        let request = conn.on_connect(packet, 0, String::new).unwrap();
+        conn.accept(&request, &mut session, false, 0, &mut Vec::new());
+        let mut publish = Publish::new(MqttString::from_static("t"), "x".into());
+        publish.qos = qos;
+        publish.packet_id = PacketId::new(7);
+        let mut out = Vec::new();
+        conn.on_packet(Packet::Publish(publish.clone()), &mut session, 0, &mut out);
+        let receipts: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Publish { receipt, .. } => Some(*receipt),
+                _ => None,
+            })
+            .collect();
+        let want = expected.then(|| PacketId::new(7).unwrap());
+        assert_eq!(receipts, [want], "{persistence} {expiry} {qos:?}");
+        // A re-send of a QoS 2 id awaiting PUBREL is not routed again.
+        if qos == QoS::ExactlyOnce {
+            publish.dup = true;
+            let mut out = Vec::new();
+            conn.on_packet(Packet::Publish(publish), &mut session, 0, &mut out);
+            assert!(!out.iter().any(|a| matches!(a, Action::Publish { .. })));
+        }
+    }
+}

@@ -63,11 +63,16 @@ pub enum Op {
     PutRetained(Arc<Message>),
     /// The topic has no retained message any more.
     DeleteRetained(MqttString),
-    AddInboundQos2 {
+    /// A QoS 2 PUBLISH from `client`'s persistent session, with every copy routing queued
+    /// for a persistent session (each with the message's `stored_id`): written as one
+    /// journal record, so a crash keeps the packet id and the copies together or neither.
+    Received {
         client: ClientId,
         packet_id: PacketId,
+        copies: Vec<(ClientId, Delivery)>,
     },
-    RemoveInboundQos2 {
+    /// PUBREL for an inbound QoS 2 packet id of `client`.
+    InboundReleased {
         client: ClientId,
         packet_id: PacketId,
     },

@@ -14,7 +14,9 @@ use tracing::{error, info, warn};
 
 use super::{Op, Shared, Ticket};
 use crate::error::StoreError;
-use crate::journal::{Journal, Record};
+use corvus_core::{ClientId, Delivery};
+
+use crate::journal::{Journal, MessageId, QueuedCopy, Record};
 use crate::keyed::{Durability, KeyedStore};
 use crate::log::SyncPolicy;
 
@@ -101,12 +103,12 @@ impl Worker {
     fn commit(&mut self, ticket: Ticket, ops: Vec<Op>, closing: bool) {
         let stats = &self.shared.stats;
         stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-        let keyed_ops = self.apply_journal(ops);
+        let mut keyed_ops = self.apply_journal(ops);
         let mut pause = RETRY_FIRST;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.make_durable(&keyed_ops) {
+            match self.make_durable(&mut keyed_ops) {
                 Ok(()) => break,
                 Err(e) => {
                     self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -143,31 +145,43 @@ impl Worker {
         for op in ops {
             match op {
                 Op::Enqueue { client, delivery } => {
-                    let Some(id) = delivery.stored_id else {
-                        continue;
-                    };
-                    let message = &delivery.message;
-                    if message.payload.len() + message.topic.len() > self.max_record {
-                        self.refuse(&format!(
-                            "message of {} bytes for {client} is larger than the journal takes",
-                            message.payload.len()
-                        ));
-                        continue;
-                    }
-                    if !bodies.contains(&id) && !self.journal.has_body(id) {
-                        bodies.insert(id);
-                        records.push(Record::Message {
-                            id,
-                            message: message.clone(),
+                    if let Some(id) = self.body(&client, &delivery, &mut bodies, &mut records) {
+                        records.push(Record::Enqueue {
+                            client,
+                            message: id,
+                            qos: delivery.qos,
+                            retain: delivery.retain,
+                            subscription_ids: delivery.subscription_ids,
                         });
                     }
-                    records.push(Record::Enqueue {
+                }
+                Op::Received {
+                    client,
+                    packet_id,
+                    copies,
+                } => {
+                    // A copy that cannot be stored leaves the others stored, and the packet
+                    // id with them.
+                    let mut queued = Vec::with_capacity(copies.len());
+                    for (to, delivery) in copies {
+                        if let Some(id) = self.body(&to, &delivery, &mut bodies, &mut records) {
+                            queued.push(QueuedCopy {
+                                client: to,
+                                message: id,
+                                qos: delivery.qos,
+                                retain: delivery.retain,
+                                subscription_ids: delivery.subscription_ids,
+                            });
+                        }
+                    }
+                    records.push(Record::Received {
                         client,
-                        message: id,
-                        qos: delivery.qos,
-                        retain: delivery.retain,
-                        subscription_ids: delivery.subscription_ids,
+                        packet_id,
+                        copies: queued,
                     });
+                }
+                Op::InboundReleased { client, packet_id } => {
+                    records.push(Record::InboundReleased { client, packet_id })
                 }
                 Op::Sent {
                     client,
@@ -203,6 +217,35 @@ impl Worker {
         keyed
     }
 
+    /// The journal id of a delivery's message, with its `Message` record added to `records`
+    /// unless the journal (or this batch, in `bodies`) has it; `None` for a delivery that is
+    /// not stored or a message too large for the journal (refused and reported).
+    fn body(
+        &self,
+        client: &ClientId,
+        delivery: &Delivery,
+        bodies: &mut HashSet<MessageId>,
+        records: &mut Vec<Record>,
+    ) -> Option<MessageId> {
+        let id = delivery.stored_id?;
+        let message = &delivery.message;
+        if message.payload.len() + message.topic.len() > self.max_record {
+            self.refuse(&format!(
+                "message of {} bytes for {client} is larger than the journal takes",
+                message.payload.len()
+            ));
+            return None;
+        }
+        if !bodies.contains(&id) && !self.journal.has_body(id) {
+            bodies.insert(id);
+            records.push(Record::Message {
+                id,
+                message: message.clone(),
+            });
+        }
+        Some(id)
+    }
+
     fn write_records(&mut self, records: &mut Vec<Record>) {
         if records.is_empty() {
             return;
@@ -215,13 +258,17 @@ impl Worker {
                 let one = match r {
                     // A body goes with the delivery that follows it.
                     Record::Message { .. } => continue,
-                    Record::Enqueue { message, .. } => match records
-                        .iter()
-                        .find(|m| matches!(m, Record::Message { id, .. } if id == message))
-                    {
-                        Some(body) => vec![body.clone(), r.clone()],
-                        None => vec![r.clone()],
-                    },
+                    Record::Enqueue { .. } | Record::Received { .. } => {
+                        let mut one: Vec<Record> = records
+                            .iter()
+                            .filter(|m| {
+                                matches!(m, Record::Message { .. }) && r.needs_body(m.message_id())
+                            })
+                            .cloned()
+                            .collect();
+                        one.push(r.clone());
+                        one
+                    }
                     _ => vec![r.clone()],
                 };
                 if let Err(e) = self.journal.write(&one) {
@@ -237,22 +284,24 @@ impl Worker {
         error!("store: not persisted: {what}");
     }
 
-    /// Makes the journal's batch and the keyed ops durable as the policy says.
-    fn make_durable(&mut self, keyed_ops: &[Op]) -> Result<(), StoreError> {
+    /// Makes the keyed ops and the journal's batch durable as the policy says. The keyed
+    /// ops are taken once they are committed, so a retry after a journal failure does not
+    /// repeat them.
+    ///
+    /// The keyed state goes first: a QoS 2 PUBLISH's packet id is in the journal (with its
+    /// queued copies) and its retained message in the keyed state, and a crash between the
+    /// two must lose the id rather than the retained message the id says was handled (the
+    /// publisher's re-send then routes and retains it again).
+    fn make_durable(&mut self, keyed_ops: &mut Vec<Op>) -> Result<(), StoreError> {
         let started = Instant::now();
         let durable_now = match self.sync {
             SyncPolicy::Always => true,
             SyncPolicy::Interval(every) => started.duration_since(self.last_sync) >= every,
             SyncPolicy::Never => false,
         };
-        if durable_now {
-            self.journal.sync()?;
-        } else {
-            self.journal.log_flush()?;
-        }
         if !keyed_ops.is_empty() {
             let mut batch = self.keyed.batch();
-            for op in keyed_ops {
+            for op in keyed_ops.iter() {
                 add_keyed(&mut batch, op);
             }
             let durability = if durable_now {
@@ -261,10 +310,16 @@ impl Worker {
                 Durability::Eventual
             };
             batch.commit(durability)?;
+            keyed_ops.clear();
             self.keyed_dirty = !durable_now;
         } else if durable_now && self.keyed_dirty {
             self.keyed.sync()?;
             self.keyed_dirty = false;
+        }
+        if durable_now {
+            self.journal.sync()?;
+        } else {
+            self.journal.log_flush()?;
         }
         if durable_now {
             self.last_sync = Instant::now();
@@ -381,13 +436,12 @@ fn add_keyed(batch: &mut crate::keyed::Batch<'_>, op: &Op) {
         Op::DeleteRetained(topic) => {
             batch.delete_retained(topic);
         }
-        Op::AddInboundQos2 { client, packet_id } => {
-            batch.add_inbound_qos2(client, *packet_id);
-        }
-        Op::RemoveInboundQos2 { client, packet_id } => {
-            batch.remove_inbound_qos2(client, *packet_id);
-        }
         // Journal ops never reach here (see `apply_journal`).
-        Op::Enqueue { .. } | Op::Sent { .. } | Op::Released { .. } | Op::Done { .. } => {}
+        Op::Enqueue { .. }
+        | Op::Sent { .. }
+        | Op::Released { .. }
+        | Op::Done { .. }
+        | Op::Received { .. }
+        | Op::InboundReleased { .. } => {}
     }
 }

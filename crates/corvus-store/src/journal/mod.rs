@@ -2,13 +2,17 @@
 //! [`SegmentLog`], replayed on open, with space reclaimed a segment at a time.
 //!
 //! Records (see [`Record`] and `docs/storage-format.md`, "Queue journal"): `Message` (a body,
-//! once per message), `Enqueue` (one per receiving session), `Sent`, `Released`, `Done`, and
-//! `Copied` (written by compaction). [`Journal::open`] replays them in sequence order into a
+//! once per message), `Enqueue` (one per receiving session), `Sent`, `Released`, `Done`,
+//! `Copied` (written by compaction), and for QoS 2 PUBLISHes received from persistent
+//! sessions `Received` (the packet id with every queued copy, atomically) and
+//! `InboundReleased` (its PUBREL). [`Journal::open`] replays them in sequence order into a
 //! [`ReplayedState`]; [`Journal::write`] appends more and [`Journal::sync`] makes them durable
 //! (group commit by the log).
 //!
-//! Space: a delivery is *live* until its `Done`. Live deliveries pin their defining record
-//! (`Enqueue`, or the `Copied` that replaced it) and their message body; everything below
+//! Space: a delivery is *live* until its `Done`, an inbound QoS 2 id until its
+//! `InboundReleased`. Live deliveries pin their defining record (`Enqueue`, `Received`, or
+//! the `Copied` that replaced it) and their message body, live ids their `Received`;
+//! everything below
 //! the oldest pin can go ([`Journal::reclaimable_upto`], [`Journal::reclaim`]).
 //! [`Journal::compact_front`] copies the live deliveries of the oldest segment (and their
 //! bodies) to the tail, keeping their places in the queue and the inflight window, so one
@@ -32,7 +36,7 @@ use crate::log::{LogOptions, RecoveryReport, SegmentLog};
 use crate::segment::Seq;
 
 pub use record::{
-    kind, CopiedSent, EncodeRecordError, MessageId, Record, RecordError, RECORD_VERSION,
+    kind, CopiedSent, EncodeRecordError, MessageId, QueuedCopy, Record, RecordError, RECORD_VERSION,
 };
 use replay::State;
 pub use replay::{InflightEntry, QueuedEntry, ReplayReport, ReplayedSession, ReplayedState};
@@ -85,6 +89,8 @@ pub struct Compaction {
     pub copied: usize,
     /// Message bodies copied to the tail.
     pub bodies: usize,
+    /// Inbound QoS 2 ids copied to the tail.
+    pub inbound: usize,
     /// Segment files removed.
     pub removed: usize,
 }
@@ -166,6 +172,19 @@ impl Journal {
                         reason: format!("{r}: message {message} has no body in the journal"),
                     });
                 }
+                Record::Received { copies, .. } => {
+                    let without_body = copies.iter().find(|c| {
+                        !batch_bodies.contains(&c.message) && !self.state.has_body(c.message)
+                    });
+                    if let Some(c) = without_body {
+                        return Err(StoreError::JournalRefused {
+                            reason: format!(
+                                "{r}: message {} has no body in the journal",
+                                c.message
+                            ),
+                        });
+                    }
+                }
                 _ => {}
             }
             let bytes = r.encode().map_err(|e| StoreError::JournalRefused {
@@ -190,22 +209,27 @@ impl Journal {
         Ok(())
     }
 
-    /// Finishes every delivery of `client` (writes its `Done`s), for a session that no longer
-    /// exists. Returns how many there were.
+    /// Finishes every delivery of `client` (writes its `Done`s) and frees its inbound QoS 2
+    /// ids, for a session that no longer exists. Returns how many deliveries there were.
     pub fn forget_client(&mut self, client: &ClientId) -> Result<usize, StoreError> {
-        let done: Vec<Record> = match self.state.clients.get(client) {
-            Some(c) => c
-                .entries
-                .keys()
-                .map(|&message| Record::Done {
-                    client: client.clone(),
-                    message,
-                })
-                .collect(),
-            None => return Ok(0),
+        let Some(c) = self.state.clients.get(client) else {
+            return Ok(0);
         };
+        let deliveries = c.entries.len();
+        let done: Vec<Record> = c
+            .entries
+            .keys()
+            .map(|&message| Record::Done {
+                client: client.clone(),
+                message,
+            })
+            .chain(c.inbound.keys().map(|&packet_id| Record::InboundReleased {
+                client: client.clone(),
+                packet_id,
+            }))
+            .collect();
         self.write(&done)?;
-        Ok(done.len())
+        Ok(deliveries)
     }
 
     /// Makes everything written durable: one fsync for the whole batch (group commit).
@@ -302,6 +326,20 @@ impl Journal {
                 }
             }
             out.bodies = copied_bodies.len();
+            let mut inbound: Vec<_> = self
+                .state
+                .clients
+                .iter()
+                .flat_map(|(client, c)| c.inbound.iter().map(move |(&id, &seq)| (seq, client, id)))
+                .filter(|&(seq, _, _)| seq <= last)
+                .collect();
+            inbound.sort();
+            out.inbound = inbound.len();
+            records.extend(
+                inbound
+                    .into_iter()
+                    .map(|(_, client, id)| State::copy_inbound_record(client, id)),
+            );
             self.write(&records)?;
         }
         out.removed = self.reclaim()?;

@@ -36,6 +36,28 @@ pub mod kind {
     pub const DONE: u8 = 5;
     /// [`Record::Copied`](super::Record::Copied).
     pub const COPIED: u8 = 6;
+    /// [`Record::Received`](super::Record::Received).
+    pub const RECEIVED: u8 = 7;
+    /// [`Record::InboundReleased`](super::Record::InboundReleased).
+    pub const INBOUND_RELEASED: u8 = 8;
+}
+
+/// One queued copy of a message, in a [`Record::Received`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedCopy {
+    /// The session it is queued for.
+    pub client: ClientId,
+    /// The message (its `Message` record precedes the `Received`). Copies of one PUBLISH
+    /// share it, except a second copy for the same session (a shared and a non-shared
+    /// subscription both matched), which has its own: a delivery is known by session and
+    /// message id.
+    pub message: MessageId,
+    /// The QoS it is delivered with.
+    pub qos: QoS,
+    /// The RETAIN flag as delivered.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
 }
 
 /// Where a copied inflight entry was (see [`Record::Copied`]).
@@ -119,6 +141,27 @@ pub enum Record {
         /// Set if it is in flight.
         sent: Option<CopiedSent>,
     },
+    /// A QoS 2 PUBLISH received from a persistent session: its packet id, awaiting PUBREL
+    /// (a re-send with the same id is not routed again), and every copy of the message queued
+    /// for a persistent session, each appended to the end of its queue as by an `Enqueue`.
+    /// One record, so a crash keeps the id and the copies together or neither: the
+    /// publisher's re-send then finds exactly what the first routing did. Compaction carries a
+    /// live id forward as a `Received` with no copies.
+    Received {
+        /// The publishing session.
+        client: ClientId,
+        /// The PUBLISH's packet id.
+        packet_id: PacketId,
+        /// The copies, in the order they were queued.
+        copies: Vec<QueuedCopy>,
+    },
+    /// PUBREL received for an inbound QoS 2 packet id: it is free again.
+    InboundReleased {
+        /// The publishing session.
+        client: ClientId,
+        /// The packet id.
+        packet_id: PacketId,
+    },
 }
 
 impl Record {
@@ -130,11 +173,13 @@ impl Record {
             | Record::Sent { client, .. }
             | Record::Released { client, .. }
             | Record::Done { client, .. }
-            | Record::Copied { client, .. } => Some(client),
+            | Record::Copied { client, .. }
+            | Record::Received { client, .. }
+            | Record::InboundReleased { client, .. } => Some(client),
         }
     }
 
-    /// The message id the record refers to.
+    /// The message id the record refers to (0 for none; the highest, for `Received`).
     pub fn message_id(&self) -> MessageId {
         match self {
             Record::Message { id, .. } => *id,
@@ -143,6 +188,17 @@ impl Record {
             | Record::Released { message, .. }
             | Record::Done { message, .. }
             | Record::Copied { message, .. } => *message,
+            Record::Received { copies, .. } => copies.iter().map(|c| c.message).max().unwrap_or(0),
+            Record::InboundReleased { .. } => 0,
+        }
+    }
+
+    /// Whether the record defines a delivery of message `id` (so its body must come first).
+    pub fn needs_body(&self, id: MessageId) -> bool {
+        match self {
+            Record::Enqueue { message, .. } | Record::Copied { message, .. } => *message == id,
+            Record::Received { copies, .. } => copies.iter().any(|c| c.message == id),
+            _ => false,
         }
     }
 
@@ -217,6 +273,27 @@ impl Record {
                     }
                 }
             }
+            Record::Received {
+                client,
+                packet_id,
+                copies,
+            } => {
+                w.head(kind::RECEIVED);
+                w.str16("client id", client)?;
+                w.u16(packet_id.get());
+                w.count32("copies", copies.len())?;
+                for copy in copies {
+                    w.str16("client id", &copy.client)?;
+                    w.u64(copy.message);
+                    w.u8(delivery_flags(copy.qos, copy.retain));
+                    w.u32_list("subscription ids", &copy.subscription_ids)?;
+                }
+            }
+            Record::InboundReleased { client, packet_id } => {
+                w.head(kind::INBOUND_RELEASED);
+                w.str16("client id", client)?;
+                w.u16(packet_id.get());
+            }
         }
         Ok(w.0)
     }
@@ -225,7 +302,7 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         let mut r = Reader { bytes, pos: 0 };
         let kind = r.u8("record type")?;
-        if !(kind::MESSAGE..=kind::COPIED).contains(&kind) {
+        if !(kind::MESSAGE..=kind::INBOUND_RELEASED).contains(&kind) {
             return Err(RecordError::UnknownType(kind));
         }
         let version = r.u8("record version")?;
@@ -273,6 +350,36 @@ impl Record {
                 let client = r.client()?;
                 let message = r.u64("message id")?;
                 Record::Done { client, message }
+            }
+            kind::RECEIVED => {
+                let client = r.client()?;
+                let packet_id = r.packet_id()?;
+                // A copy is at least a client id length, a message id, flags and a list count.
+                let n = r.count32("copies", 15)?;
+                let mut copies = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let client = r.client()?;
+                    let message = r.u64("message id")?;
+                    let (qos, retain) = r.delivery_flags()?;
+                    let subscription_ids = r.u32_list("subscription ids")?;
+                    copies.push(QueuedCopy {
+                        client,
+                        message,
+                        qos,
+                        retain,
+                        subscription_ids,
+                    });
+                }
+                Record::Received {
+                    client,
+                    packet_id,
+                    copies,
+                }
+            }
+            kind::INBOUND_RELEASED => {
+                let client = r.client()?;
+                let packet_id = r.packet_id()?;
+                Record::InboundReleased { client, packet_id }
             }
             _ => {
                 let client = r.client()?;
@@ -573,6 +680,18 @@ impl fmt::Display for Record {
             Record::Copied {
                 client, message, ..
             } => write!(f, "Copied {client:?} {message}"),
+            Record::Received {
+                client,
+                packet_id,
+                copies,
+            } => write!(
+                f,
+                "Received {client:?} packet {packet_id} ({} copies)",
+                copies.len()
+            ),
+            Record::InboundReleased { client, packet_id } => {
+                write!(f, "InboundReleased {client:?} packet {packet_id}")
+            }
         }
     }
 }

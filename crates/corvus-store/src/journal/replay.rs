@@ -9,7 +9,7 @@ use corvus_core::session::OutState;
 use corvus_core::{ClientId, Delivery, Message, Millis};
 use mqtt_codec::{PacketId, QoS};
 
-use super::record::{CopiedSent, MessageId, Record, RecordError};
+use super::record::{CopiedSent, MessageId, QueuedCopy, Record, RecordError};
 use crate::segment::Seq;
 
 /// A delivery waiting in a session's queue.
@@ -41,12 +41,15 @@ pub struct ReplayedSession {
     pub queue: Vec<QueuedEntry>,
     /// Deliveries in flight, in the order they were sent.
     pub inflight: Vec<InflightEntry>,
+    /// Packet ids of QoS 2 PUBLISHes received from the session's client and awaiting PUBREL,
+    /// ascending.
+    pub inbound_qos2: Vec<PacketId>,
 }
 
 /// Every session's queue and inflight window, as the journal holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayedState {
-    /// By client id; sessions with nothing queued or in flight are absent.
+    /// By client id; sessions with nothing queued, in flight or awaiting PUBREL are absent.
     pub sessions: BTreeMap<ClientId, ReplayedSession>,
 }
 
@@ -97,6 +100,13 @@ pub(crate) struct Entry {
     pub(crate) defined_at: Seq,
 }
 
+/// How a delivery is queued (the fields an `Enqueue` and a copy in `Received` share).
+struct Queuing {
+    qos: QoS,
+    retain: bool,
+    subscription_ids: Vec<u32>,
+}
+
 #[derive(Debug)]
 struct Ghost {
     /// Records seen about it.
@@ -107,8 +117,20 @@ struct Ghost {
 #[derive(Debug, Default)]
 pub(crate) struct Client {
     pub(crate) entries: HashMap<MessageId, Entry>,
-    queue: BTreeMap<Seq, MessageId>,
+    /// By place in the queue: the defining record's sequence number, then the message id
+    /// (a `Received` queues several copies with one sequence number, two of them for the
+    /// same session when a shared and a non-shared subscription both matched; the second
+    /// copy has the higher id).
+    queue: BTreeMap<(Seq, MessageId), MessageId>,
     inflight: BTreeMap<Seq, MessageId>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL, with the record that keeps each alive.
+    pub(crate) inbound: BTreeMap<PacketId, Seq>,
+}
+
+impl Client {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.inbound.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -184,9 +206,61 @@ impl State {
         let c = self.clients.entry(client.clone()).or_default();
         match &entry.sent {
             Some(s) => c.inflight.insert(s.sent_at, id),
-            None => c.queue.insert(entry.queued_at, id),
+            None => c.queue.insert((entry.queued_at, id), id),
         };
         c.entries.insert(id, entry);
+    }
+
+    /// A delivery appended to the end of a session's queue by the record at `seq`.
+    fn enqueue(&mut self, seq: Seq, client: ClientId, message: MessageId, how: Queuing) {
+        let key = (client, message);
+        if self.ghosts.contains_key(&key) || self.entry_mut(&key.0, message).is_some() {
+            self.report.unmatched += 1;
+        } else if !self.has_body(message) {
+            self.ghosts.insert(
+                key,
+                Ghost {
+                    records: 1,
+                    qos: how.qos,
+                },
+            );
+        } else {
+            let entry = Entry {
+                qos: how.qos,
+                retain: how.retain,
+                subscription_ids: how.subscription_ids,
+                queued_at: seq,
+                sent: None,
+                defined_at: seq,
+            };
+            self.insert(&key.0, message, entry);
+        }
+    }
+
+    /// An inbound QoS 2 id now kept alive by the record at `seq` (a copy carried forward by
+    /// compaction replaces the earlier one).
+    fn receive(&mut self, seq: Seq, client: &ClientId, packet_id: PacketId) {
+        let c = self.clients.entry(client.clone()).or_default();
+        let old = c.inbound.insert(packet_id, seq);
+        if let Some(old) = old {
+            self.unpin(old);
+        }
+        self.pin(seq);
+    }
+
+    /// PUBREL for an inbound QoS 2 id; false if it was not awaiting one.
+    fn release_inbound(&mut self, client: &ClientId, packet_id: PacketId) -> bool {
+        let Some(c) = self.clients.get_mut(client) else {
+            return false;
+        };
+        let Some(seq) = c.inbound.remove(&packet_id) else {
+            return false;
+        };
+        if c.is_empty() {
+            self.clients.remove(client);
+        }
+        self.unpin(seq);
+        true
     }
 
     pub(crate) fn remove(&mut self, client: &ClientId, id: MessageId) -> Option<Entry> {
@@ -194,9 +268,9 @@ impl State {
         let entry = c.entries.remove(&id)?;
         match &entry.sent {
             Some(s) => c.inflight.remove(&s.sent_at),
-            None => c.queue.remove(&entry.queued_at),
+            None => c.queue.remove(&(entry.queued_at, id)),
         };
-        if c.entries.is_empty() {
+        if c.is_empty() {
             self.clients.remove(client);
         }
         self.unpin(entry.defined_at);
@@ -253,22 +327,41 @@ impl State {
                 qos,
                 retain,
                 subscription_ids,
+            } => self.enqueue(
+                seq,
+                client,
+                message,
+                Queuing {
+                    qos,
+                    retain,
+                    subscription_ids,
+                },
+            ),
+            Record::Received {
+                client,
+                packet_id,
+                copies,
             } => {
-                let key = (client, message);
-                if self.ghosts.contains_key(&key) || self.entry_mut(&key.0, message).is_some() {
-                    self.report.unmatched += 1;
-                } else if !self.has_body(message) {
-                    self.ghosts.insert(key, Ghost { records: 1, qos });
-                } else {
-                    let entry = Entry {
+                self.receive(seq, &client, packet_id);
+                for QueuedCopy {
+                    client,
+                    message,
+                    qos,
+                    retain,
+                    subscription_ids,
+                } in copies
+                {
+                    let copy = Queuing {
                         qos,
                         retain,
                         subscription_ids,
-                        queued_at: seq,
-                        sent: None,
-                        defined_at: seq,
                     };
-                    self.insert(&key.0, message, entry);
+                    self.enqueue(seq, client, message, copy);
+                }
+            }
+            Record::InboundReleased { client, packet_id } => {
+                if !self.release_inbound(&client, packet_id) {
+                    self.report.unmatched += 1;
                 }
             }
             Record::Copied {
@@ -339,7 +432,7 @@ impl State {
                 });
                 let queued_at = entry.queued_at;
                 let c = self.clients.get_mut(&client).expect("entry exists");
-                c.queue.remove(&queued_at);
+                c.queue.remove(&(queued_at, message));
                 c.inflight.insert(seq, message);
             }
             Record::Released {
@@ -438,9 +531,26 @@ impl State {
                     }
                 })
                 .collect();
-            sessions.insert(client.clone(), ReplayedSession { queue, inflight });
+            let inbound_qos2 = c.inbound.keys().copied().collect();
+            sessions.insert(
+                client.clone(),
+                ReplayedSession {
+                    queue,
+                    inflight,
+                    inbound_qos2,
+                },
+            );
         }
         ReplayedState { sessions }
+    }
+
+    /// The record that keeps a live inbound QoS 2 id wherever it is written.
+    pub(crate) fn copy_inbound_record(client: &ClientId, packet_id: PacketId) -> Record {
+        Record::Received {
+            client: client.clone(),
+            packet_id,
+            copies: Vec::new(),
+        }
     }
 
     /// The record that recreates a live entry wherever it is written.

@@ -115,22 +115,26 @@ impl Model {
                 qos,
                 retain,
                 subscription_ids,
+            } => self.enqueue(client, *message, *qos, *retain, subscription_ids),
+            Record::Received {
+                client,
+                packet_id,
+                copies,
             } => {
-                let delivery = Delivery {
-                    message: self.bodies[message].clone(),
-                    qos: *qos,
-                    retain: *retain,
-                    subscription_ids: subscription_ids.clone(),
-                    stored_id: Some(*message),
-                };
-                self.sessions
+                let inbound = &mut self
+                    .sessions
                     .entry(client.clone())
                     .or_default()
-                    .queue
-                    .push(QueuedEntry {
-                        message_id: *message,
-                        delivery,
-                    });
+                    .inbound_qos2;
+                inbound.push(*packet_id);
+                inbound.sort();
+                for c in copies {
+                    self.enqueue(&c.client, c.message, c.qos, c.retain, &c.subscription_ids);
+                }
+            }
+            Record::InboundReleased { client, packet_id } => {
+                let s = self.sessions.get_mut(client).unwrap();
+                s.inbound_qos2.retain(|p| p != packet_id);
             }
             Record::Sent {
                 client,
@@ -176,8 +180,34 @@ impl Model {
             }
             Record::Copied { .. } => unreachable!("the model gets user records only"),
         }
+        self.sessions.retain(|_, s| {
+            !s.queue.is_empty() || !s.inflight.is_empty() || !s.inbound_qos2.is_empty()
+        });
+    }
+
+    fn enqueue(
+        &mut self,
+        client: &ClientId,
+        message: MessageId,
+        qos: QoS,
+        retain: bool,
+        subscription_ids: &[u32],
+    ) {
+        let delivery = Delivery {
+            message: self.bodies[&message].clone(),
+            qos,
+            retain,
+            subscription_ids: subscription_ids.to_vec(),
+            stored_id: Some(message),
+        };
         self.sessions
-            .retain(|_, s| !s.queue.is_empty() || !s.inflight.is_empty());
+            .entry(client.clone())
+            .or_default()
+            .queue
+            .push(QueuedEntry {
+                message_id: message,
+                delivery,
+            });
     }
 
     /// Finishes the queued deliveries expired at `now`, as an open does; returns the `Done`s.
@@ -309,6 +339,32 @@ fn any_record() -> impl Strategy<Value = Record> {
         (client_id(), any::<u64>()).prop_map(|(client, message)| Record::Done { client, message }),
         (
             client_id(),
+            packet_id(),
+            proptest::collection::vec(
+                (client_id(), any::<u64>(), qos(), any::<bool>(), sub_ids()),
+                0..4
+            )
+        )
+            .prop_map(|(client, packet_id, copies)| Record::Received {
+                client,
+                packet_id,
+                copies: copies
+                    .into_iter()
+                    .map(
+                        |(client, message, qos, retain, subscription_ids)| QueuedCopy {
+                            client,
+                            message,
+                            qos,
+                            retain,
+                            subscription_ids
+                        }
+                    )
+                    .collect(),
+            }),
+        (client_id(), packet_id())
+            .prop_map(|(client, packet_id)| Record::InboundReleased { client, packet_id }),
+        (
+            client_id(),
             any::<u64>(),
             qos(),
             any::<bool>(),
@@ -347,6 +403,8 @@ proptest! {
             Record::Released { .. } => kind::RELEASED,
             Record::Done { .. } => kind::DONE,
             Record::Copied { .. } => kind::COPIED,
+            Record::Received { .. } => kind::RECEIVED,
+            Record::InboundReleased { .. } => kind::INBOUND_RELEASED,
         });
         prop_assert_eq!(bytes[1], RECORD_VERSION);
         prop_assert_eq!(Record::decode(&bytes).unwrap(), record);
@@ -825,6 +883,19 @@ enum Op {
         len: u8,
         ttl: Option<u8>,
     },
+    /// A QoS 2 PUBLISH from a persistent session: its packet id and its copies in one
+    /// `Received`.
+    Receive {
+        from: u8,
+        to: u8,
+        qos: u8,
+        len: u8,
+    },
+    /// PUBREL for one of a client's inbound QoS 2 ids.
+    Pubrel {
+        client: u8,
+        pick: u8,
+    },
     Send {
         client: u8,
     },
@@ -849,6 +920,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1u8..8, 0u8..3, 0u8..60, proptest::option::weighted(0.2, any::<u8>()))
             .prop_map(|(to, qos, len, ttl)| Op::Publish { to, qos, len, ttl }),
+        2 => (0u8..3, 0u8..16, 0u8..3, 0u8..60)
+            .prop_map(|(from, to, qos, len)| Op::Receive { from, to, qos, len }),
+        1 => (0u8..3, any::<u8>()).prop_map(|(client, pick)| Op::Pubrel { client, pick }),
         3 => (0u8..3).prop_map(|client| Op::Send { client }),
         3 => (0u8..3, any::<u8>()).prop_map(|(client, pick)| Op::Ack { client, pick }),
         1 => (0u8..3, any::<u8>()).prop_map(|(client, pick)| Op::Drop { client, pick }),
@@ -885,6 +959,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut history: Vec<(Seq, Record)> = Vec::new();
     let mut model = Model::default();
     let mut next_pid = 0u16;
+    let mut next_inbound = 0u16;
     let mut now: Millis = 0;
     for op in ops {
         let mut records = Vec::new();
@@ -900,6 +975,61 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 for (i, c) in CLIENTS.iter().enumerate() {
                     if to & (1 << i) != 0 {
                         records.push(enqueue(c, id, qos));
+                    }
+                }
+            }
+            Op::Receive { from, to, qos, len } => {
+                let publisher = self::client(CLIENTS[from as usize]);
+                next_inbound = next_inbound % 1000 + 1;
+                let qos = QoS::from_bits(qos).unwrap();
+                let id = j.next_message_id();
+                let mut copies: Vec<QueuedCopy> = CLIENTS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| to & (1 << i) != 0)
+                    .map(|(_, c)| QueuedCopy {
+                        client: self::client(c),
+                        message: id,
+                        qos,
+                        retain: false,
+                        subscription_ids: vec![],
+                    })
+                    .collect();
+                let body = message(&format!("t/{id}"), &"r".repeat(len.into()), qos, None);
+                if !copies.is_empty() {
+                    records.push(Record::Message {
+                        id,
+                        message: body.clone(),
+                    });
+                }
+                // A second copy for the first recipient (a shared and a non-shared
+                // subscription both matched), under its own message id.
+                if to & 8 != 0 && !copies.is_empty() {
+                    let second = j.next_message_id();
+                    records.push(Record::Message {
+                        id: second,
+                        message: body,
+                    });
+                    copies.push(QueuedCopy {
+                        message: second,
+                        ..copies[0].clone()
+                    });
+                }
+                records.push(Record::Received {
+                    client: publisher,
+                    packet_id: pid(next_inbound),
+                    copies,
+                });
+            }
+            Op::Pubrel { client, pick } => {
+                let c = CLIENTS[client as usize];
+                if let Some(s) = model.sessions.get(&self::client(c)) {
+                    if !s.inbound_qos2.is_empty() {
+                        let packet_id = s.inbound_qos2[pick as usize % s.inbound_qos2.len()];
+                        records.push(Record::InboundReleased {
+                            client: self::client(c),
+                            packet_id,
+                        });
                     }
                 }
             }
@@ -1122,4 +1252,108 @@ fn forgotten_client_is_gone_after_replay() {
         state.sessions[&client("b")],
         apply_all(&records).sessions[&client("b")]
     );
+}
+
+/// A QoS 2 PUBLISH's packet id and its queued copies are one record: a write torn at any
+/// byte keeps both or neither, never the id without the copies (the publisher's re-send
+/// would be acknowledged and lost) or the copies without the id (it would be routed twice).
+#[test]
+fn a_received_packet_id_and_its_copies_survive_a_torn_write_together() {
+    let received = |message| Record::Received {
+        client: client("pub"),
+        packet_id: pid(9),
+        copies: ["a", "b", "c"]
+            .iter()
+            .map(|c| QueuedCopy {
+                client: client(c),
+                message,
+                qos: QoS::ExactlyOnce,
+                retain: false,
+                subscription_ids: vec![4],
+            })
+            .collect(),
+    };
+    let mut torn_at = 0;
+    loop {
+        let fs = FaultFs::new();
+        let (mut j, _, _) = open(&fs, LogOptions::default());
+        j.sync().unwrap();
+        let id = j.next_message_id();
+        let records = [
+            Record::Message {
+                id,
+                message: message("t/q2", "exactly once", QoS::ExactlyOnce, None),
+            },
+            received(id),
+        ];
+        j.write(&records).unwrap();
+        j.log.flush().unwrap();
+        let written = j.log().bytes();
+        drop(j);
+        fs.crash(CrashMode::KeepUnsyncedPrefix(torn_at));
+        let (_, state, report) = open(&fs, LogOptions::default());
+        assert!(report.is_clean(), "torn at {torn_at}: {report:?}");
+        let publisher = state.sessions.get(&client("pub"));
+        let queued: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .filter(|c| state.sessions.contains_key(&client(c)))
+            .collect();
+        match publisher {
+            Some(p) => {
+                assert_eq!(p.inbound_qos2, [pid(9)], "torn at {torn_at}");
+                assert_eq!(
+                    queued.len(),
+                    3,
+                    "torn at {torn_at}: the id without every copy"
+                );
+                assert_eq!(state, apply_all(&records).state());
+            }
+            None => assert!(
+                queued.is_empty(),
+                "torn at {torn_at}: copies without the id"
+            ),
+        }
+        if torn_at >= written {
+            assert!(publisher.is_some(), "the whole write is kept");
+            break;
+        }
+        torn_at += 1;
+    }
+}
+
+#[test]
+fn inbound_ids_are_released_by_pubrel_and_by_forgetting_the_client() {
+    let fs = FaultFs::new();
+    let (mut j, _, _) = open(&fs, LogOptions::default());
+    let ids = |c: &str| Record::Received {
+        client: client(c),
+        packet_id: pid(1),
+        copies: vec![],
+    };
+    j.write(&[
+        ids("p"),
+        Record::Received {
+            client: client("p"),
+            packet_id: pid(2),
+            copies: vec![],
+        },
+        ids("q"),
+        Record::InboundReleased {
+            client: client("p"),
+            packet_id: pid(1),
+        },
+    ])
+    .unwrap();
+    assert_eq!(j.state().sessions[&client("p")].inbound_qos2, [pid(2)]);
+    assert_eq!(j.forget_client(&client("q")).unwrap(), 0, "no deliveries");
+    j.sync().unwrap();
+    drop(j);
+    let (mut j, state, report) = open(&fs, LogOptions::default());
+    assert!(report.is_clean());
+    assert_eq!(state.sessions.keys().collect::<Vec<_>>(), [&client("p")]);
+    assert_eq!(state.sessions[&client("p")].inbound_qos2, [pid(2)]);
+    j.forget_client(&client("p")).unwrap();
+    assert!(j.state().sessions.is_empty());
+    // Nothing live is left, so everything can be reclaimed.
+    assert_eq!(j.reclaimable_upto(), j.log().next_seq());
 }

@@ -1,6 +1,10 @@
 //! Offline verification and listing of the keyed state (`corvus store check|dump`). Both open
 //! the database read-only and change nothing; the broker must not be running (redb's lock
 //! refuses a second opener).
+//!
+//! Inbound QoS 2 packet ids are in the queue journal, not here: `corvus store check|dump`
+//! report them from the journal's replay (`crate::inspect`). An `inbound_qos2` table left by
+//! an earlier build is not read.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -13,8 +17,8 @@ use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 use super::records::{self, decode_client_id, decode_mqtt_key};
 use super::{
     decode_quarantine_entry, is_damage, lossy, read_meta, Attempt, BadRecord, Meta, FORMAT_VERSION,
-    INBOUND_QOS2, QUARANTINE, RETAINED, SESSIONS, STATE_FILE, SUBSCRIPTIONS, T_INBOUND_QOS2,
-    T_RETAINED, T_SESSIONS, T_SUBSCRIPTIONS,
+    QUARANTINE, RETAINED, SESSIONS, STATE_FILE, SUBSCRIPTIONS, T_RETAINED, T_SESSIONS,
+    T_SUBSCRIPTIONS,
 };
 use crate::error::{DbOp, StoreError};
 
@@ -34,7 +38,6 @@ pub struct CheckReport {
     pub format_version: Option<u32>,
     pub sessions: usize,
     pub subscriptions: usize,
-    pub inbound_qos2: usize,
     pub retained: usize,
     /// Payload bytes of the retained messages.
     pub retained_bytes: u64,
@@ -44,8 +47,6 @@ pub struct CheckReport {
     pub undecodable: Vec<BadRecord>,
     /// Subscriptions (client id, filter) without a decodable session.
     pub orphan_subscriptions: Vec<(String, String)>,
-    /// Inbound QoS 2 ids (client id, packet id) without a decodable session.
-    pub orphan_inbound_qos2: Vec<(String, u16)>,
 }
 
 impl CheckReport {
@@ -55,7 +56,6 @@ impl CheckReport {
             && !self.unclean_shutdown
             && self.undecodable.is_empty()
             && self.orphan_subscriptions.is_empty()
-            && self.orphan_inbound_qos2.is_empty()
     }
 }
 
@@ -85,7 +85,6 @@ impl fmt::Display for CheckReport {
         }
         writeln!(f, "  sessions:        {}", self.sessions)?;
         writeln!(f, "  subscriptions:   {}", self.subscriptions)?;
-        writeln!(f, "  inbound qos2:    {}", self.inbound_qos2)?;
         writeln!(
             f,
             "  retained:        {} ({} payload bytes)",
@@ -103,14 +102,6 @@ impl fmt::Display for CheckReport {
         )?;
         for (c, filter) in &self.orphan_subscriptions {
             writeln!(f, "    {c} / {filter}")?;
-        }
-        writeln!(
-            f,
-            "  orphan inbound qos2:  {}",
-            self.orphan_inbound_qos2.len()
-        )?;
-        for (c, id) in &self.orphan_inbound_qos2 {
-            writeln!(f, "    {c} / {id}")?;
         }
         writeln!(
             f,
@@ -133,7 +124,6 @@ pub struct DumpSession {
     /// When the pending will is due, if there is one.
     pub will_due_at: Option<Millis>,
     pub subscriptions: usize,
-    pub inbound_qos2: usize,
 }
 
 /// What [`dump`] lists.
@@ -155,8 +145,8 @@ impl fmt::Display for Dump {
         for s in &self.sessions {
             write!(
                 f,
-                "  {}  expiry={}s subscriptions={} inbound_qos2={}",
-                s.client_id, s.expiry_interval, s.subscriptions, s.inbound_qos2
+                "  {}  expiry={}s subscriptions={}",
+                s.client_id, s.expiry_interval, s.subscriptions
             )?;
             match s.disconnected_at {
                 Some(at) => write!(f, " disconnected_at={at}")?,
@@ -217,13 +207,11 @@ pub fn check(dir: &Path) -> Result<CheckReport, StoreError> {
     let scan = scan(&db, &path)?;
     report.sessions = scan.sessions.len();
     report.subscriptions = scan.subscriptions;
-    report.inbound_qos2 = scan.inbound_qos2;
     report.retained = scan.retained;
     report.retained_bytes = scan.retained_bytes;
     report.quarantined_records = scan.quarantined;
     report.undecodable = scan.undecodable;
     report.orphan_subscriptions = scan.orphan_subscriptions;
-    report.orphan_inbound_qos2 = scan.orphan_inbound;
     Ok(report)
 }
 
@@ -293,13 +281,11 @@ fn open_read_only(path: &Path) -> Result<Opened, StoreError> {
 struct Scan {
     sessions: BTreeMap<String, DumpSession>,
     subscriptions: usize,
-    inbound_qos2: usize,
     retained: usize,
     retained_bytes: u64,
     quarantined: usize,
     undecodable: Vec<BadRecord>,
     orphan_subscriptions: Vec<(String, String)>,
-    orphan_inbound: Vec<(String, u16)>,
 }
 
 fn scan(db: &ReadOnlyDatabase, path: &Path) -> Result<Scan, StoreError> {
@@ -334,7 +320,6 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
                         disconnected_at: r.disconnected_at,
                         will_due_at: r.pending_will.map(|w| w.due_at),
                         subscriptions: 0,
-                        inbound_qos2: 0,
                     },
                 );
             }
@@ -364,25 +349,6 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
         match s.sessions.get_mut(&lossy(c)).filter(|_| live.contains(c)) {
             Some(sess) => sess.subscriptions += 1,
             None => s.orphan_subscriptions.push((lossy(c), lossy(f))),
-        }
-    }
-
-    let table = table_opt(txn.open_table(INBOUND_QOS2))?;
-    for item in rows(&table)? {
-        let (k, _) = item?;
-        let (c, id) = k.value();
-        if id == 0 {
-            s.undecodable.push(bad(
-                T_INBOUND_QOS2,
-                format!("{} / 0", lossy(c)),
-                "packet id 0".into(),
-            ));
-            continue;
-        }
-        s.inbound_qos2 += 1;
-        match s.sessions.get_mut(&lossy(c)).filter(|_| live.contains(c)) {
-            Some(sess) => sess.inbound_qos2 += 1,
-            None => s.orphan_inbound.push((lossy(c), id)),
         }
     }
 

@@ -1,5 +1,11 @@
-//! The keyed half of the durable store: sessions, subscriptions, retained messages and inbound
-//! QoS 2 packet ids, in one redb database (`<dir>/state.redb`).
+//! The keyed half of the durable store: sessions, subscriptions and retained messages, in one
+//! redb database (`<dir>/state.redb`).
+//!
+//! Inbound QoS 2 packet ids are not kept here: they live in the queue journal
+//! ([`crate::journal`], `Received`/`InboundReleased` records), in the same record as the
+//! copies their PUBLISH queued, so a crash keeps both or neither. Databases written by earlier
+//! builds may still hold an `inbound_qos2` table; it is ignored (never read, written or
+//! reported), so such a file opens like any other of format version 1.
 //!
 //! - [`KeyedStore::open`] opens or creates the database. A file of another program (a redb
 //!   database without Corvus metadata, or with foreign metadata) or of a future format
@@ -24,13 +30,12 @@ pub mod records;
 mod tests;
 
 use std::collections::HashMap;
-use std::num::NonZeroU16;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use corvus_core::session::PendingWill;
 use corvus_core::{ClientId, Message, Millis, SubscriptionEntry};
-use mqtt_codec::{MqttString, PacketId};
+use mqtt_codec::MqttString;
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, Table, TableDefinition,
     TableError, TableHandle, WriteTransaction,
@@ -54,15 +59,12 @@ pub const MAGIC: &[u8] = b"corvus-keyed-state";
 pub(crate) const T_SESSIONS: &str = "sessions";
 pub(crate) const T_SUBSCRIPTIONS: &str = "subscriptions";
 pub(crate) const T_RETAINED: &str = "retained";
-pub(crate) const T_INBOUND_QOS2: &str = "inbound_qos2";
 
 pub(crate) const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 pub(crate) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new(T_SESSIONS);
 pub(crate) const SUBSCRIPTIONS: TableDefinition<(&[u8], &[u8]), &[u8]> =
     TableDefinition::new(T_SUBSCRIPTIONS);
 pub(crate) const RETAINED: TableDefinition<&[u8], &[u8]> = TableDefinition::new(T_RETAINED);
-pub(crate) const INBOUND_QOS2: TableDefinition<(&[u8], u16), ()> =
-    TableDefinition::new(T_INBOUND_QOS2);
 pub(crate) const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
 const META_MAGIC: &[u8] = b"magic";
@@ -122,22 +124,20 @@ pub struct BadRecord {
     pub reason: String,
 }
 
-/// One session as loaded, with its subscriptions and inbound QoS 2 packet ids.
+/// One session as loaded, with its subscriptions (its inbound QoS 2 packet ids come from the
+/// journal's replay).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedSession {
     pub client_id: ClientId,
     pub record: SessionRecord,
     /// Sorted by filter.
     pub subscriptions: Vec<(MqttString, SubscriptionEntry)>,
-    /// Sorted.
-    pub inbound_qos2: Vec<PacketId>,
 }
 
 /// What [`KeyedStore::load`] did besides loading.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
-    /// Sessions that expired while the broker was down (deleted, with their subscriptions and
-    /// inbound ids).
+    /// Sessions that expired while the broker was down (deleted, with their subscriptions).
     pub expired_sessions: Vec<ClientId>,
     /// Retained messages that expired (deleted).
     pub expired_retained: usize,
@@ -145,8 +145,6 @@ pub struct LoadReport {
     pub quarantined: Vec<BadRecord>,
     /// Subscriptions whose session does not exist (left in place, not loaded).
     pub orphan_subscriptions: usize,
-    /// Inbound QoS 2 ids whose session does not exist (left in place, not loaded).
-    pub orphan_inbound_qos2: usize,
 }
 
 /// Everything recovered by [`KeyedStore::load`].
@@ -243,7 +241,7 @@ impl KeyedStore {
         b.commit(Durability::Immediate)
     }
 
-    /// Deletes a session with its subscriptions and inbound QoS 2 ids.
+    /// Deletes a session with its subscriptions.
     pub fn delete_session(&self, client_id: &str) -> Result<(), StoreError> {
         let mut b = self.batch();
         b.delete_session(client_id);
@@ -283,26 +281,8 @@ impl KeyedStore {
         b.commit(Durability::Immediate)
     }
 
-    /// Records an inbound QoS 2 packet id awaiting PUBREL.
-    pub fn add_inbound_qos2(&self, client_id: &str, packet_id: PacketId) -> Result<(), StoreError> {
-        let mut b = self.batch();
-        b.add_inbound_qos2(client_id, packet_id);
-        b.commit(Durability::Immediate)
-    }
-
-    /// Forgets an inbound QoS 2 packet id.
-    pub fn remove_inbound_qos2(
-        &self,
-        client_id: &str,
-        packet_id: PacketId,
-    ) -> Result<(), StoreError> {
-        let mut b = self.batch();
-        b.remove_inbound_qos2(client_id, packet_id);
-        b.commit(Durability::Immediate)
-    }
-
     /// Loads everything for recovery, in one write transaction (fsynced): sessions expired at
-    /// `now` are deleted with their subscriptions and inbound ids (their pending wills are
+    /// `now` are deleted with their subscriptions (their pending wills are
     /// returned in [`LoadedState::expired_wills`]), expired retained messages are deleted,
     /// undecodable records are moved to the `quarantine` table. Never panics on stored bytes.
     pub fn load(&self, now: Millis) -> Result<LoadedState, StoreError> {
@@ -497,11 +477,11 @@ fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<Meta, Attempt> {
         SESSIONS.name(),
         SUBSCRIPTIONS.name(),
         RETAINED.name(),
-        INBOUND_QOS2.name(),
         QUARANTINE.name(),
     ];
     // Tables are created in the same transaction as the metadata; a missing one is recreated
-    // empty by `check_meta`.
+    // empty by `check_meta`. Tables not listed here (the `inbound_qos2` table of earlier
+    // builds) are left alone: they are neither required nor a sign of a foreign file.
     Ok(Meta::Ours {
         complete: all.iter().all(|t| names.iter().any(|n| n == t)),
     })
@@ -547,7 +527,6 @@ type Tables<'t> = (
     Table<'t, &'static [u8], &'static [u8]>,
     Table<'t, (&'static [u8], &'static [u8]), &'static [u8]>,
     Table<'t, &'static [u8], &'static [u8]>,
-    Table<'t, (&'static [u8], u16), ()>,
 );
 
 fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, redb::Error> {
@@ -555,7 +534,6 @@ fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, redb::Error> {
         txn.open_table(SESSIONS)?,
         txn.open_table(SUBSCRIPTIONS)?,
         txn.open_table(RETAINED)?,
-        txn.open_table(INBOUND_QOS2)?,
     ))
 }
 
@@ -567,8 +545,6 @@ enum BatchOp {
     DeleteSubscription(Vec<u8>, Vec<u8>),
     PutRetained(Vec<u8>, Vec<u8>),
     DeleteRetained(Vec<u8>),
-    AddInbound(Vec<u8>, u16),
-    RemoveInbound(Vec<u8>, u16),
 }
 
 /// Operations collected for one write transaction (group commit). Records are encoded when
@@ -590,7 +566,7 @@ impl Batch<'_> {
         self
     }
 
-    /// Deletes a session with its subscriptions and inbound QoS 2 ids.
+    /// Deletes a session with its subscriptions.
     pub fn delete_session(&mut self, client_id: &str) -> &mut Self {
         self.ops
             .push(BatchOp::DeleteSession(client_id.as_bytes().to_vec()));
@@ -637,24 +613,6 @@ impl Batch<'_> {
         self
     }
 
-    /// Records an inbound QoS 2 packet id awaiting PUBREL.
-    pub fn add_inbound_qos2(&mut self, client_id: &str, packet_id: PacketId) -> &mut Self {
-        self.ops.push(BatchOp::AddInbound(
-            client_id.as_bytes().to_vec(),
-            packet_id.get(),
-        ));
-        self
-    }
-
-    /// Forgets an inbound QoS 2 packet id.
-    pub fn remove_inbound_qos2(&mut self, client_id: &str, packet_id: PacketId) -> &mut Self {
-        self.ops.push(BatchOp::RemoveInbound(
-            client_id.as_bytes().to_vec(),
-            packet_id.get(),
-        ));
-        self
-    }
-
     /// Operations collected.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -677,15 +635,14 @@ impl Batch<'_> {
         txn.set_durability(durability.to_redb())
             .map_err(|e| w(e.into()))?;
         {
-            let (mut sessions, mut subs, mut retained, mut inbound) =
-                open_tables(&txn).map_err(w)?;
+            let (mut sessions, mut subs, mut retained) = open_tables(&txn).map_err(w)?;
             for op in &self.ops {
                 match op {
                     BatchOp::PutSession(k, v) => {
                         sessions.insert(&k[..], &v[..]).map_err(|e| w(e.into()))?;
                     }
                     BatchOp::DeleteSession(k) => {
-                        delete_session_in(&mut sessions, &mut subs, &mut inbound, k).map_err(w)?;
+                        delete_session_in(&mut sessions, &mut subs, k).map_err(w)?;
                     }
                     BatchOp::PutSubscription(c, f, v) => {
                         subs.insert((&c[..], &f[..]), &v[..])
@@ -699,12 +656,6 @@ impl Batch<'_> {
                     }
                     BatchOp::DeleteRetained(k) => {
                         retained.remove(&k[..]).map_err(|e| w(e.into()))?;
-                    }
-                    BatchOp::AddInbound(c, id) => {
-                        inbound.insert((&c[..], *id), ()).map_err(|e| w(e.into()))?;
-                    }
-                    BatchOp::RemoveInbound(c, id) => {
-                        inbound.remove((&c[..], *id)).map_err(|e| w(e.into()))?;
                     }
                 }
             }
@@ -732,22 +683,16 @@ fn subscription_filters(
     Ok(out)
 }
 
+/// Deletes a session and its subscriptions. (Its inbound QoS 2 ids are in the journal, which
+/// the engine tells to forget the client.)
 fn delete_session_in(
     sessions: &mut Table<'_, &'static [u8], &'static [u8]>,
     subs: &mut Table<'_, (&'static [u8], &'static [u8]), &'static [u8]>,
-    inbound: &mut Table<'_, (&'static [u8], u16), ()>,
     client: &[u8],
 ) -> Result<(), redb::Error> {
     sessions.remove(client)?;
     for f in subscription_filters(subs, client)? {
         subs.remove((client, &f[..]))?;
-    }
-    let ids: Vec<u16> = inbound
-        .range((client, 0u16)..=(client, u16::MAX))?
-        .map(|item| item.map(|(k, _)| k.value().1))
-        .collect::<Result<_, _>>()?;
-    for id in ids {
-        inbound.remove((client, id))?;
     }
     Ok(())
 }
@@ -827,7 +772,7 @@ fn collect_kv(
 }
 
 fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Error> {
-    let (mut sessions_t, mut subs_t, mut retained_t, mut inbound_t) = open_tables(txn)?;
+    let (mut sessions_t, mut subs_t, mut retained_t) = open_tables(txn)?;
     let qtable = txn.open_table(QUARANTINE)?;
     let next = qtable.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
     let mut q = Quarantiner {
@@ -852,7 +797,7 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
                 sessions_t.remove(&k[..])?;
             }
             Ok((cid, record)) if record.is_expired(now) => {
-                delete_session_in(&mut sessions_t, &mut subs_t, &mut inbound_t, &k)?;
+                delete_session_in(&mut sessions_t, &mut subs_t, &k)?;
                 if let Some(will) = record.pending_will {
                     state.expired_wills.push((cid.clone(), will));
                 }
@@ -864,7 +809,6 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
                     client_id,
                     record,
                     subscriptions: Vec::new(),
-                    inbound_qos2: Vec::new(),
                 });
             }
         }
@@ -902,36 +846,6 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
             Ok((filter, entry)) => match index.get(&c) {
                 Some(&i) => state.sessions[i].subscriptions.push((filter, entry)),
                 None => state.report.orphan_subscriptions += 1,
-            },
-        }
-    }
-
-    // Inbound QoS 2 ids.
-    let ids: Vec<(Vec<u8>, u16)> = inbound_t
-        .iter()?
-        .map(|item| {
-            item.map(|(k, _)| {
-                let (c, id) = k.value();
-                (c.to_vec(), id)
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    for (c, id) in ids {
-        match NonZeroU16::new(id) {
-            None => {
-                let display = format!("{} / {id}", lossy(&c));
-                q.put(
-                    T_INBOUND_QOS2,
-                    &composite_key(&[&c, &id.to_le_bytes()]),
-                    display,
-                    &[],
-                    "packet id 0".into(),
-                )?;
-                inbound_t.remove((&c[..], id))?;
-            }
-            Some(pid) => match index.get(&c) {
-                Some(&i) => state.sessions[i].inbound_qos2.push(pid),
-                None => state.report.orphan_inbound_qos2 += 1,
             },
         }
     }

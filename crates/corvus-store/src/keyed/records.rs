@@ -19,8 +19,8 @@ pub(crate) use crate::encoding::{
 };
 pub use crate::encoding::{DecodeError, RECORD_VERSION};
 
-/// What the store keeps about one session (its subscriptions and inbound QoS 2 packet ids are
-/// kept in their own tables).
+/// What the store keeps about one session (its subscriptions are kept in their own table, its
+/// inbound QoS 2 packet ids in the queue journal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Session Expiry Interval in seconds; `corvus_core::session::NEVER_EXPIRES` for ever.

@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::num::NonZeroU16;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,10 +14,6 @@ use super::*;
 
 fn s(v: &str) -> MqttString {
     MqttString::try_from(v).unwrap()
-}
-
-fn pid(n: u16) -> PacketId {
-    NonZeroU16::new(n).unwrap()
 }
 
 fn full_message(topic: &str) -> Message {
@@ -237,8 +232,6 @@ fn every_record_type_round_trips_through_the_store_and_a_reopen() {
         store
             .put_subscription("c1", &s("$share/g/#"), &sub_entry(QoS::ExactlyOnce, None))
             .unwrap();
-        store.add_inbound_qos2("c1", pid(7)).unwrap();
-        store.add_inbound_qos2("c1", pid(65535)).unwrap();
         store.put_retained(&full_message("a/b")).unwrap();
     }
     let (store, report) = KeyedStore::open(dir.path()).unwrap();
@@ -254,7 +247,6 @@ fn every_record_type_round_trips_through_the_store_and_a_reopen() {
                 (s("$share/g/#"), sub_entry(QoS::ExactlyOnce, None)),
                 (s("a/+"), sub_entry(QoS::AtLeastOnce, Some(9))),
             ],
-            inbound_qos2: vec![pid(7), pid(65535)],
         }]
     );
     assert_eq!(state.retained, vec![full_message("a/b")]);
@@ -268,15 +260,12 @@ fn removals_take_effect() {
     store
         .put_subscription("c", &s("x"), &sub_entry(QoS::AtMostOnce, None))
         .unwrap();
-    store.add_inbound_qos2("c", pid(1)).unwrap();
     store.put_retained(&plain_message("r", None)).unwrap();
     store.delete_subscription("c", "x").unwrap();
-    store.remove_inbound_qos2("c", pid(1)).unwrap();
     store.delete_retained("r").unwrap();
     let state = store.load(0).unwrap();
     assert_eq!(state.sessions.len(), 1);
     assert!(state.sessions[0].subscriptions.is_empty());
-    assert!(state.sessions[0].inbound_qos2.is_empty());
     assert!(state.retained.is_empty());
 }
 
@@ -288,9 +277,8 @@ fn an_uncommitted_batch_leaves_nothing_and_a_committed_one_everything() {
         let mut b = store.batch();
         b.put_session("c", &session(None, 10))
             .put_subscription("c", &s("t"), &sub_entry(QoS::AtLeastOnce, None))
-            .put_retained(&plain_message("r", None))
-            .add_inbound_qos2("c", pid(3));
-        assert_eq!(b.len(), 4);
+            .put_retained(&plain_message("r", None));
+        assert_eq!(b.len(), 3);
         // dropped without commit
     }
     let state = store.load(0).unwrap();
@@ -303,7 +291,6 @@ fn an_uncommitted_batch_leaves_nothing_and_a_committed_one_everything() {
     b.put_session("c", &session(None, 10))
         .put_subscription("c", &s("t"), &sub_entry(QoS::AtLeastOnce, None))
         .put_retained(&plain_message("r", None))
-        .add_inbound_qos2("c", pid(3))
         .delete_retained("r")
         .put_retained(&plain_message("r2", None));
     b.commit(Durability::Eventual).unwrap();
@@ -312,21 +299,18 @@ fn an_uncommitted_batch_leaves_nothing_and_a_committed_one_everything() {
     let state = open(dir.path()).load(0).unwrap();
     assert_eq!(state.sessions.len(), 1);
     assert_eq!(state.sessions[0].subscriptions.len(), 1);
-    assert_eq!(state.sessions[0].inbound_qos2, vec![pid(3)]);
     assert_eq!(state.retained, vec![plain_message("r2", None)]);
 }
 
 #[test]
-fn deleting_a_session_deletes_its_subscriptions_and_inbound_ids_only() {
+fn deleting_a_session_deletes_its_subscriptions_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut b = store.batch();
     for c in ["a", "ab", "b"] {
         b.put_session(c, &session(None, 10))
             .put_subscription(c, &s("f/1"), &sub_entry(QoS::AtMostOnce, None))
-            .put_subscription(c, &s("f/2"), &sub_entry(QoS::AtMostOnce, None))
-            .add_inbound_qos2(c, pid(1))
-            .add_inbound_qos2(c, pid(u16::MAX));
+            .put_subscription(c, &s("f/2"), &sub_entry(QoS::AtMostOnce, None));
     }
     b.commit(Durability::Immediate).unwrap();
     store.delete_session("a").unwrap();
@@ -339,10 +323,8 @@ fn deleting_a_session_deletes_its_subscriptions_and_inbound_ids_only() {
         .map(|l| (l.client_id.to_string(), l))
         .collect();
     assert!(by_id["a"].subscriptions.is_empty());
-    assert!(by_id["a"].inbound_qos2.is_empty());
     for c in ["ab", "b"] {
         assert_eq!(by_id[c].subscriptions.len(), 2);
-        assert_eq!(by_id[c].inbound_qos2.len(), 2);
     }
     assert_eq!(state.report.orphan_subscriptions, 0);
 }
@@ -365,7 +347,6 @@ fn expired_sessions_and_retained_are_deleted_on_load() {
         },
     )
     .put_subscription("gone", &s("t"), &sub_entry(QoS::AtMostOnce, None))
-    .add_inbound_qos2("gone", pid(5))
     .put_session("edge", &session(Some(1000), 11)) // expires at 12 000
     .put_session("online", &session(None, 0))
     .put_session("forever", &session(Some(0), NEVER_EXPIRES))
@@ -390,7 +371,7 @@ fn expired_sessions_and_retained_are_deleted_on_load() {
     assert_eq!(topics, ["eternal", "young"]);
     assert_eq!(state.report.orphan_subscriptions, 0);
 
-    // Deleted for good, subscriptions and inbound ids included.
+    // Deleted for good, subscriptions included.
     let state = store.load(0).unwrap();
     assert_eq!(state.sessions.len(), 3);
     assert_eq!(state.retained.len(), 2);
@@ -399,7 +380,7 @@ fn expired_sessions_and_retained_are_deleted_on_load() {
     drop(store);
     assert!(report.is_err(), "the database is locked while open");
     let report = check(dir.path()).unwrap();
-    assert_eq!((report.subscriptions, report.inbound_qos2), (0, 0));
+    assert_eq!(report.subscriptions, 0);
 }
 
 // ---- files ----
@@ -654,7 +635,6 @@ fn check_and_dump_describe_the_store() {
         b.put_session("c1", &session(Some(7), 60))
             .put_subscription("c1", &s("a"), &sub_entry(QoS::AtMostOnce, None))
             .put_subscription("c1", &s("b"), &sub_entry(QoS::AtMostOnce, None))
-            .add_inbound_qos2("c1", pid(4))
             .put_session("c2", &session(None, 0))
             .put_retained(&plain_message("r", None))
             .put_retained(&full_message("f"));
@@ -663,13 +643,8 @@ fn check_and_dump_describe_the_store() {
     let report = check(dir.path()).unwrap();
     assert!(report.is_clean());
     assert_eq!(
-        (
-            report.sessions,
-            report.subscriptions,
-            report.inbound_qos2,
-            report.retained
-        ),
-        (2, 2, 1, 2)
+        (report.sessions, report.subscriptions, report.retained),
+        (2, 2, 2)
     );
     assert_eq!(report.retained_bytes, 1 + 9);
     assert!(report.to_string().contains("OK"));
@@ -678,7 +653,6 @@ fn check_and_dump_describe_the_store() {
     assert_eq!(d.sessions.len(), 2);
     assert_eq!(d.sessions[0].client_id, "c1");
     assert_eq!(d.sessions[0].subscriptions, 2);
-    assert_eq!(d.sessions[0].inbound_qos2, 1);
     assert_eq!(d.sessions[1].subscriptions, 0);
     assert_eq!((d.retained_count, d.retained_bytes), (2, 10));
     let text = d.to_string();
@@ -709,8 +683,6 @@ enum ModelOp {
     DeleteSub(u8, u8),
     PutRetained(u8, Option<u64>, u8),
     DeleteRetained(u8),
-    AddInbound(u8, u16),
-    RemoveInbound(u8, u16),
     Commit,
 }
 
@@ -728,12 +700,10 @@ fn op_strategy() -> impl Strategy<Value = ModelOp> {
         c.clone().prop_map(ModelOp::DeleteSession),
         (c.clone(), 0u8..3, 0u8..3, proptest::option::of(1u32..100))
             .prop_map(|(c, f, q, i)| ModelOp::PutSub(c, f, q, i)),
-        (c.clone(), 0u8..3).prop_map(|(c, f)| ModelOp::DeleteSub(c, f)),
+        (c, 0u8..3).prop_map(|(c, f)| ModelOp::DeleteSub(c, f)),
         (0u8..4, proptest::option::of(0u64..20_000), any::<u8>())
             .prop_map(|(t, e, p)| ModelOp::PutRetained(t, e, p)),
         (0u8..4).prop_map(ModelOp::DeleteRetained),
-        (c.clone(), 1u16..4).prop_map(|(c, i)| ModelOp::AddInbound(c, i)),
-        (c, 1u16..4).prop_map(|(c, i)| ModelOp::RemoveInbound(c, i)),
         Just(ModelOp::Commit),
     ]
 }
@@ -743,7 +713,6 @@ struct Model {
     sessions: BTreeMap<String, SessionRecord>,
     subs: BTreeMap<(String, String), SubscriptionEntry>,
     retained: BTreeMap<String, Message>,
-    inbound: BTreeMap<(String, u16), ()>,
 }
 
 fn cid(c: u8) -> String {
@@ -782,7 +751,6 @@ proptest! {
                         batch.delete_session(&cid(c));
                         pending.sessions.remove(&cid(c));
                         pending.subs.retain(|(k, _), _| *k != cid(c));
-                        pending.inbound.retain(|(k, _), _| *k != cid(c));
                     }
                     ModelOp::PutSub(c, f, q, i) => {
                         let e = sub_entry(QoS::from_bits(q).unwrap(), i);
@@ -804,14 +772,6 @@ proptest! {
                     ModelOp::DeleteRetained(t) => {
                         batch.delete_retained(&format!("t/{t}"));
                         pending.retained.remove(&format!("t/{t}"));
-                    }
-                    ModelOp::AddInbound(c, i) => {
-                        batch.add_inbound_qos2(&cid(c), pid(i));
-                        pending.inbound.insert((cid(c), i), ());
-                    }
-                    ModelOp::RemoveInbound(c, i) => {
-                        batch.remove_inbound_qos2(&cid(c), pid(i));
-                        pending.inbound.remove(&(cid(c), i));
                     }
                     ModelOp::Commit => {
                         std::mem::replace(&mut batch, store.batch())
@@ -843,12 +803,6 @@ proptest! {
                     .filter(|((k, _), _)| k == c)
                     .map(|((_, f), e)| (s(f), e.clone()))
                     .collect(),
-                inbound_qos2: committed
-                    .inbound
-                    .keys()
-                    .filter(|(k, _)| k == c)
-                    .map(|&(_, i)| pid(i))
-                    .collect(),
             });
         }
         let retained: Vec<Message> = committed
@@ -874,7 +828,6 @@ fn damage_anywhere_in_the_file_never_panics_and_never_refuses() {
             let c = format!("client-{i}");
             b.put_session(&c, &session(Some(1), 60))
                 .put_subscription(&c, &s("a/#"), &sub_entry(QoS::AtLeastOnce, Some(1)))
-                .add_inbound_qos2(&c, pid(i + 1))
                 .put_retained(&full_message(&format!("t/{i}")));
         }
         b.commit(Durability::Immediate).unwrap();
@@ -928,4 +881,54 @@ fn a_missing_table_is_recreated_empty() {
     assert_eq!(state.sessions.len(), 1);
     assert!(state.retained.is_empty());
     store.put_retained(&plain_message("r", None)).unwrap();
+}
+
+#[test]
+fn an_inbound_qos2_table_left_by_an_earlier_build_is_ignored() {
+    // Earlier builds kept inbound QoS 2 ids in this table; they now live in the journal.
+    const OLD_INBOUND_QOS2: TableDefinition<(&[u8], u16), ()> =
+        TableDefinition::new("inbound_qos2");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STATE_FILE);
+    {
+        let store = open(dir.path());
+        let mut b = store.batch();
+        b.put_session("c", &session(None, 5))
+            .put_subscription("c", &s("t"), &sub_entry(QoS::ExactlyOnce, None))
+            .put_retained(&plain_message("r", None));
+        b.commit(Durability::Immediate).unwrap();
+    }
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(OLD_INBOUND_QOS2).unwrap();
+            t.insert((&b"c"[..], 7u16), ()).unwrap();
+            // Rows that the old load would have quarantined or counted as orphans.
+            t.insert((&b"c"[..], 0u16), ()).unwrap();
+            t.insert((&b"nobody"[..], 9u16), ()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    let report = check(dir.path()).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        (report.sessions, report.subscriptions, report.retained),
+        (1, 1, 1)
+    );
+    let (store, open_report) = KeyedStore::open(dir.path()).unwrap();
+    assert!(!open_report.created && open_report.quarantined.is_none());
+    let state = store.load(0).unwrap();
+    assert_eq!(state.report, LoadReport::default());
+    assert_eq!(state.sessions.len(), 1);
+    assert_eq!(state.sessions[0].subscriptions.len(), 1);
+    assert_eq!(state.retained, vec![plain_message("r", None)]);
+    // Deleting the session works and leaves the old table as it was.
+    store.delete_session("c").unwrap();
+    drop(store);
+    let db = redb::ReadOnlyDatabase::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(OLD_INBOUND_QOS2).unwrap();
+    assert_eq!(redb::ReadableTableMetadata::len(&t).unwrap(), 3);
 }
