@@ -12,6 +12,7 @@
 mod arena;
 pub mod config;
 pub mod connection;
+pub mod queue;
 pub mod retained;
 pub mod router;
 pub mod session;
@@ -25,4 +26,4 @@ pub use connection::{Action, Closed, ConnectRequest, Connection, Refusal};
 pub use retained::RetainedStore;
 pub use session::{DropReason, Session, StoreEvent};
 pub use topic_tree::{Match, SharedGroup, SubscriptionEntry, SubscriptionTree};
-pub use types::{ClientId, Delivery, Message, Millis};
+pub use types::{ClientId, Delivery, Message, Millis, StoredDelivery};

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use mqtt_codec::{MqttString, PacketId, QoS};
 
 use crate::config::{BrokerConfig, QueueFullPolicy};
+use crate::queue::{OutboundQueue, Queued};
 use crate::topic_tree::SubscriptionEntry;
-use crate::types::{ClientId, Delivery, Message, Millis};
+use crate::types::{ClientId, Delivery, Message, Millis, StoredDelivery};
 
 /// Session Expiry Interval meaning "never expires" (MQTT 5.0 section 3.1.2.11.2).
 pub const NEVER_EXPIRES: u32 = u32::MAX;
@@ -35,16 +36,20 @@ pub enum DropReason {
     PayloadFormatInvalid,
     /// A PUBLISH the client was not allowed to make.
     NotAuthorized,
+    /// A queued message whose body could not be read back from the store (damaged or lost
+    /// since it was queued).
+    StoreLost,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::TooLargeForClient,
         DropReason::Qos0Offline,
         DropReason::PayloadFormatInvalid,
         DropReason::NotAuthorized,
+        DropReason::StoreLost,
     ];
 
     /// A stable label for metrics.
@@ -56,6 +61,7 @@ impl DropReason {
             DropReason::Qos0Offline => "qos0_offline",
             DropReason::PayloadFormatInvalid => "payload_format_invalid",
             DropReason::NotAuthorized => "not_authorized",
+            DropReason::StoreLost => "store_lost",
         }
     }
 }
@@ -161,8 +167,7 @@ pub struct Session {
     /// When the last connection closed, while offline.
     pub disconnected_at: Option<Millis>,
     subscriptions: HashMap<MqttString, SubscriptionEntry>,
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
+    queue: OutboundQueue,
     inflight: VecDeque<InFlight>,
     inbound_qos2: HashSet<PacketId>,
     last_packet_id: u16,
@@ -190,8 +195,7 @@ impl Session {
             online: false,
             disconnected_at: None,
             subscriptions: HashMap::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: OutboundQueue::default(),
             inflight: VecDeque::new(),
             inbound_qos2: HashSet::new(),
             last_packet_id: 0,
@@ -228,16 +232,20 @@ impl Session {
         self.store_events.drain(..)
     }
 
-    fn finished(&mut self, delivery: &Delivery) {
-        if let Some(message) = delivery.stored_id {
+    fn finished(&mut self, stored_id: Option<u64>) {
+        if let Some(message) = stored_id {
             self.store_events.push(StoreEvent::Done { message });
         }
     }
 
     /// Drops a delivery taken from the queue without sending it, counting why.
     pub fn discard(&mut self, delivery: &Delivery, reason: DropReason) {
+        self.drop_queued(delivery.stored_id, reason);
+    }
+
+    fn drop_queued(&mut self, stored_id: Option<u64>, reason: DropReason) {
         self.counters.count(reason);
-        self.finished(delivery);
+        self.finished(stored_id);
     }
 
     /// The last packet id handed out towards the client (persisted with the session).
@@ -251,12 +259,12 @@ impl Session {
     pub fn restore_messages(
         &mut self,
         last_packet_id: u16,
-        queue: impl IntoIterator<Item = Delivery>,
+        queue: impl IntoIterator<Item = StoredDelivery>,
         inflight: impl IntoIterator<Item = InFlight>,
     ) {
         self.last_packet_id = last_packet_id;
-        for delivery in queue {
-            self.push(delivery);
+        for stub in queue {
+            self.queue.push(Queued::OnDisk(stub));
         }
         self.inflight.extend(inflight);
     }
@@ -318,7 +326,7 @@ impl Session {
         }
         let size = delivery.message.payload.len();
         let full = |s: &Session| {
-            s.queue.len() >= s.limits.max_messages || s.queued_bytes + size > s.limits.max_bytes
+            s.queue.len() >= s.limits.max_messages || s.queue.bytes() + size > s.limits.max_bytes
         };
         if !full(self) {
             self.push(delivery);
@@ -329,25 +337,24 @@ impl Session {
             return Enqueued::Dropped(DropReason::QueueFull);
         }
         while full(self) {
-            let Some(oldest) = self.pop_front() else {
+            let Some(oldest) = self.queue.pop_front() else {
                 // The message alone exceeds the byte limit.
                 return Enqueued::Dropped(DropReason::QueueFull);
             };
-            self.finished(&oldest);
+            self.finished(oldest.stored_id());
         }
         self.push(delivery);
         Enqueued::QueuedDroppingOldest
     }
 
+    /// Queues a delivery; while the client is away, a persisted one leaves its body to the
+    /// store (see `crate::queue`).
     fn push(&mut self, delivery: Delivery) {
-        self.queued_bytes += delivery.message.payload.len();
-        self.queue.push_back(delivery);
-    }
-
-    fn pop_front(&mut self) -> Option<Delivery> {
-        let delivery = self.queue.pop_front()?;
-        self.queued_bytes -= delivery.message.payload.len();
-        Some(delivery)
+        let item = match StoredDelivery::of(&delivery) {
+            Some(stub) if !self.online => Queued::OnDisk(stub),
+            _ => Queued::Loaded(delivery),
+        };
+        self.queue.push(item);
     }
 
     pub fn queued_len(&self) -> usize {
@@ -355,25 +362,60 @@ impl Session {
     }
 
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.queue.bytes()
+    }
+
+    /// Queued deliveries whose body is in the store only.
+    pub fn queued_on_disk(&self) -> usize {
+        self.queue.on_disk()
+    }
+
+    /// Leaves the bodies of persisted queued deliveries to the store: called when the client
+    /// goes away, so that memory does not grow with what offline sessions have queued.
+    pub fn spill(&mut self) -> usize {
+        self.queue.spill()
+    }
+
+    /// The stored ids of the deliveries to read back from the store next (among the first
+    /// `window` queued, up to about `max_bytes`); empty when no body is needed.
+    pub fn bodies_wanted(&self, window: usize, max_bytes: usize) -> Vec<u64> {
+        self.queue.wanted(window, max_bytes)
+    }
+
+    /// Puts bodies read back from the store in place. A delivery whose body the store no
+    /// longer has is dropped and counted (`DropReason::StoreLost`).
+    pub fn load_bodies(&mut self, bodies: impl IntoIterator<Item = (u64, Option<Arc<Message>>)>) {
+        for lost in self.queue.load(bodies) {
+            self.drop_queued(Some(lost.stored_id), DropReason::StoreLost);
+        }
     }
 
     /// Takes the next queued delivery that may be sent now. A QoS 1/2 delivery needs a free
     /// slot among `max_inflight`; while none is free, nothing behind it is sent either, so
     /// messages leave in the order they were queued. Expired deliveries are dropped and counted.
+    ///
+    /// A delivery whose body is still in the store stops the queue too, until the runtime
+    /// has read it back ([`bodies_wanted`](Self::bodies_wanted),
+    /// [`load_bodies`](Self::load_bodies)).
     pub fn next_to_send(&mut self, max_inflight: usize, now: Millis) -> Option<Delivery> {
         loop {
             let front = self.queue.front()?;
-            if front.message.is_expired(now) {
-                if let Some(expired) = self.pop_front() {
-                    self.discard(&expired, DropReason::Expired);
+            if front.is_expired(now) {
+                if let Some(expired) = self.queue.pop_front() {
+                    self.drop_queued(expired.stored_id(), DropReason::Expired);
                 }
                 continue;
             }
-            if front.qos != QoS::AtMostOnce && self.inflight.len() >= max_inflight {
+            if front.qos() != QoS::AtMostOnce && self.inflight.len() >= max_inflight {
                 return None;
             }
-            return self.pop_front();
+            if matches!(front, Queued::OnDisk(_)) {
+                return None;
+            }
+            return match self.queue.pop_front() {
+                Some(Queued::Loaded(delivery)) => Some(delivery),
+                _ => None,
+            };
         }
     }
 
@@ -440,7 +482,7 @@ impl Session {
         else {
             return false;
         };
-        self.finished(&done.delivery);
+        self.finished(done.delivery.stored_id);
         true
     }
 
@@ -804,6 +846,55 @@ mod store_event_tests {
                     packet_id: id3
                 },
                 StoreEvent::Done { message: 3 },
+            ]
+        );
+    }
+
+    /// While the client is away, a persisted delivery keeps no body in memory; when it is
+    /// back, the queue waits for the bodies the runtime reads back, in order. A body the store
+    /// lost is dropped and counted; an expired one is finished without being read.
+    #[test]
+    fn an_offline_session_keeps_persisted_bodies_on_disk() {
+        let mut s = session(true, 60, 10);
+        let kept = stored(QoS::AtLeastOnce, 1, None);
+        s.enqueue(kept.clone(), 0);
+        s.online = false;
+        assert_eq!(s.spill(), 1);
+        s.enqueue(stored(QoS::AtLeastOnce, 2, None), 0);
+        s.enqueue(stored(QoS::AtLeastOnce, 3, Some(5)), 0);
+        let mut memory_only = stored(QoS::AtLeastOnce, 0, None);
+        memory_only.stored_id = None;
+        s.enqueue(memory_only.clone(), 0);
+        assert_eq!(
+            Arc::strong_count(&kept.message),
+            1,
+            "the session let go of the body"
+        );
+        assert_eq!(
+            (s.queued_len(), s.queued_on_disk(), s.queued_bytes()),
+            (4, 3, 4)
+        );
+        s.online = true;
+        assert_eq!(s.next_to_send(10, 0), None, "1 waits for its body");
+        assert_eq!(s.bodies_wanted(10, 1 << 20), [1, 2, 3]);
+        s.load_bodies([(1, Some(kept.message.clone())), (2, None)]);
+        assert_eq!(s.next_to_send(10, 0), Some(kept));
+        assert_eq!(s.counters.dropped(DropReason::StoreLost), 1);
+        // 3 expired before its body was needed; the memory-only delivery follows.
+        assert_eq!(s.next_to_send(10, 10), Some(memory_only));
+        assert_eq!(s.queued_len(), 0);
+        let d = super::tests::delivery(QoS::AtLeastOnce, b"p", None);
+        assert!(matches!(s.enqueue(d, 10), Enqueued::Queued));
+        assert_eq!(
+            s.queued_on_disk(),
+            0,
+            "online sessions keep bodies in memory"
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![
+                StoreEvent::Done { message: 2 },
+                StoreEvent::Done { message: 3 }
             ]
         );
     }

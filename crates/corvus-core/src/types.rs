@@ -64,3 +64,51 @@ pub struct Delivery {
     /// deliveries as [`StoreEvent`](crate::session::StoreEvent)s.
     pub stored_id: Option<u64>,
 }
+
+/// A persisted delivery whose message body is in the store, not in memory: what a session
+/// keeps of a queued delivery while its client is away, so that memory does not grow with
+/// what offline sessions have queued. The body is read back from the store when the client
+/// returns and the delivery reaches the front of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelivery {
+    /// The message's id in the queue journal.
+    pub stored_id: u64,
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+    /// The payload's length, counted against the session's byte limit.
+    pub payload_len: usize,
+    /// When the message expires, if it does.
+    pub expires_at: Option<Millis>,
+}
+
+impl StoredDelivery {
+    /// What is kept of a persisted delivery once its body leaves memory; `None` for one that
+    /// is not persisted.
+    pub fn of(delivery: &Delivery) -> Option<StoredDelivery> {
+        Some(StoredDelivery {
+            stored_id: delivery.stored_id?,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids.clone(),
+            payload_len: delivery.message.payload.len(),
+            expires_at: delivery.message.expires_at,
+        })
+    }
+
+    /// The delivery again, with its body read back from the store.
+    pub fn with_message(self, message: Arc<Message>) -> Delivery {
+        Delivery {
+            message,
+            qos: self.qos,
+            retain: self.retain,
+            subscription_ids: self.subscription_ids,
+            stored_id: Some(self.stored_id),
+        }
+    }
+
+    /// True once `now` has reached the expiry time.
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}

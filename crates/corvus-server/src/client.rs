@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use corvus_core::{Action, ClientId, ConnectRequest, Connection};
 use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info};
 
@@ -35,6 +35,14 @@ const READ_CHUNK: usize = 8 * 1024;
 /// How long a closing connection waits for the store to make its last acknowledgements
 /// sendable.
 const HELD_GRACE: Duration = Duration::from_secs(1);
+/// Queued messages whose bodies are read back from the store at a time, when a session's
+/// client returns: a window at the front of the queue (at most this many, and about this
+/// many payload bytes), so memory stays bounded however much was queued.
+const LOAD_WINDOW: usize = 256;
+const LOAD_BYTES: usize = 1024 * 1024;
+
+/// Message bodies read back from the store, by stored id (`None`: lost).
+type Bodies = Vec<(u64, Option<Arc<corvus_core::Message>>)>;
 
 /// Why the connection task stopped.
 #[derive(Debug)]
@@ -124,6 +132,7 @@ pub async fn serve<S>(
         peer,
         needed: None,
         held: HeldOutput::default(),
+        loading: None,
         durable: broker
             .store()
             .filter(|store| store.acks_wait_for_sync())
@@ -150,6 +159,8 @@ struct Task<S> {
     held: HeldOutput,
     /// The store's durable ticket, when acknowledgements wait for it (sync `always`).
     durable: Option<watch::Receiver<Ticket>>,
+    /// Queued message bodies being read back from the store.
+    loading: Option<oneshot::Receiver<Bodies>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
@@ -312,13 +323,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 .conn
                 .keep_alive_deadline()
                 .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now())));
+            // While the store is behind, clients are not read: backpressure instead of memory.
+            let store = self.broker.store().cloned();
+            let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
             tokio::select! {
-                read = self.io.read_more(&self.broker.metrics) => match read {
+                read = self.io.read_more(&self.broker.metrics), if !backlogged => match read {
                     Ok(0) | Err(_) => return End::Network,
                     Ok(_) => {}
                 },
+                _ = backlog_drained(store.as_deref()), if backlogged => {}
                 _ = handle.notify.notified() => {}
                 _ = durable_changed(&mut self.durable), if !self.held.is_empty() => {}
+                bodies = bodies_read(&mut self.loading), if self.loading.is_some() => {
+                    self.loading = None;
+                    let mut session = handle.lock();
+                    session.load_bodies(bodies);
+                    // Bodies the store lost are finished and counted.
+                    let ticket = self.broker.settle(&mut session);
+                    drop(session);
+                    self.need(ticket);
+                }
                 _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: keep alive timeout");
                     self.conn.on_keep_alive_timeout(&mut self.actions);
@@ -330,15 +354,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
     }
 
-    /// Turns queued messages into packets; true if more are waiting.
+    /// Turns queued messages into packets; true if more are waiting. When the queue waits
+    /// for bodies in the store, asks the store for the next window of them.
     fn fill_outgoing(&mut self, handle: &SessionHandle) -> bool {
-        let (more, ticket) = {
+        let (more, ticket, wanted) = {
             let mut session = handle.lock();
             let more =
                 self.conn
                     .fill_outgoing(&mut session, now(), WRITE_BUDGET, &mut self.actions);
-            (more, self.broker.settle(&mut session))
+            let wanted = match self.loading {
+                None => session.bodies_wanted(LOAD_WINDOW, LOAD_BYTES),
+                Some(_) => Vec::new(),
+            };
+            (more, self.broker.settle(&mut session), wanted)
         };
+        if let (false, Some(store)) = (wanted.is_empty(), self.broker.store()) {
+            self.loading = Some(store.read_bodies(wanted));
+        }
         self.need(ticket);
         self.execute(handle);
         more
@@ -478,6 +510,26 @@ fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics
         }
         // Every packet the broker builds is valid by construction; this would be a bug.
         Err(e) => tracing::error!(error = %e, "could not encode an outgoing packet"),
+    }
+}
+
+/// The bodies being read back, when they arrive (never, while nothing is being read, or if the
+/// store went away: the connection is then closing anyway).
+async fn bodies_read(loading: &mut Option<oneshot::Receiver<Bodies>>) -> Bodies {
+    match loading {
+        Some(rx) => match rx.await {
+            Ok(bodies) => bodies,
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the store has caught up (never, without a store).
+async fn backlog_drained(store: Option<&corvus_store::Store>) {
+    match store {
+        Some(store) => store.backlog_drained().await,
+        None => std::future::pending().await,
     }
 }
 

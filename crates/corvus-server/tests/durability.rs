@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use corvus_core::DropReason;
 use corvus_server::config::SyncName;
 use corvus_server::{Config, Server, Store};
 use corvus_store::fs::fault::{FaultFs, Faults};
@@ -480,6 +481,70 @@ async fn a_message_is_not_acknowledged_while_the_disk_fails() {
     let addr = server.local_addrs()[0];
     let (mut sub, _) = persistent(addr, "durable", 3600).await;
     assert_eq!(&sub.recv_publish().await.payload[..], b"on disk first");
+    server.shutdown().await;
+}
+
+/// A queued message whose body was damaged on disk while its client was away is dropped
+/// when the client returns, counted as `store_lost`; the messages around it are delivered.
+#[tokio::test]
+async fn a_body_damaged_on_disk_is_dropped_and_counted_and_the_rest_delivered() {
+    let dir = fresh_data_dir();
+    let fs = FaultFs::new();
+    let config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    let store = Store::open_with(
+        Arc::new(fs.clone()),
+        &dir,
+        config.store.options(config.limits.max_packet_size),
+        corvus_server::clock::now(),
+    )
+    .expect("store opens");
+    let server = Server::start_with_store(&config, Some(store))
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    offline_subscriber(&server, addr, "fragile", "dmg/#", QoS::AtLeastOnce).await;
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    for (i, payload) in ["first", "second: damaged on disk", "third"]
+        .iter()
+        .enumerate()
+    {
+        publ.publish(
+            "dmg/t",
+            payload.as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i as u16 + 1,
+        )
+        .await;
+    }
+    // The body lives only on disk now: damage it there.
+    let segment = fs
+        .paths()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .expect("a queue segment");
+    let mut bytes = fs.contents(&segment).unwrap();
+    let needle = b"damaged on disk";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the body is in the segment");
+    bytes[at] ^= 0xFF;
+    fs.put(&segment, &bytes);
+
+    let (mut sub, _) = persistent(addr, "fragile", 3600).await;
+    let got = recv_publishes_acked(&mut sub, 2).await;
+    assert_eq!(payloads(&got), [b"first".to_vec(), b"third".to_vec()]);
+    assert_nothing_queued(&mut sub).await;
+    let handle = server.broker().session("fragile").unwrap();
+    assert_eq!(handle.lock().counters.dropped(DropReason::StoreLost), 1);
+    assert_eq!(server.broker().metrics.dropped(DropReason::StoreLost), 1);
+    let store = server.broker().store().unwrap();
+    assert_eq!(store.stats().bodies_lost.load(Ordering::Relaxed), 1);
     server.shutdown().await;
 }
 

@@ -177,6 +177,16 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The journal holds a message body it cannot read back from its log.
+    #[error("message body {id} (journal record {seq}) cannot be read back: {reason}")]
+    BodyUnreadable {
+        /// The message id.
+        id: u64,
+        /// The sequence number of the record that should hold it.
+        seq: crate::segment::Seq,
+        /// What went wrong.
+        reason: String,
+    },
     /// Another process holds the data directory.
     #[error("data directory {} is in use by another process (its lock file {} is held); stop that broker or choose another --data-dir", dir.display(), lock.display())]
     InUse {

@@ -502,7 +502,7 @@ fn scan_queue(
             .iter()
             .map(|e| &e.delivery)
             .chain(session.inflight.iter().map(|e| &e.delivery))
-            .map(|d| d.message.payload.len() as u64)
+            .map(|d| d.payload_len as u64)
             .sum();
         out.clients.insert(
             client.to_string(),

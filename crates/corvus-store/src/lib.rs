@@ -5,9 +5,14 @@
 //!
 //! - [`SegmentLog`]: records (opaque payloads) appended to a directory of segment files,
 //!   each record numbered by a [`Seq`]; batched appends made durable by one fsync (group
-//!   commit); reads of the durable records in order; space reclaimed a whole segment at a
-//!   time ([`SegmentLog::truncate_front`]); recovery on [`SegmentLog::open`], reported in a
-//!   [`RecoveryReport`].
+//!   commit); reads of the durable records in order ([`SegmentLog::read_from`]) and of any
+//!   one record by sequence number, durable or not ([`SegmentLog::read_seq`]); space
+//!   reclaimed a whole segment at a time ([`SegmentLog::truncate_front`]); recovery on
+//!   [`SegmentLog::open`], reported in a [`RecoveryReport`].
+//! - [`journal`]: sessions' queued and in-flight deliveries as records in a segment log.
+//!   Message bodies stay on disk and are read back on request ([`Journal::read_body`]).
+//! - [`engine`]: the [`Store`] the broker uses: one thread applying ops in batches and
+//!   answering body reads ([`Store::read_bodies`]).
 //! - [`keyed`]: the keyed state (sessions, subscriptions, retained messages, inbound QoS 2
 //!   packet ids) in a redb database, with batched commits, recovery (`load`) and the offline
 //!   `check`/`dump` tools. See `docs/storage-format.md`, "Keyed state (redb)".
@@ -73,7 +78,9 @@ pub const STATE_DIR: &str = "state";
 /// See [`STATE_DIR`].
 pub const QUEUE_DIR: &str = "queue";
 
-pub use engine::{Op as StoreOp, Recovered, Store, StoreOptions, StoreStats, Ticket};
+pub use engine::{
+    Op as StoreOp, Recovered, Store, StoreOptions, StoreStats, Ticket, BACKLOG_LIMIT,
+};
 pub use error::{DbOp, Op, StoreError};
 pub use journal::{Journal, ReplayReport, ReplayedState};
 pub use lock::{DirLock, LOCK_FILE};

@@ -1,4 +1,6 @@
-//! [`SegmentLog`]: appends, group commit, reads, reclaiming space, and recovery.
+//! [`SegmentLog`]: appends, group commit, reads (in order from a sequence number, or one
+//! record by sequence number wherever it is: unwritten batch, OS, or disk), reclaiming space,
+//! and recovery.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +16,13 @@ use crate::segment::{
 
 /// The name of the folder, inside the log's directory, that damaged bytes are copied to.
 pub const QUARANTINE_DIR: &str = "quarantine";
+/// Written but unsynced records are kept in memory, to be written again if their sync fails.
+/// Past this many bytes, [`SegmentLog::flush`] syncs instead, so memory stays bounded under
+/// the `interval` and `never` policies too.
+pub const MAX_UNSYNCED_BYTES: usize = 16 * 1024 * 1024;
+/// The batch buffer keeps at most this much capacity once a batch is durable: one burst must
+/// not hold its peak for ever.
+const RETAINED_BATCH_CAPACITY: usize = 1024 * 1024;
 
 /// When appended records are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,13 +419,19 @@ impl SegmentLog {
         }
         self.pending.clear();
         self.pending_buf.clear();
+        self.pending_buf.shrink_to(RETAINED_BATCH_CAPACITY);
+        self.pending.shrink_to(RETAINED_BATCH_CAPACITY / 64);
         self.written = 0;
         Ok(self.durable_seq)
     }
 
     /// Writes the batch to the segment files without fsync (it reaches the OS, not
-    /// necessarily the disk). Same error handling as [`sync`](Self::sync).
+    /// necessarily the disk). Same error handling as [`sync`](Self::sync). Once more than
+    /// [`MAX_UNSYNCED_BYTES`] are written but unsynced, syncs instead.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending_buf.len() > MAX_UNSYNCED_BYTES {
+            return self.sync().map(|_| ());
+        }
         self.check_poisoned()?;
         if let Err(e) = self.write_pending() {
             self.rollback(&e);
@@ -630,6 +645,49 @@ impl SegmentLog {
         Ok(removed)
     }
 
+    /// Reads the record numbered `seq`, wherever it is: in the batch not yet written, in a
+    /// segment file but not synced, or durable. `None` if the log holds no such record (never
+    /// appended, removed with its segment, or skipped as damaged by recovery). The record is
+    /// checked (sequence number and checksum) as [`read_from`](Self::read_from) checks it.
+    pub fn read_seq(&self, seq: Seq) -> Result<Option<Vec<u8>>, StoreError> {
+        if seq >= self.next_seq {
+            return Ok(None);
+        }
+        if let Some(payload) = self.read_unwritten(seq)? {
+            return Ok(Some(payload));
+        }
+        // Segments are in sequence order; only the newest ones can have no records yet.
+        let i = self
+            .segments
+            .partition_point(|s| s.index.last().is_some_and(|&(last, _)| last < seq));
+        let Some(seg) = self.segments.get(i) else {
+            return Ok(None);
+        };
+        match seg.index.binary_search_by_key(&seq, |&(s, _)| s) {
+            Ok(at) => seg.read_record(seq, seg.index[at].1).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A record of the batch that is not yet written to a segment file (those written are
+    /// read back from the file, like durable ones).
+    fn read_unwritten(&self, seq: Seq) -> Result<Option<Vec<u8>>, StoreError> {
+        let unwritten = &self.pending[self.written..];
+        let Ok(at) = unwritten.binary_search_by_key(&seq, |&(s, _)| s) else {
+            return Ok(None);
+        };
+        let (start, end) = self.pending_range(self.written + at);
+        let payload = verify_record(&self.pending_buf[start..end], seq).map_err(|what| {
+            let seg = self.segments.last().expect("never empty");
+            StoreError::Corrupt {
+                path: seg.path.clone(),
+                offset: seg.written_len,
+                what: format!("record {seq} in the unwritten batch: {what}"),
+            }
+        })?;
+        Ok(Some(payload.to_vec()))
+    }
+
     /// Reads the durable records with sequence numbers at or above `from`, in order.
     pub fn read_from(&self, from: Seq) -> ReadIter<'_> {
         let seg = self
@@ -661,28 +719,39 @@ pub struct ReadIter<'a> {
     done: bool,
 }
 
-impl ReadIter<'_> {
-    fn read(seg: &Segment, seq: Seq, off: u64) -> Result<Vec<u8>, StoreError> {
+impl Segment {
+    /// Reads the record numbered `seq` at `off` from the file, checked as [`verify_record`]
+    /// does: the file may have changed underneath since the record was indexed.
+    fn read_record(&self, seq: Seq, off: u64) -> Result<Vec<u8>, StoreError> {
         let mut head = [0u8; RECORD_HEADER_LEN as usize];
-        seg.file.read_at(off, &mut head).ctx(Op::Read, &seg.path)?;
-        let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"));
+        self.file
+            .read_at(off, &mut head)
+            .ctx(Op::Read, &self.path)?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let corrupt = |what: &str| StoreError::Corrupt {
-            path: seg.path.clone(),
+            path: self.path.clone(),
             offset: off,
             what: what.to_owned(),
         };
-        if len > FORMAT_MAX_PAYLOAD || off + segment::record_len(len as usize) > seg.written_len {
+        if len > FORMAT_MAX_PAYLOAD || off + segment::record_len(len as usize) > self.written_len {
             return Err(corrupt("record length changed since recovery"));
         }
         let mut rec = vec![0u8; segment::record_len(len as usize) as usize];
-        seg.file.read_at(off, &mut rec).ctx(Op::Read, &seg.path)?;
-        match decode_record(&rec) {
-            Some((s, _)) if s == seq => {}
-            Some(_) => return Err(corrupt("sequence number changed since recovery")),
-            None => return Err(corrupt("checksum mismatch")),
-        }
+        self.file.read_at(off, &mut rec).ctx(Op::Read, &self.path)?;
+        verify_record(&rec, seq).map_err(corrupt)?;
         rec.drain(..RECORD_HEADER_LEN as usize);
         Ok(rec)
+    }
+}
+
+/// Checks that `rec` is one whole record numbered `seq` with an intact checksum and returns
+/// its payload; otherwise says what is wrong. Every read of a record goes through here,
+/// whether it comes from a file or from the batch not yet written.
+fn verify_record(rec: &[u8], seq: Seq) -> Result<&[u8], &'static str> {
+    match decode_record(rec) {
+        Some((s, payload)) if s == seq => Ok(payload),
+        Some(_) => Err("sequence number changed since recovery"),
+        None => Err("checksum mismatch"),
     }
 }
 
@@ -705,7 +774,7 @@ impl Iterator for ReadIter<'_> {
                 return None;
             }
             self.pos += 1;
-            let item = Self::read(seg, seq, off).map(|payload| (seq, payload));
+            let item = seg.read_record(seq, off).map(|payload| (seq, payload));
             self.done = item.is_err();
             return Some(item);
         }

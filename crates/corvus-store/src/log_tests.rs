@@ -501,6 +501,106 @@ fn truncate_front_removes_only_fully_reclaimable_segments() {
     assert_eq!(log.next_seq(), Seq(62));
 }
 
+fn read_seq(log: &SegmentLog, seq: u64) -> Option<Vec<u8>> {
+    log.read_seq(Seq(seq)).expect("read_seq")
+}
+
+/// Random access by sequence number serves a record wherever it is: still in the unwritten
+/// batch, written to a file but not synced, durable, or after a reopen.
+#[test]
+fn read_seq_serves_pending_written_and_durable_records() {
+    let fs = FaultFs::new();
+    let (mut log, _) = open(&fs, small());
+    for i in 1..=10 {
+        log.append(&payload(i)).unwrap();
+    }
+    log.sync().unwrap();
+    for i in 11..=20 {
+        log.append(&payload(i)).unwrap();
+    }
+    log.flush().unwrap();
+    for i in 21..=25 {
+        log.append(&payload(i)).unwrap();
+    }
+    assert!(log.segment_count() > 2, "the records span segments");
+    assert_eq!(log.durable_seq(), Seq(10));
+    for i in 1..=25 {
+        assert_eq!(read_seq(&log, i), Some(payload(i)), "record {i}");
+    }
+    assert_eq!(read_seq(&log, 0), None);
+    assert_eq!(read_seq(&log, 26), None);
+    log.sync().unwrap();
+    for i in 1..=25 {
+        assert_eq!(
+            read_seq(&log, i),
+            Some(payload(i)),
+            "record {i} once synced"
+        );
+    }
+    drop(log);
+    let (log, _) = open(&fs, small());
+    for i in 1..=25 {
+        assert_eq!(
+            read_seq(&log, i),
+            Some(payload(i)),
+            "record {i} after reopen"
+        );
+    }
+}
+
+/// A batch whose sync failed is cut off the file and kept for the next attempt: its records
+/// are read from the batch meanwhile.
+#[test]
+fn read_seq_serves_a_batch_whose_sync_failed() {
+    let (fs, mut log) = setup_synced(3, LogOptions::default());
+    log.append(&payload(4)).unwrap();
+    fs.set_faults(Faults {
+        fail_syncs: 1,
+        ..Faults::default()
+    });
+    assert!(log.sync().is_err());
+    assert_eq!(read_seq(&log, 4), Some(payload(4)));
+    assert_eq!(log.sync().unwrap(), Seq(4));
+    assert_eq!(read_seq(&log, 4), Some(payload(4)));
+}
+
+/// Records of removed segments are gone; damage in a file is reported, as `read_from`
+/// reports it, for records written but not yet synced as well as durable ones.
+#[test]
+fn read_seq_checks_what_it_reads_and_forgets_removed_segments() {
+    let fs = FaultFs::new();
+    let (mut log, _) = open(&fs, small());
+    for i in 1..=30 {
+        log.append(&payload(i)).unwrap();
+    }
+    log.sync().unwrap();
+    let first_kept = log.segment_ranges()[1].expect("records").0;
+    assert_eq!(log.truncate_front(first_kept).unwrap(), 1);
+    assert_eq!(read_seq(&log, 1), None, "its segment was removed");
+    assert_eq!(read_seq(&log, first_kept.0), Some(payload(first_kept.0)));
+
+    let (mut log, _) = open(&fs, LogOptions::default());
+    let next = log.next_seq().0;
+    log.append(b"flushed, then damaged").unwrap();
+    log.flush().unwrap();
+    // The newest segment (names sort by base sequence number) ends with that record.
+    let path = fs
+        .paths()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .unwrap();
+    let mut bytes = fs.contents(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs.put(&path, &bytes);
+    let err = log.read_seq(Seq(next)).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, .. } if what == "checksum mismatch"),
+        "{err}"
+    );
+}
+
 #[test]
 fn payload_limit_and_sync_policy() {
     let fs = FaultFs::new();
@@ -655,4 +755,40 @@ proptest! {
         let (log, _) = open(&fs, small());
         check_recovery(&log, &durable, &unsynced)?;
     }
+}
+
+/// Memory stays bounded without fsyncs: past `MAX_UNSYNCED_BYTES` written but unsynced, a
+/// flush syncs (the log keeps unsynced records to write them again if their sync fails).
+#[test]
+fn a_flush_syncs_once_too_much_is_unsynced() {
+    let fs = FaultFs::new();
+    let options = LogOptions {
+        segment_size: 64 * 1024 * 1024,
+        max_payload: 1024 * 1024,
+        sync_policy: SyncPolicy::Never,
+    };
+    let (mut log, _) = open(&fs, options);
+    let record = vec![7u8; 512 * 1024];
+    let per_flush = 4;
+    let start = log.durable_seq();
+    let mut flushes = 0;
+    let mut appended = 0u64;
+    while log.durable_seq() == start {
+        for _ in 0..per_flush {
+            log.append(&record).unwrap();
+            appended += 1;
+        }
+        log.flush().unwrap();
+        flushes += 1;
+        assert!(flushes < 100, "never synced");
+    }
+    // The flush that synced found more than the limit unsynced (records have a small
+    // header besides their payload), the one before did not.
+    let max = crate::log::MAX_UNSYNCED_BYTES;
+    assert!(flushes * per_flush * record.len() >= max, "{flushes}");
+    assert!(
+        (flushes - 1) * per_flush * (record.len() + 64) <= max,
+        "{flushes}"
+    );
+    assert_eq!(log.durable_seq().0, start.0 + appended);
 }

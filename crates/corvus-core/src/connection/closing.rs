@@ -89,6 +89,8 @@ impl Connection {
         }
         session.online = false;
         session.disconnected_at = Some(now);
+        // Queued messages wait on disk while the client is away, not in memory.
+        session.spill();
         let session_ended = session.expiry_interval == 0;
         let mut will = None;
         if let Some(spec) = self.will.take() {

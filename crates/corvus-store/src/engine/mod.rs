@@ -11,7 +11,14 @@
 //! Ops submitted by one thread, or under one session's lock, are applied in that order:
 //! a session's `Sent` never overtakes its `Enqueue`.
 //!
-//! [`Store::open`] recovers the directory (see [`Recovered`]) before the thread starts.
+//! Message bodies of queued deliveries live in the journal's log, not in memory: sessions
+//! keep [`StoredDelivery`](corvus_core::StoredDelivery) stubs while their client is away and
+//! ask for the bodies with [`Store::read_bodies`] when it returns. The store thread answers
+//! such a request in order with the ops (everything submitted before it is applied first),
+//! so connection tasks never read files themselves: they only await the answer.
+//!
+//! [`Store::open`] recovers the directory (see [`Recovered`]) before the thread starts; the
+//! recovered queues come without bodies, in-flight deliveries with theirs.
 
 mod worker;
 
@@ -19,14 +26,14 @@ mod worker;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use corvus_core::{ClientId, Delivery, Message, Millis, SubscriptionEntry};
 use mqtt_codec::{MqttString, PacketId};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::error::StoreError;
 use crate::fs::{FileSystem, OsFileSystem};
@@ -34,6 +41,22 @@ use crate::journal::{Journal, ReplayReport, ReplayedState};
 use crate::keyed::{KeyedStore, LoadedState, OpenReport, SessionRecord};
 use crate::log::{LogOptions, RecoveryReport, SyncPolicy};
 use crate::{QUEUE_DIR, STATE_DIR};
+
+/// Message bodies (payload bytes) that may wait for the store thread before connections
+/// stop reading from their clients (see [`Store::is_backlogged`]).
+pub const BACKLOG_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The payload bytes an op hands to the store (what it keeps in memory until written).
+pub(crate) fn body_bytes(op: &Op) -> usize {
+    match op {
+        Op::Enqueue { delivery, .. } => delivery.message.payload.len(),
+        // Copies share their message (a second copy for one session is the rare exception).
+        Op::Received { copies, .. } => copies
+            .first()
+            .map_or(0, |(_, delivery)| delivery.message.payload.len()),
+        _ => 0,
+    }
+}
 
 /// The number of a batch of ops. Tickets grow by one per batch; a batch is durable once
 /// [`Store::durable`] has reached its ticket.
@@ -245,13 +268,34 @@ pub struct StoreStats {
     pub errors: AtomicU64,
     /// Ops the store could not take at all (a message larger than the journal allows).
     pub refused: AtomicU64,
+    /// Message bodies read back from the journal for [`Store::read_bodies`].
+    pub bodies_read: AtomicU64,
+    /// Message bodies asked for with [`Store::read_bodies`] that the journal does not hold
+    /// or cannot read (answered `None`).
+    pub bodies_lost: AtomicU64,
+}
+
+/// The answer to [`Store::read_bodies`]: each id asked for, in order, with its body.
+type Bodies = Vec<(u64, Option<Arc<Message>>)>;
+
+/// A [`Store::read_bodies`] request waiting for the store thread.
+#[derive(Debug)]
+struct BodyRead {
+    /// How many of [`Pending::ops`] were submitted before it: those are applied first.
+    after: usize,
+    ids: Vec<u64>,
+    reply: oneshot::Sender<Bodies>,
 }
 
 #[derive(Debug)]
 struct Pending {
     ops: Vec<Op>,
+    /// Body reads, in the order they were asked for.
+    reads: Vec<BodyRead>,
     /// The ticket of the batch now filling.
     ticket: Ticket,
+    /// Set by [`Store::close`], or by the thread when it stops: later reads are refused (the
+    /// sender dropped at once) rather than left waiting for a thread that is gone.
     closing: bool,
 }
 
@@ -261,6 +305,11 @@ struct Shared {
     wake: Condvar,
     stats: StoreStats,
     last_error: Mutex<Option<String>>,
+    /// Payload bytes of the message bodies submitted and not yet handed to the journal
+    /// (see [`Store::is_backlogged`]).
+    backlog: AtomicUsize,
+    /// Told when the store thread took a batch off the backlog.
+    drained: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -326,12 +375,15 @@ impl Store {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 ops: Vec::new(),
+                reads: Vec::new(),
                 ticket: 1,
                 closing: false,
             }),
             wake: Condvar::new(),
             stats: StoreStats::default(),
             last_error: Mutex::new(None),
+            backlog: AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
         });
         let worker = worker::Worker::new(keyed, journal, options.sync, shared.clone(), durable_tx);
         let thread = std::thread::Builder::new()
@@ -369,11 +421,58 @@ impl Store {
         pending.ops.extend(ops);
         let ticket = pending.ticket;
         let added = pending.ops.len() > before;
+        let bytes: usize = pending.ops[before..].iter().map(body_bytes).sum();
+        self.shared.backlog.fetch_add(bytes, Ordering::Relaxed);
         drop(pending);
         if added {
             self.shared.wake.notify_one();
         }
         ticket
+    }
+
+    /// True while the message bodies waiting for the store thread exceed [`BACKLOG_LIMIT`]:
+    /// connections then stop reading from their clients until it has caught up
+    /// ([`backlog_drained`](Self::backlog_drained)). Without this, a policy whose
+    /// acknowledgements do not wait for the disk (`interval`, `never`) would let fast
+    /// publishers fill memory with messages the disk has not taken yet.
+    pub fn is_backlogged(&self) -> bool {
+        self.shared.backlog.load(Ordering::Relaxed) > BACKLOG_LIMIT
+    }
+
+    /// Resolves once the backlog is at or below [`BACKLOG_LIMIT`].
+    pub async fn backlog_drained(&self) {
+        loop {
+            let drained = self.shared.drained.notified();
+            if !self.is_backlogged() {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Asks the store thread for the message bodies `ids` (the `stored_id`s of queued
+    /// deliveries). The answer lists every id, in order, with its body, or `None` for one the
+    /// journal does not hold or cannot read (logged and counted in
+    /// [`StoreStats::bodies_lost`]). Everything submitted before this call is applied first,
+    /// so a body submitted just before is found. Never blocks on I/O: await the receiver.
+    ///
+    /// The receiver reports an error (its sender dropped, never answered) only when the
+    /// store is closing or its thread has stopped.
+    pub fn read_bodies(
+        &self,
+        ids: Vec<u64>,
+    ) -> oneshot::Receiver<Vec<(u64, Option<Arc<Message>>)>> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = self.shared.pending();
+        if pending.closing {
+            // Nobody would answer: dropping the sender ends the wait at once.
+            return answer;
+        }
+        let after = pending.ops.len();
+        pending.reads.push(BodyRead { after, ids, reply });
+        drop(pending);
+        self.shared.wake.notify_one();
+        answer
     }
 
     /// True if acknowledgements must wait for their ticket to be durable (`always`).
@@ -410,8 +509,9 @@ impl Store {
             .clone()
     }
 
-    /// Applies everything submitted, syncs it whatever the policy, and stops the thread.
-    /// Later submissions are ignored. Waits at most `grace` for a failing disk.
+    /// Applies everything submitted, answers the body reads asked for, syncs it whatever the
+    /// policy, and stops the thread. Later submissions are ignored and later reads refused.
+    /// Waits at most `grace` for a failing disk; reads still unanswered then are refused.
     pub fn close(&self, grace: Duration) {
         self.shared.pending().closing = true;
         self.shared.wake.notify_one();
@@ -425,6 +525,8 @@ impl Store {
                 let _ = thread.join();
             }
         }
+        // A thread stuck on a failing disk may never get to them: nobody waits forever.
+        self.shared.pending().reads.clear();
     }
 }
 

@@ -87,7 +87,14 @@ fn a_batch_is_durable_and_recovered_in_order() {
     assert_eq!(s.inflight[0].packet_id.get(), 7);
     assert_eq!(&s.inflight[0].delivery.message.payload[..], b"a");
     assert_eq!(s.queue.len(), 1);
-    assert_eq!(&s.queue[0].delivery.message.payload[..], b"b");
+    assert_eq!(s.queue[0].delivery.payload_len, 1);
+    // The queued body stays on disk until asked for.
+    let bodies = store
+        .read_bodies(vec![s.queue[0].message_id])
+        .blocking_recv()
+        .unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(&bodies[0].1.as_ref().unwrap().payload[..], b"b");
     // Ids handed out after a restart are above every id in the journal.
     assert!(store.next_message_id() > s.queue[0].message_id);
 }
@@ -297,4 +304,192 @@ fn space_is_reclaimed_as_deliveries_finish() {
     let queue = &recovered.queues.sessions["s"].queue;
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].message_id, ids[0]);
+}
+
+// ---- reading bodies back ----
+
+type Answer = Vec<(u64, Option<Arc<Message>>)>;
+
+/// Waits for an answer to `read_bodies`: `Some(Ok)` answered, `Some(Err)` refused (sender
+/// dropped), `None` still waiting after `within`.
+fn recv_within(
+    rx: &mut tokio::sync::oneshot::Receiver<Answer>,
+    within: Duration,
+) -> Option<Result<Answer, ()>> {
+    use tokio::sync::oneshot::error::TryRecvError;
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match rx.try_recv() {
+            Ok(answer) => return Some(Ok(answer)),
+            Err(TryRecvError::Closed) => return Some(Err(())),
+            Err(TryRecvError::Empty) if std::time::Instant::now() >= deadline => return None,
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+fn payloads(answer: &Answer) -> Vec<(u64, Option<&[u8]>)> {
+    answer
+        .iter()
+        .map(|(id, m)| (*id, m.as_ref().map(|m| &m.payload[..])))
+        .collect()
+}
+
+#[test]
+fn read_bodies_right_after_submit_finds_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+    let m = message(b"just enqueued");
+    let id = store.next_message_id();
+    store.submit([session("s"), enqueue("s", &m, id)]);
+    let mut rx = store.read_bodies(vec![id]);
+    let answer = recv_within(&mut rx, WAIT)
+        .expect("answered")
+        .expect("not refused");
+    assert_eq!(payloads(&answer), [(id, Some(&b"just enqueued"[..]))]);
+    assert_eq!(store.stats().bodies_read.load(Ordering::Relaxed), 1);
+    assert_eq!(store.stats().bodies_lost.load(Ordering::Relaxed), 0);
+    // The store let go of it: only the test and the answer hold the message.
+    drop(answer);
+    assert_eq!(Arc::strong_count(&m), 1);
+}
+
+#[test]
+fn an_unknown_body_is_none_and_counted_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+    let m = message(b"known");
+    let id = store.next_message_id();
+    store.submit([session("s"), enqueue("s", &m, id)]);
+    let mut rx = store.read_bodies(vec![999_999, id, 888_888]);
+    let answer = recv_within(&mut rx, WAIT)
+        .expect("answered")
+        .expect("not refused");
+    assert_eq!(
+        payloads(&answer),
+        [(999_999, None), (id, Some(&b"known"[..])), (888_888, None)]
+    );
+    assert_eq!(store.stats().bodies_lost.load(Ordering::Relaxed), 2);
+    assert_eq!(store.stats().bodies_read.load(Ordering::Relaxed), 1);
+    // A body whose last delivery is done before the read is gone by then.
+    store.submit([Op::Done {
+        client: "s".into(),
+        message: id,
+    }]);
+    let mut rx = store.read_bodies(vec![id]);
+    let answer = recv_within(&mut rx, WAIT)
+        .expect("answered")
+        .expect("not refused");
+    assert_eq!(payloads(&answer), [(id, None)]);
+    assert_eq!(store.stats().bodies_lost.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn a_read_while_the_thread_is_idle_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+    let m = message(b"durable");
+    let id = store.next_message_id();
+    let t = store.submit([session("s"), enqueue("s", &m, id)]);
+    assert!(wait_durable(&store, t, WAIT));
+    // Nothing else is pending: the thread sleeps until the read wakes it.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut rx = store.read_bodies(vec![id]);
+    let answer = recv_within(&mut rx, WAIT)
+        .expect("answered")
+        .expect("not refused");
+    assert_eq!(payloads(&answer), [(id, Some(&b"durable"[..]))]);
+    // An empty request is answered too.
+    let mut rx = store.read_bodies(vec![]);
+    assert_eq!(recv_within(&mut rx, WAIT), Some(Ok(vec![])));
+}
+
+/// Bodies of a restarted store's queues are read from the journal on request.
+#[test]
+fn queued_bodies_are_read_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u64> = {
+        let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+        store.submit([session("s")]);
+        let mut ids = Vec::new();
+        let mut t = 0;
+        for payload in [&b"one"[..], b"two", b"three"] {
+            let id = store.next_message_id();
+            let m = Arc::new(Message {
+                payload: Bytes::copy_from_slice(payload),
+                ..(*message(b"")).clone()
+            });
+            t = store.submit([enqueue("s", &m, id)]);
+            ids.push(id);
+        }
+        assert!(wait_durable(&store, t, WAIT));
+        ids
+    };
+    let (store, recovered) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+    let queue = &recovered.queues.sessions["s"].queue;
+    let stubs: Vec<u64> = queue.iter().map(|e| e.delivery.stored_id).collect();
+    assert_eq!(stubs, ids);
+    let mut rx = store.read_bodies(stubs);
+    let answer = recv_within(&mut rx, WAIT)
+        .expect("answered")
+        .expect("not refused");
+    let deliveries: Vec<Delivery> = queue
+        .iter()
+        .zip(answer)
+        .map(|(e, (_, body))| e.delivery.clone().with_message(body.unwrap()))
+        .collect();
+    let got: Vec<&[u8]> = deliveries.iter().map(|d| &d.message.payload[..]).collect();
+    assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+    assert!(deliveries
+        .iter()
+        .zip(&ids)
+        .all(|(d, id)| d.stored_id == Some(*id)));
+}
+
+/// Reads asked for before `close` are answered; one the thread cannot get to (it is stuck
+/// retrying a failing disk) is refused when the grace period ends; later ones at once.
+#[test]
+fn close_with_a_read_outstanding_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+    let m = message(b"before close");
+    let id = store.next_message_id();
+    store.submit([session("s"), enqueue("s", &m, id)]);
+    let mut rx = store.read_bodies(vec![id]);
+    store.close(WAIT);
+    let answer = recv_within(&mut rx, WAIT)
+        .expect("answered")
+        .expect("not refused");
+    assert_eq!(payloads(&answer), [(id, Some(&b"before close"[..]))]);
+    let mut late = store.read_bodies(vec![id]);
+    assert_eq!(recv_within(&mut late, Duration::ZERO), Some(Err(())));
+
+    let fs = FaultFs::new();
+    let root = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open_with(
+        Arc::new(fs.clone()),
+        root.path(),
+        StoreOptions::default(),
+        0,
+    )
+    .unwrap();
+    let t = store.submit([session("s")]);
+    assert!(wait_durable(&store, t, WAIT));
+    fs.set_faults(Faults {
+        fail_syncs: u32::MAX,
+        ..Faults::default()
+    });
+    let id = store.next_message_id();
+    store.submit([enqueue("s", &m, id)]);
+    // The thread is now retrying the batch; the read waits behind it.
+    let deadline = std::time::Instant::now() + WAIT;
+    while store.last_error().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(store.last_error().is_some());
+    let mut stuck = store.read_bodies(vec![id]);
+    store.close(Duration::from_millis(100));
+    assert_eq!(recv_within(&mut stuck, WAIT), Some(Err(())));
+    // Let the thread finish.
+    fs.set_faults(Faults::default());
 }

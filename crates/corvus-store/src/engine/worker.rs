@@ -3,6 +3,11 @@
 //! the sync policy says, and announces its ticket. A batch that fails to reach the disk is
 //! retried, with a pause, until it does: its ticket is never announced before, so nothing it
 //! covers is acknowledged. Between batches it reclaims journal space.
+//!
+//! It also answers [`Store::read_bodies`](super::Store::read_bodies): each request is
+//! answered once the ops submitted before it are applied to the journal (appended to the
+//! log's batch, which the log reads back from too), before the batch is made durable. A body
+//! that cannot be read is answered `None` and counted; it never stops the thread.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -12,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Op, Shared, Ticket};
+use super::{Bodies, BodyRead, Op, Shared, Ticket};
 use crate::error::StoreError;
-use corvus_core::{ClientId, Delivery};
+use corvus_core::{ClientId, Delivery, Message};
 
 use crate::journal::{Journal, MessageId, QueuedCopy, Record};
 use crate::keyed::{Durability, KeyedStore};
@@ -68,29 +73,16 @@ impl Worker {
 
     pub(super) fn run(mut self) {
         loop {
-            let (ticket, ops, closing) = {
-                let mut pending = self.shared.pending();
-                if pending.ops.is_empty() && !pending.closing {
-                    pending = self
-                        .shared
-                        .wake
-                        .wait_timeout(pending, TICK)
-                        .map(|(guard, _)| guard)
-                        .unwrap_or_else(|p| p.into_inner().0);
-                }
-                let ticket = pending.ticket;
-                let ops = std::mem::take(&mut pending.ops);
-                if !ops.is_empty() {
-                    pending.ticket += 1;
-                }
-                (ticket, ops, pending.closing)
-            };
-            if !ops.is_empty() {
-                self.commit(ticket, ops, closing);
-            } else if closing {
-                self.final_sync();
-                return;
+            let work = self.take();
+            if !work.ops.is_empty() {
+                self.commit(work);
             } else {
+                // Reads asked for while nothing else is pending are answered right away.
+                self.answer_all(work.reads);
+                if work.closing {
+                    self.final_sync();
+                    return;
+                }
                 self.idle();
             }
             // Also under constant load, which never leaves the thread idle.
@@ -98,12 +90,47 @@ impl Worker {
         }
     }
 
-    /// Applies one batch and makes it durable, retrying until it is (or, when closing,
-    /// giving up after a few attempts: the process is about to end anyway).
-    fn commit(&mut self, ticket: Ticket, ops: Vec<Op>, closing: bool) {
+    /// Waits (at most a tick) for work and takes everything waiting.
+    fn take(&self) -> Work {
+        let mut pending = self.shared.pending();
+        if pending.ops.is_empty() && pending.reads.is_empty() && !pending.closing {
+            pending = self
+                .shared
+                .wake
+                .wait_timeout(pending, TICK)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        let ticket = pending.ticket;
+        let ops = std::mem::take(&mut pending.ops);
+        if !ops.is_empty() {
+            pending.ticket += 1;
+        }
+        Work {
+            ticket,
+            ops,
+            reads: std::mem::take(&mut pending.reads),
+            closing: pending.closing,
+        }
+    }
+
+    /// Applies one batch (answering its body reads in order with its ops) and makes it
+    /// durable, retrying until it is (or, when closing, giving up after a few attempts: the
+    /// process is about to end anyway).
+    fn commit(&mut self, work: Work) {
+        let Work {
+            ticket,
+            ops,
+            reads,
+            closing,
+        } = work;
         let stats = &self.shared.stats;
         stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-        let mut keyed_ops = self.apply_journal(ops);
+        let bodies: usize = ops.iter().map(super::body_bytes).sum();
+        let mut keyed_ops = self.apply_in_order(ops, reads);
+        // The bodies are in the journal's batch now, whose memory the log bounds.
+        self.shared.backlog.fetch_sub(bodies, Ordering::Relaxed);
+        self.shared.drained.notify_waiters();
         let mut pause = RETRY_FIRST;
         let mut attempts = 0;
         loop {
@@ -136,9 +163,79 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Applies the batch's journal ops (see [`apply_journal`](Self::apply_journal)) and
+    /// answers each body read once the ops submitted before it are applied: a body enqueued
+    /// just before the read is found, and one whose last delivery was finished just before
+    /// is not. Returns the keyed ops, in order.
+    fn apply_in_order(&mut self, ops: Vec<Op>, reads: Vec<BodyRead>) -> Vec<Op> {
+        let mut keyed = Vec::new();
+        let mut ops = ops.into_iter();
+        let mut applied = 0;
+        // Reads are in the order they were asked for, so `after` never decreases.
+        for read in reads {
+            let before_it = read.after.saturating_sub(applied);
+            keyed.extend(self.apply_journal(ops.by_ref().take(before_it)));
+            applied = applied.max(read.after);
+            self.answer(read);
+        }
+        keyed.extend(self.apply_journal(ops));
+        keyed
+    }
+
+    fn answer_all(&self, reads: Vec<BodyRead>) {
+        for read in reads {
+            self.answer(read);
+        }
+    }
+
+    /// Answers one body read from the journal. Bodies it cannot give are `None`, counted,
+    /// and logged once for the request.
+    fn answer(&self, read: BodyRead) {
+        let stats = &self.shared.stats;
+        let asked = read.ids.len();
+        let mut lost = 0u64;
+        let mut first_loss = None;
+        let bodies: Bodies = read
+            .ids
+            .into_iter()
+            .map(|id| match self.read_body(id) {
+                Ok(message) => (id, Some(message)),
+                Err(reason) => {
+                    lost += 1;
+                    first_loss.get_or_insert((id, reason));
+                    (id, None)
+                }
+            })
+            .collect();
+        stats
+            .bodies_read
+            .fetch_add(asked as u64 - lost, Ordering::Relaxed);
+        if let Some((id, reason)) = first_loss {
+            stats.bodies_lost.fetch_add(lost, Ordering::Relaxed);
+            warn!(
+                lost,
+                asked,
+                first = id,
+                %reason,
+                "store: message bodies asked for cannot be read from the journal; their deliveries cannot be sent"
+            );
+        }
+        // The asker may be gone (its session ended meanwhile): nothing to do then.
+        let _ = read.reply.send(bodies);
+    }
+
+    /// One body, or why there is none.
+    fn read_body(&self, id: MessageId) -> Result<Arc<Message>, String> {
+        match self.journal.read_body(id) {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(format!("the journal holds no body {id}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Appends the journal's part of the batch to the log (in memory until synced or
     /// flushed) and returns the keyed part, in order.
-    fn apply_journal(&mut self, ops: Vec<Op>) -> Vec<Op> {
+    fn apply_journal(&mut self, ops: impl IntoIterator<Item = Op>) -> Vec<Op> {
         let mut keyed = Vec::new();
         let mut records = Vec::new();
         let mut bodies = HashSet::new();
@@ -410,6 +507,24 @@ impl Worker {
             error!(error = %e, "store: the final sync at shutdown failed");
         }
     }
+}
+
+impl Drop for Worker {
+    /// However the thread ends (returning at close, or panicking), nobody is left waiting
+    /// for it: reads not yet taken are refused, and so are later ones.
+    fn drop(&mut self) {
+        let mut pending = self.shared.pending();
+        pending.closing = true;
+        pending.reads.clear();
+    }
+}
+
+/// Everything waiting for the thread, taken at once.
+struct Work {
+    ticket: Ticket,
+    ops: Vec<Op>,
+    reads: Vec<BodyRead>,
+    closing: bool,
 }
 
 fn add_keyed(batch: &mut crate::keyed::Batch<'_>, op: &Op) {

@@ -15,8 +15,16 @@
 //! everything below
 //! the oldest pin can go ([`Journal::reclaimable_upto`], [`Journal::reclaim`]).
 //! [`Journal::compact_front`] copies the live deliveries of the oldest segment (and their
-//! bodies) to the tail, keeping their places in the queue and the inflight window, so one
-//! long-offline session cannot pin the log.
+//! bodies, read back from the log) to the tail, keeping their places in the queue and the
+//! inflight window, so one long-offline session cannot pin the log.
+//!
+//! Memory: the journal keeps no message bodies, so what offline sessions have queued costs
+//! disk, not RAM. Of each live body it keeps the sequence number of its `Message` record,
+//! its reference count, expiry time and payload length; [`Journal::read_body`] reads the
+//! message back from the log (from the unwritten batch, the OS, or the disk, wherever the
+//! record is). Queued deliveries come out of [`Journal::open`] and [`Journal::state`] as
+//! [`StoredDelivery`](corvus_core::StoredDelivery)s without bodies; in-flight ones, few and
+//! due to be re-sent at once, with their bodies read from the log.
 
 mod record;
 mod replay;
@@ -28,7 +36,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use corvus_core::{ClientId, Millis};
+use corvus_core::{ClientId, Message, Millis};
 
 use crate::error::StoreError;
 use crate::fs::FileSystem;
@@ -38,6 +46,7 @@ use crate::segment::Seq;
 pub use record::{
     kind, CopiedSent, EncodeRecordError, MessageId, QueuedCopy, Record, RecordError, RECORD_VERSION,
 };
+pub(crate) use replay::Snapshot;
 use replay::State;
 pub use replay::{InflightEntry, QueuedEntry, ReplayReport, ReplayedSession, ReplayedState};
 
@@ -58,7 +67,8 @@ impl ReadOnlyReplay {
 
     /// Ends the replay as [`Journal::open`] does: lost deliveries are reported, and queued
     /// deliveries expired at `now` are counted and left out (without journaling their `Done`).
-    pub(crate) fn finish(mut self, now: Millis) -> (ReplayedState, ReplayReport) {
+    /// Deliveries come without bodies (in flight ones too): the tools count, not send.
+    pub(crate) fn finish(mut self, now: Millis) -> (Snapshot, ReplayReport) {
         let expired = self.state.finish_replay(now);
         let report = std::mem::take(&mut self.state.report);
         for record in &expired {
@@ -134,8 +144,45 @@ impl Journal {
         // Expired deliveries are finished like any other (synced with the next batch), so
         // nothing of theirs is left to look lost once their body's segment is reclaimed.
         journal.write(&expired)?;
-        let replayed = journal.state.snapshot();
+        let replayed = journal.state()?;
         Ok((journal, replayed, report, recovery))
+    }
+
+    /// Reads the message body `id` back from the log, wherever its `Message` record is (not
+    /// yet written, written but not synced, or durable). `None` if no live delivery refers
+    /// to such a body (never written, or dropped once its deliveries were done).
+    ///
+    /// An error means the journal holds the body but cannot read it (an I/O error, or the
+    /// record changed on disk since it was written or recovered).
+    pub fn read_body(&self, id: MessageId) -> Result<Option<Arc<Message>>, StoreError> {
+        match self.state.bodies.get(&id) {
+            Some(body) if body.refs > 0 => self.read_body_at(id, body.seq).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads the `Message` record of body `id` at `seq`.
+    fn read_body_at(&self, id: MessageId, seq: Seq) -> Result<Arc<Message>, StoreError> {
+        let unreadable = |reason: String| StoreError::BodyUnreadable { id, seq, reason };
+        let bytes = self
+            .log
+            .read_seq(seq)?
+            .ok_or_else(|| unreadable("the log no longer holds that record".into()))?;
+        match Record::decode(&bytes) {
+            Ok(Record::Message { id: found, message }) if found == id => Ok(message),
+            Ok(other) => Err(unreadable(format!("the record there is {other}"))),
+            Err(e) => Err(unreadable(e.to_string())),
+        }
+    }
+
+    /// The body of a delivery the state says is live: one the log no longer has is an error.
+    fn read_live_body(&self, id: MessageId) -> Result<Arc<Message>, StoreError> {
+        self.read_body(id)?
+            .ok_or_else(|| StoreError::BodyUnreadable {
+                id,
+                seq: Seq(0),
+                reason: "a live delivery refers to a body the journal does not hold".into(),
+            })
     }
 
     /// Hands out a message id for a new `Message` record (above every id in the journal).
@@ -250,9 +297,12 @@ impl Journal {
     }
 
     /// The live state, as a replay of everything written so far would rebuild it (before
-    /// expiry).
-    pub fn state(&self) -> ReplayedState {
-        self.state.snapshot()
+    /// expiry): queued deliveries without bodies, in-flight ones with their bodies read from
+    /// the log.
+    pub fn state(&self) -> Result<ReplayedState, StoreError> {
+        self.state
+            .snapshot()
+            .with_bodies(|id| self.read_live_body(id))
     }
 
     /// The sequence number below which no record is needed: whole segments below it can be
@@ -311,11 +361,13 @@ impl Journal {
                 .collect();
             entries.sort_by_key(|(client, id, e)| (e.defined_at, (*client).clone(), *id));
             for (client, id, e) in entries {
-                let body = &self.state.bodies[&id];
-                if body.seq <= last && copied_bodies.insert(id) {
+                let body_seq = self.state.bodies.get(&id).map(|b| b.seq);
+                if body_seq.is_some_and(|seq| seq <= last) && copied_bodies.insert(id) {
+                    // Read back from the log (the journal keeps no bodies): at most one
+                    // segment's worth of them is in memory at once.
                     records.push(Record::Message {
                         id,
-                        message: body.message.clone(),
+                        message: self.read_live_body(id)?,
                     });
                 }
                 // An entry whose body moves is copied after it too: replay needs a body

@@ -1,24 +1,32 @@
 //! The journal's state: every live delivery, rebuilt by applying records in sequence order.
 //! The same code replays the log on open and follows the writer afterwards, so what the
 //! writer believes is live is exactly what a replay of its records would rebuild.
+//!
+//! It holds no message bodies: of each live body it keeps where its `Message` record is in
+//! the log, how many live deliveries refer to it, its expiry time and its payload's length.
+//! A snapshot ([`State::snapshot`]) therefore describes deliveries as [`StoredDelivery`]s;
+//! the journal reads the bodies of in-flight ones back from the log
+//! ([`Snapshot::with_bodies`]), queued ones stay on disk until a session asks for them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use corvus_core::session::OutState;
-use corvus_core::{ClientId, Delivery, Message, Millis};
+use corvus_core::{ClientId, Delivery, Message, Millis, StoredDelivery};
 use mqtt_codec::{PacketId, QoS};
 
 use super::record::{CopiedSent, MessageId, QueuedCopy, Record, RecordError};
+use crate::error::StoreError;
 use crate::segment::Seq;
 
-/// A delivery waiting in a session's queue.
+/// A delivery waiting in a session's queue. Its message body stays in the journal's log
+/// (read it with [`Journal::read_body`](super::Journal::read_body) under `message_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedEntry {
-    /// The message id (for later `Sent`/`Done` records).
+    /// The message id (for later `Sent`/`Done` records, and to read the body back).
     pub message_id: MessageId,
-    /// The delivery; its message is shared with every other session that receives it.
-    pub delivery: Delivery,
+    /// The delivery, without its body.
+    pub delivery: StoredDelivery,
 }
 
 /// A delivery in flight towards a session's client.
@@ -28,7 +36,8 @@ pub struct InflightEntry {
     pub message_id: MessageId,
     /// Its packet id.
     pub packet_id: PacketId,
-    /// The delivery.
+    /// The delivery, with its body (read from the log: in-flight deliveries are re-sent as
+    /// soon as their session's client returns, and there are few of them).
     pub delivery: Delivery,
     /// `AwaitingPubAck`/`AwaitingPubRec` after `Sent`, `AwaitingPubComp` after `Released`.
     pub state: OutState,
@@ -51,6 +60,68 @@ pub struct ReplayedSession {
 pub struct ReplayedState {
     /// By client id; sessions with nothing queued, in flight or awaiting PUBREL are absent.
     pub sessions: BTreeMap<ClientId, ReplayedSession>,
+}
+
+/// A [`ReplayedState`] before the bodies of in-flight deliveries are read from the log:
+/// what [`State::snapshot`] can tell without reading anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) sessions: BTreeMap<ClientId, SessionSnapshot>,
+}
+
+/// A [`ReplayedSession`] whose in-flight deliveries have no body yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SessionSnapshot {
+    pub(crate) queue: Vec<QueuedEntry>,
+    pub(crate) inflight: Vec<InflightStub>,
+    pub(crate) inbound_qos2: Vec<PacketId>,
+}
+
+/// An [`InflightEntry`] whose body has not been read yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InflightStub {
+    pub(crate) message_id: MessageId,
+    pub(crate) packet_id: PacketId,
+    pub(crate) delivery: StoredDelivery,
+    pub(crate) state: OutState,
+}
+
+impl Snapshot {
+    /// The state as sessions want it: in-flight deliveries with their bodies, obtained from
+    /// `read` (one read per message, shared by every session that has it in flight).
+    pub(crate) fn with_bodies(
+        self,
+        mut read: impl FnMut(MessageId) -> Result<Arc<Message>, StoreError>,
+    ) -> Result<ReplayedState, StoreError> {
+        let mut read_so_far: HashMap<MessageId, Arc<Message>> = HashMap::new();
+        let mut sessions = BTreeMap::new();
+        for (client, s) in self.sessions {
+            let mut inflight = Vec::with_capacity(s.inflight.len());
+            for e in s.inflight {
+                let message = match read_so_far.get(&e.message_id) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let m = read(e.message_id)?;
+                        read_so_far.insert(e.message_id, m.clone());
+                        m
+                    }
+                };
+                inflight.push(InflightEntry {
+                    message_id: e.message_id,
+                    packet_id: e.packet_id,
+                    delivery: e.delivery.with_message(message),
+                    state: e.state,
+                });
+            }
+            let session = ReplayedSession {
+                queue: s.queue,
+                inflight,
+                inbound_qos2: s.inbound_qos2,
+            };
+            sessions.insert(client, session);
+        }
+        Ok(ReplayedState { sessions })
+    }
 }
 
 /// What replay skipped or dropped.
@@ -133,13 +204,25 @@ impl Client {
     }
 }
 
+/// What is kept in memory of a message body: where to read it back, and the little replay
+/// and snapshots need without reading it. The message itself stays in the log.
 #[derive(Debug)]
 pub(crate) struct Body {
-    pub(crate) message: Arc<Message>,
-    /// The newest record holding it.
+    /// The newest `Message` record holding it.
     pub(crate) seq: Seq,
     /// Live entries referring to it.
     pub(crate) refs: usize,
+    /// When the message expires (queued deliveries of an expired message are dropped at
+    /// open).
+    pub(crate) expires_at: Option<Millis>,
+    /// Its payload's length (what sessions count against their byte limits).
+    pub(crate) payload_len: usize,
+}
+
+impl Body {
+    fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
 }
 
 /// The live deliveries, the bodies they need and where in the log those records are.
@@ -311,14 +394,14 @@ impl State {
                     }
                 }
                 None => {
-                    self.bodies.insert(
-                        id,
-                        Body {
-                            message,
-                            seq,
-                            refs: 0,
-                        },
-                    );
+                    // The message itself is dropped here: it is read back from the log.
+                    let body = Body {
+                        seq,
+                        refs: 0,
+                        expires_at: message.expires_at,
+                        payload_len: message.payload.len(),
+                    };
+                    self.bodies.insert(id, body);
                 }
             },
             Record::Enqueue {
@@ -470,7 +553,8 @@ impl State {
         let mut expired = Vec::new();
         for (client, c) in &self.clients {
             for (&id, e) in &c.entries {
-                if e.sent.is_none() && self.bodies[&id].message.is_expired(now) {
+                let is_expired = self.bodies.get(&id).is_some_and(|b| b.is_expired(now));
+                if e.sent.is_none() && is_expired {
                     expired.push((client.clone(), id));
                 }
             }
@@ -491,18 +575,21 @@ impl State {
             .collect()
     }
 
-    fn delivery(&self, id: MessageId, e: &Entry) -> Delivery {
-        Delivery {
-            message: self.bodies[&id].message.clone(),
+    /// A live delivery, without its body.
+    fn delivery(&self, id: MessageId, e: &Entry) -> StoredDelivery {
+        let body = self.bodies.get(&id);
+        StoredDelivery {
+            stored_id: id,
             qos: e.qos,
             retain: e.retain,
             subscription_ids: e.subscription_ids.clone(),
-            stored_id: Some(id),
+            payload_len: body.map_or(0, |b| b.payload_len),
+            expires_at: body.and_then(|b| b.expires_at),
         }
     }
 
-    /// The state, as sessions want it.
-    pub(crate) fn snapshot(&self) -> ReplayedState {
+    /// The state, bodies left in the log.
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let mut sessions = BTreeMap::new();
         for (client, c) in &self.clients {
             let queue = c
@@ -519,7 +606,7 @@ impl State {
                 .map(|&id| {
                     let e = &c.entries[&id];
                     let s = e.sent.as_ref().expect("inflight entries are sent");
-                    InflightEntry {
+                    InflightStub {
                         message_id: id,
                         packet_id: s.packet_id,
                         delivery: self.delivery(id, e),
@@ -534,14 +621,14 @@ impl State {
             let inbound_qos2 = c.inbound.keys().copied().collect();
             sessions.insert(
                 client.clone(),
-                ReplayedSession {
+                SessionSnapshot {
                     queue,
                     inflight,
                     inbound_qos2,
                 },
             );
         }
-        ReplayedState { sessions }
+        Snapshot { sessions }
     }
 
     /// The record that keeps a live inbound QoS 2 id wherever it is written.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use corvus_core::session::OutState;
-use corvus_core::{ClientId, Delivery, Message, Millis};
+use corvus_core::{ClientId, Message, Millis, StoredDelivery};
 use mqtt_codec::{MqttString, PacketId, PublishProperties, QoS};
 use proptest::prelude::*;
 
@@ -154,10 +154,12 @@ impl Model {
                     QoS::ExactlyOnce => Some(OutState::AwaitingPubRec),
                 };
                 if let Some(state) = state {
+                    // In flight deliveries come with their bodies.
+                    let body = self.bodies[message].clone();
                     s.inflight.push(InflightEntry {
                         message_id: *message,
                         packet_id: *packet_id,
-                        delivery: e.delivery,
+                        delivery: e.delivery.with_message(body),
                         state,
                     });
                 }
@@ -193,12 +195,15 @@ impl Model {
         retain: bool,
         subscription_ids: &[u32],
     ) {
-        let delivery = Delivery {
-            message: self.bodies[&message].clone(),
+        // Queued deliveries come without bodies.
+        let body = &self.bodies[&message];
+        let delivery = StoredDelivery {
+            stored_id: message,
             qos,
             retain,
             subscription_ids: subscription_ids.to_vec(),
-            stored_id: Some(message),
+            payload_len: body.payload.len(),
+            expires_at: body.expires_at,
         };
         self.sessions
             .entry(client.clone())
@@ -215,7 +220,7 @@ impl Model {
         let mut expired = Vec::new();
         for (c, s) in &self.sessions {
             for e in &s.queue {
-                if e.delivery.message.is_expired(now) {
+                if e.delivery.is_expired(now) {
                     expired.push((c.clone(), e.message_id));
                 }
             }
@@ -520,7 +525,7 @@ fn scripted_replay_rebuilds_queues_and_inflight_in_order() {
     j.write(&records).unwrap();
     j.sync().unwrap();
     let model = apply_all(&records).state();
-    assert_eq!(j.state(), model);
+    assert_eq!(j.state().unwrap(), model);
     drop(j);
 
     let (j, state, report) = open(&fs, LogOptions::default());
@@ -549,12 +554,14 @@ fn scripted_replay_rebuilds_queues_and_inflight_in_order() {
         [(3, 22, OutState::AwaitingPubComp)]
     );
     assert_eq!(b.inflight[0].delivery.qos, QoS::ExactlyOnce);
-    // One body per message, shared by both sessions.
-    assert!(Arc::ptr_eq(
-        &a.queue[0].delivery.message,
-        &b.inflight[0].delivery.message
-    ));
-    assert_eq!(&a.queue[0].delivery.message.payload[..], b"three");
+    // In flight: the body is read back at open. Queued: only its length and expiry, the
+    // body is read on request.
+    assert_eq!(&b.inflight[0].delivery.message.payload[..], b"three");
+    assert_eq!(a.queue[0].delivery.payload_len, 5);
+    assert_eq!(a.queue[0].delivery.stored_id, 3);
+    let body = j.read_body(3).unwrap().expect("a live body");
+    assert_eq!(&body.payload[..], b"three");
+    assert_eq!(j.read_body(1).unwrap(), None, "every delivery of 1 is done");
     assert_eq!(j.next_message_id_peek(), 4);
 }
 
@@ -585,7 +592,7 @@ fn write_refuses_enqueue_without_body_and_appends_nothing() {
     );
     assert!(err.to_string().contains("message 2"), "{err}");
     assert_eq!(j.log().next_seq(), before);
-    assert!(j.state().sessions.is_empty());
+    assert!(j.state().unwrap().sessions.is_empty());
 }
 
 #[test]
@@ -773,7 +780,7 @@ fn acked_segments_are_reclaimed() {
     assert!(removed > 0);
     assert_eq!(j.log().segment_count(), segments - removed);
     assert!(j.segments()[0].live >= 1);
-    assert_eq!(j.state(), model.state());
+    assert_eq!(j.state().unwrap(), model.state());
     drop(j);
     let (_, state, report) = open(&fs, small());
     assert_eq!(state, model.state());
@@ -822,7 +829,7 @@ fn long_offline_session_survives_compaction() {
         total.copied += c.copied;
         total.bodies += c.bodies;
         total.removed += c.removed;
-        assert_eq!(j.state(), model.state());
+        assert_eq!(j.state().unwrap(), model.state());
     }
     assert!(total.copied >= 4 && total.bodies >= 4, "{total:?}");
     assert!(total.removed >= before - 3, "{total:?}");
@@ -871,6 +878,139 @@ fn long_offline_session_survives_compaction() {
             .collect::<Vec<_>>(),
         [m3, m4]
     );
+}
+
+// ---- bodies stay on disk ----
+
+fn body_payload(j: &Journal, id: MessageId) -> Option<Vec<u8>> {
+    j.read_body(id).unwrap().map(|m| m.payload.to_vec())
+}
+
+/// `read_body` finds a body's record wherever it is, until the body is dropped.
+#[test]
+fn read_body_finds_a_body_pending_flushed_synced_and_after_reopen() {
+    let fs = FaultFs::new();
+    let (mut j, _, _) = open(&fs, LogOptions::default());
+    let m = message("t/1", "the body", QoS::AtLeastOnce, Some(7_000));
+    j.write(&[
+        Record::Message {
+            id: 1,
+            message: m.clone(),
+        },
+        enqueue("a", 1, QoS::AtLeastOnce),
+    ])
+    .unwrap();
+    let pending = j.read_body(1).unwrap().expect("pending");
+    assert_eq!(*pending, *m);
+    j.log_flush().unwrap();
+    assert_eq!(
+        body_payload(&j, 1).as_deref(),
+        Some(&b"the body"[..]),
+        "flushed"
+    );
+    j.sync().unwrap();
+    assert_eq!(
+        body_payload(&j, 1).as_deref(),
+        Some(&b"the body"[..]),
+        "synced"
+    );
+    assert_eq!(j.read_body(2).unwrap(), None, "never written");
+    drop(j);
+
+    let (mut j, state, _) = open(&fs, LogOptions::default());
+    let after = j.read_body(1).unwrap().expect("after reopen");
+    assert_eq!(*after, *m);
+    let queued = &state.sessions[&client("a")].queue[0];
+    assert_eq!(queued.delivery.payload_len, 8);
+    assert_eq!(queued.delivery.expires_at, Some(7_000));
+    j.write(&[sent("a", 1, 1), done("a", 1)]).unwrap();
+    assert_eq!(
+        j.read_body(1).unwrap(),
+        None,
+        "dropped with its last delivery"
+    );
+}
+
+/// A body copied forward by compaction is read from its new place once the segment it was
+/// first written to is gone.
+#[test]
+fn a_body_copied_forward_is_read_from_its_new_place() {
+    let fs = FaultFs::new();
+    let (mut j, _, _) = open(&fs, small());
+    let mut model = Model::default();
+    let kept = publish(&mut j, &["off"], QoS::AtLeastOnce, &mut model);
+    for p in 1..=30u16 {
+        let id = publish(&mut j, &["on"], QoS::AtLeastOnce, &mut model);
+        write(&mut j, &[sent("on", id, p), done("on", id)], &mut model);
+    }
+    j.sync().unwrap();
+    let first_segment = dir().join(format!("{:020}.seg", 1));
+    assert!(fs.contents(&first_segment).is_some());
+    let c = j.compact_front().unwrap();
+    assert_eq!(c.bodies, 1, "{c:?}");
+    assert!(c.removed >= 1, "{c:?}");
+    assert!(
+        fs.contents(&first_segment).is_none(),
+        "the old segment is gone"
+    );
+    let want = model.bodies[&kept].clone();
+    assert_eq!(j.read_body(kept).unwrap().as_deref(), Some(&*want));
+    drop(j);
+    let (j, state, report) = open(&fs, small());
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(state, model.state());
+    assert_eq!(j.read_body(kept).unwrap().as_deref(), Some(&*want));
+}
+
+/// The journal holds on to no message: every `Arc` handed to `write` is back to one owner,
+/// and queued entries describe their bodies without them.
+#[test]
+fn the_journal_keeps_no_message_bodies_in_memory() {
+    const N: u64 = 40;
+    const PAYLOAD: usize = 256 * 1024;
+    let fs = FaultFs::new();
+    let (mut j, _, _) = open(&fs, LogOptions::default());
+    let mut written = Vec::new();
+    for id in 1..=N {
+        let m = Arc::new(Message {
+            payload: Bytes::from(vec![id as u8; PAYLOAD + id as usize]),
+            ..(*message(&format!("t/{id}"), "", QoS::AtLeastOnce, Some(1_000 + id))).clone()
+        });
+        j.write(&[
+            Record::Message {
+                id,
+                message: m.clone(),
+            },
+            enqueue("a", id, QoS::AtLeastOnce),
+        ])
+        .unwrap();
+        assert_eq!(Arc::strong_count(&m), 1, "message {id} retained by write");
+        written.push(m);
+    }
+    // One goes in flight: its body comes with the state, read from the log.
+    j.write(&[sent("a", 1, 1)]).unwrap();
+    j.sync().unwrap();
+    assert!(written.iter().all(|m| Arc::strong_count(m) == 1));
+
+    let check = |state: &ReplayedState| {
+        let a = &state.sessions[&client("a")];
+        assert_eq!(a.inflight.len(), 1);
+        assert_eq!(*a.inflight[0].delivery.message, *written[0]);
+        assert_eq!(a.queue.len(), N as usize - 1);
+        for (e, m) in a.queue.iter().zip(&written[1..]) {
+            assert_eq!(e.delivery.stored_id, e.message_id);
+            assert_eq!(e.delivery.payload_len, m.payload.len());
+            assert_eq!(e.delivery.expires_at, m.expires_at);
+        }
+    };
+    check(&j.state().unwrap());
+    drop(j);
+    let (j, state, _) = open(&fs, LogOptions::default());
+    check(&state);
+    // Read back on request, and let go again by the journal.
+    let body = j.read_body(N).unwrap().expect("queued body");
+    assert_eq!(*body, *written[N as usize - 1]);
+    assert_eq!(Arc::strong_count(&body), 1);
 }
 
 // ---- model-based property test ----
@@ -1111,7 +1251,14 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 history.push((Seq(first.0 + i as u64), r));
             }
         }
-        prop_assert_eq!(j.state(), model.state());
+        prop_assert_eq!(j.state().unwrap(), model.state());
+        // Queued bodies are on disk only, and read back as written.
+        for s in model.sessions.values() {
+            for e in &s.queue {
+                let body = j.read_body(e.message_id).unwrap();
+                prop_assert_eq!(body.as_deref(), Some(&*model.bodies[&e.message_id]));
+            }
+        }
     }
     j.sync().unwrap();
     drop(j);
@@ -1344,7 +1491,10 @@ fn inbound_ids_are_released_by_pubrel_and_by_forgetting_the_client() {
         },
     ])
     .unwrap();
-    assert_eq!(j.state().sessions[&client("p")].inbound_qos2, [pid(2)]);
+    assert_eq!(
+        j.state().unwrap().sessions[&client("p")].inbound_qos2,
+        [pid(2)]
+    );
     assert_eq!(j.forget_client(&client("q")).unwrap(), 0, "no deliveries");
     j.sync().unwrap();
     drop(j);
@@ -1353,7 +1503,7 @@ fn inbound_ids_are_released_by_pubrel_and_by_forgetting_the_client() {
     assert_eq!(state.sessions.keys().collect::<Vec<_>>(), [&client("p")]);
     assert_eq!(state.sessions[&client("p")].inbound_qos2, [pid(2)]);
     j.forget_client(&client("p")).unwrap();
-    assert!(j.state().sessions.is_empty());
+    assert!(j.state().unwrap().sessions.is_empty());
     // Nothing live is left, so everything can be reclaimed.
     assert_eq!(j.reclaimable_upto(), j.log().next_seq());
 }
