@@ -117,6 +117,19 @@ pub enum StoreEvent {
     InboundQos2Removed(PacketId),
 }
 
+/// The will of the connection that owns the session, until that connection ends: it is then
+/// published, left pending for its delay, or discarded by a normal DISCONNECT. It is kept with
+/// the session rather than the connection so that it is persisted with it: a crash of the
+/// broker ends every connection without DISCONNECT, and their wills are still due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmedWill {
+    /// The message; its `expires_at` holds the Message Expiry Interval in seconds until it
+    /// is published (the expiry counts from then).
+    pub message: Arc<Message>,
+    /// Will Delay Interval in seconds.
+    pub delay_secs: u32,
+}
+
 /// A will waiting for its delay to pass (MQTT 5.0 section 3.1.3.2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingWill {
@@ -172,6 +185,7 @@ pub struct Session {
     inbound_qos2: HashSet<PacketId>,
     last_packet_id: u16,
     pub pending_will: Option<PendingWill>,
+    pub armed_will: Option<ArmedWill>,
     pub counters: SessionCounters,
     limits: QueueLimits,
     store_events: Vec<StoreEvent>,
@@ -200,6 +214,7 @@ impl Session {
             inbound_qos2: HashSet::new(),
             last_packet_id: 0,
             pending_will: None,
+            armed_will: None,
             counters: SessionCounters::default(),
             limits: QueueLimits {
                 max_messages: config.max_queued_messages,
@@ -546,6 +561,27 @@ impl Session {
 
     // ---- lifetime ----
 
+    /// The connection that owned the session ended without a normal DISCONNECT (or the
+    /// broker stopped while it was connected): its armed will is due (MQTT 5.0 section
+    /// 3.1.3.2.2). Returns the will to publish now; with a delay, it waits as the pending
+    /// will instead, unless the session ends now (a will is published at the latest when its
+    /// session ends [MQTT-3.1.3-9]). Its expiry counts from now.
+    pub fn release_armed_will(&mut self, now: Millis, session_ends: bool) -> Option<Arc<Message>> {
+        let armed = self.armed_will.take()?;
+        let mut message = Arc::unwrap_or_clone(armed.message);
+        message.expires_at = message.expires_at.map(|secs| now + secs * 1000);
+        let message = Arc::new(message);
+        let delay_ms = u64::from(armed.delay_secs.min(self.expiry_interval)) * 1000;
+        if session_ends || delay_ms == 0 {
+            return Some(message);
+        }
+        self.pending_will = Some(PendingWill {
+            message,
+            due_at: now + delay_ms,
+        });
+        None
+    }
+
     /// When the session ends if nobody reconnects, while offline.
     pub fn expires_at(&self) -> Option<Millis> {
         let since = self.disconnected_at?;
@@ -721,6 +757,42 @@ mod tests {
             s.enqueue(delivery(QoS::AtMostOnce, b"x", None), 0),
             Enqueued::Dropped(DropReason::Qos0Offline)
         );
+    }
+
+    /// An armed will is released when its connection is lost: at once without a delay, as
+    /// the pending will with one (capped by the session expiry), at once if the session ends;
+    /// its expiry counts from the release.
+    #[test]
+    fn an_armed_will_is_released_now_or_left_pending() {
+        let will = |delay_secs| ArmedWill {
+            message: Arc::new(Message {
+                expires_at: Some(30),
+                ..(*delivery(QoS::AtLeastOnce, b"gone", None).message).clone()
+            }),
+            delay_secs,
+        };
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        s.expiry_interval = 60;
+        assert_eq!(s.release_armed_will(1_000, false), None, "no will");
+        s.armed_will = Some(will(0));
+        let now = s
+            .release_armed_will(1_000, false)
+            .expect("published at once");
+        assert_eq!(now.expires_at, Some(31_000));
+        assert!(s.armed_will.is_none() && s.pending_will.is_none());
+        s.armed_will = Some(will(100));
+        assert_eq!(s.release_armed_will(1_000, false), None);
+        let pending = s.pending_will.take().expect("waits for its delay");
+        assert_eq!(
+            pending.due_at, 61_000,
+            "the delay is capped by the session expiry"
+        );
+        s.armed_will = Some(will(100));
+        assert!(
+            s.release_armed_will(1_000, true).is_some(),
+            "the session ends now"
+        );
+        assert!(s.pending_will.is_none());
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
                 expiry_interval: u32::MAX,
                 disconnected_at: Some(now),
                 pending_will: None,
+                armed_will: None,
                 last_packet_id: 0,
             },
         }]);

@@ -227,7 +227,8 @@ impl Broker {
     }
 
     /// A broker that persists to `store`, starting from what it recovered. Returns the
-    /// broker and the wills that came due while it was down (to publish now).
+    /// broker and the wills due now (to publish): those of sessions that expired while it was
+    /// down, and those of connections it had when it stopped without their ending (a crash).
     pub fn with_store(
         config: BrokerConfig,
         store: Arc<Store>,
@@ -239,6 +240,7 @@ impl Broker {
             state, mut queues, ..
         } = recovered;
         let mut records = Vec::new();
+        let mut wills: Vec<Arc<Message>> = Vec::new();
         {
             let mut sessions = write(&broker.sessions);
             let mut tree = write(&broker.tree);
@@ -246,12 +248,15 @@ impl Broker {
                 let client = loaded.client_id.clone();
                 let was_online = loaded.record.disconnected_at.is_none();
                 let queue = queues.sessions.remove(&client);
-                let session = persist::restore_session(&broker, loaded, queue, now);
+                let mut session = persist::restore_session(&broker, loaded, queue, now);
                 for (filter, entry) in session.subscriptions() {
                     tree.subscribe(&client, filter, entry.clone());
                 }
                 if was_online {
-                    // Its expiry counts from now: record when that was.
+                    // Its connection ended with the broker, without DISCONNECT: its will is
+                    // due now, or pending for its delay.
+                    wills.extend(session.release_armed_will(now, false));
+                    // Its expiry counts from now: record when that was, and the will's fate.
                     records.push(persist::record_op(&session));
                 }
                 let handle = SessionHandle::new(session);
@@ -266,12 +271,13 @@ impl Broker {
             }
         }
         broker.persist(records);
-        let wills = state
-            .expired_wills
-            .into_iter()
-            .map(|(_, will)| will.message)
-            .filter(|m| !m.is_expired(now))
-            .collect();
+        wills.extend(
+            state
+                .expired_wills
+                .into_iter()
+                .map(|(_, will)| will.message)
+                .filter(|m| !m.is_expired(now)),
+        );
         (broker, wills)
     }
 

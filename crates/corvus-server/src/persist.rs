@@ -22,6 +22,7 @@ pub fn session_record(session: &Session) -> SessionRecord {
         expiry_interval: session.expiry_interval,
         disconnected_at: session.disconnected_at,
         pending_will: session.pending_will.clone(),
+        armed_will: session.armed_will.clone(),
         last_packet_id: session.last_packet_id(),
     }
 }
@@ -71,6 +72,7 @@ pub fn restore_session(
     session.online = false;
     session.disconnected_at = Some(record.disconnected_at.unwrap_or(now));
     session.pending_will = record.pending_will;
+    session.armed_will = record.armed_will;
     for (filter, entry) in loaded.subscriptions {
         session.add_subscription(filter, entry);
     }

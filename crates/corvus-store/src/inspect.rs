@@ -790,8 +790,11 @@ impl fmt::Display for DirDump {
                     Some(at) => format!("offline since {}", utc(at)),
                     None => "online".into(),
                 },
-                s.will_due_at
-                    .map_or_else(|| "-".into(), |at| format!("due {}", utc(at))),
+                match (s.will_due_at, s.armed_will) {
+                    (Some(at), _) => format!("due {}", utc(at)),
+                    (None, true) => "armed".into(),
+                    (None, false) => "-".into(),
+                },
                 s.subscriptions.to_string(),
                 q.inbound_qos2.to_string(),
                 q.queued.to_string(),
@@ -919,6 +922,7 @@ mod tests {
         let session = |disconnected_at| SessionRecord {
             expiry_interval: 3600,
             disconnected_at,
+            armed_will: None,
             pending_will: None,
             last_packet_id: 1,
         };
@@ -1101,6 +1105,7 @@ mod tests {
         let session = SessionRecord {
             expiry_interval: 60,
             disconnected_at: None,
+            armed_will: None,
             pending_will: None,
             last_packet_id: 0,
         };

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     Ack, ConnAck, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscribe, Subscription, SubscriptionOptions,
+    Publish, QoS, ReasonCode, Subscribe, Subscription, SubscriptionOptions, Will, WillProperties,
 };
 use support::{Proc, Rng};
 
@@ -111,6 +111,79 @@ fn sigkill_while_publishing_qos1_and_qos2_seed_2() {
 #[test]
 fn sigkill_while_publishing_qos1_and_qos2_seed_3() {
     run_seed(3, Mix::Qos1And2);
+}
+
+/// A crash ends every connection without DISCONNECT, so the will of a persistent session
+/// whose client was connected is due after the restart: published once, and not again after
+/// a second restart.
+#[test]
+fn sigkill_publishes_the_will_of_a_connected_client_once_after_the_restart() {
+    let mut node = Node::new(100);
+    node.start();
+    // A watcher with a persistent session, subscribed to the wills, then offline.
+    let (mut watcher, _) = Conn::connect(node.addr, "watcher", true, None).expect("connects");
+    subscribe(&mut watcher, "wills/#", QoS::AtLeastOnce);
+    watcher.disconnect();
+    // A device with a persistent session and a will, connected when the broker dies. Its
+    // CONNACK is sent once its session (with the will) is on disk.
+    let (_device, ack) = Conn::connect_with(node.addr, "device", true, |c| {
+        c.will = Some(Will {
+            topic: s("wills/device"),
+            payload: Bytes::from_static(b"device lost"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: WillProperties::default(),
+        });
+    })
+    .expect("the device connects");
+    assert!(!ack.session_present);
+    node.kill();
+    node.start();
+    let (mut watcher, _) = Conn::connect(node.addr, "watcher", false, None).expect("connects");
+    match watcher.recv(STEP).expect("read the will") {
+        Some(Packet::Publish(p)) => {
+            assert_eq!(
+                (p.topic.as_str(), &p.payload[..]),
+                ("wills/device", &b"device lost"[..])
+            );
+            let id = p.packet_id.expect("QoS 1");
+            watcher.send(Packet::PubAck(Ack::new(id))).expect("PUBACK");
+        }
+        other => panic!("expected the device's will, got {other:?}"),
+    }
+    assert_eq!(watcher.recv(QUIET).expect("quiet"), None, "one will, once");
+    // The will is not armed any more: another restart does not publish it again.
+    node.kill();
+    node.start();
+    let (mut watcher, _) = Conn::connect(node.addr, "watcher", false, None).expect("connects");
+    assert_eq!(watcher.recv(QUIET).expect("quiet"), None, "published again");
+}
+
+/// SUBSCRIBE one filter and check the SUBACK grants the QoS asked for.
+fn subscribe(conn: &mut Conn, filter: &str, qos: QoS) {
+    let subscribe = Subscribe {
+        packet_id: NonZeroU16::new(1).expect("nonzero"),
+        properties: Default::default(),
+        subscriptions: vec![Subscription {
+            filter: s(filter),
+            options: SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        }],
+    };
+    conn.send(subscribe.into()).expect("send SUBSCRIBE");
+    match conn.recv(STEP).expect("read SUBACK") {
+        Some(Packet::SubAck(ack)) => {
+            let granted = match qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            };
+            assert_eq!(ack.reason_codes, vec![granted], "{ack:?}")
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
 }
 
 // ---- the broker process ----
@@ -243,6 +316,18 @@ impl Conn {
         clean_start: bool,
         receive_maximum: Option<u16>,
     ) -> io::Result<(Conn, ConnAck)> {
+        Conn::connect_with(addr, client_id, clean_start, |c| {
+            c.properties.receive_maximum = receive_maximum;
+        })
+    }
+
+    /// [`connect`](Self::connect) with `tune` applied to the CONNECT.
+    fn connect_with(
+        addr: SocketAddr,
+        client_id: &str,
+        clean_start: bool,
+        tune: impl FnOnce(&mut Connect),
+    ) -> io::Result<(Conn, ConnAck)> {
         let stream = TcpStream::connect_timeout(&addr, STEP)?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(STEP))?;
@@ -255,7 +340,7 @@ impl Conn {
         connect.clean_start = clean_start;
         connect.keep_alive = 0;
         connect.properties.session_expiry_interval = Some(SESSION_EXPIRY);
-        connect.properties.receive_maximum = receive_maximum;
+        tune(&mut connect);
         conn.send(connect.into())?;
         match conn.recv(STEP)? {
             Some(Packet::ConnAck(ack)) => {
@@ -597,24 +682,7 @@ impl Subscriber {
     /// The first connection: a new session subscribed to `crash/#` at QoS 2, then offline.
     fn setup(addr: SocketAddr) {
         let (mut conn, _) = Conn::connect(addr, "sub", true, Some(100)).expect("sub connects");
-        let subscribe = Subscribe {
-            packet_id: NonZeroU16::new(1).expect("nonzero"),
-            properties: Default::default(),
-            subscriptions: vec![Subscription {
-                filter: s("crash/#"),
-                options: SubscriptionOptions {
-                    qos: QoS::ExactlyOnce,
-                    ..Default::default()
-                },
-            }],
-        };
-        conn.send(subscribe.into()).expect("send SUBSCRIBE");
-        match conn.recv(STEP).expect("read SUBACK") {
-            Some(Packet::SubAck(ack)) => {
-                assert_eq!(ack.reason_codes, vec![ReasonCode::GrantedQoS2], "{ack:?}")
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
+        subscribe(&mut conn, "crash/#", QoS::ExactlyOnce);
         conn.disconnect();
     }
 

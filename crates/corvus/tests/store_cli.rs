@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use corvus_core::session::ArmedWill;
 use corvus_core::{ClientId, Message};
 use corvus_store::fs::OsFileSystem;
 use corvus_store::journal::Record;
@@ -61,15 +62,20 @@ fn enqueue(client: &str, id: u64) -> Record {
     }
 }
 
-/// Sessions "kitchen" (offline, 2 queued + 1 inflight) and "hall" (online, nothing queued, one
-/// inbound QoS 2 id awaiting PUBREL), one retained message, and a queue for "gone", which has
-/// no session.
+/// Sessions "kitchen" (offline, 2 queued + 1 inflight) and "hall" (online, with a will armed,
+/// nothing queued, one inbound QoS 2 id awaiting PUBREL), one retained message, and a queue for
+/// "gone", which has no session.
 fn populate(dir: &Path) {
     let (keyed, _) = KeyedStore::open(&dir.join(STATE_DIR)).unwrap();
-    let session = |disconnected_at| SessionRecord {
+    let session = |disconnected_at: Option<u64>| SessionRecord {
         expiry_interval: 3600,
         disconnected_at,
         pending_will: None,
+        // An online session's connection has its will armed.
+        armed_will: disconnected_at.is_none().then(|| ArmedWill {
+            message: message("hall lost"),
+            delay_secs: 5,
+        }),
         last_packet_id: 0,
     };
     keyed
@@ -209,6 +215,8 @@ fn a_populated_directory_is_checked_and_dumped() {
     let hall = out.lines_with("hall");
     assert!(hall[0].contains("online"), "{out}");
     let cells: Vec<&str> = hall[0].split_whitespace().collect();
+    // The row without its client id: EXPIRY, STATE, WILL, ...
+    assert_eq!(cells[2], "armed", "the WILL column: {out}");
     assert_eq!(cells[cells.len() - 4..], ["1", "0", "0", "0"], "{out}");
 
     assert_eq!(files(dir), before, "check and dump changed the directory");

@@ -92,20 +92,7 @@ impl Connection {
         // Queued messages wait on disk while the client is away, not in memory.
         session.spill();
         let session_ended = session.expiry_interval == 0;
-        let mut will = None;
-        if let Some(spec) = self.will.take() {
-            let message = Arc::new(will_message(spec.message, now));
-            // The will waits for its delay or the end of the session, whichever is first.
-            let delay_ms = u64::from(spec.delay_secs.min(session.expiry_interval)) * 1000;
-            if session_ended || delay_ms == 0 {
-                will = Some(message);
-            } else {
-                session.pending_will = Some(crate::session::PendingWill {
-                    message,
-                    due_at: now + delay_ms,
-                });
-            }
-        }
+        let will = session.release_armed_will(now, session_ended);
         Closed {
             will,
             session_ended,

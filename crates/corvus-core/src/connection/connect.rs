@@ -84,17 +84,17 @@ impl Connection {
             if is_reserved_topic(&will.topic) {
                 return Err(self.refuse(ReasonCode::TopicNameInvalid));
             }
-            self.will = Some(WillSpec {
-                message: Message {
+            self.will = Some(ArmedWill {
+                message: Arc::new(Message {
                     topic: will.topic,
                     payload: will.payload,
                     qos: will.qos,
                     retain: will.retain,
                     properties,
-                    // Counted from when the will is published; fixed in `will_message`.
+                    // Counted from when the will is published (`Session::release_armed_will`).
                     expires_at: expiry_secs.map(u64::from),
                     publisher: Some(client_id.clone()),
-                },
+                }),
                 delay_secs: will.properties.will_delay_interval.unwrap_or(0),
             });
         }
@@ -148,6 +148,8 @@ impl Connection {
         session.disconnected_at = None;
         // Reconnecting in time cancels a delayed will [MQTT-3.1.3-9].
         session.pending_will = None;
+        // The session keeps this connection's will, so that it is persisted with it.
+        session.armed_will = self.will.take();
         session.expiry_interval = self.session_expiry;
 
         let mut properties = ConnAckProperties::default();

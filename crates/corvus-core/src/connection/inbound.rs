@@ -294,7 +294,7 @@ impl Connection {
         }
         // Only 0x04 asks for the will; any other client DISCONNECT discards it [MQTT-3.1.2-8].
         if disconnect.reason_code != ReasonCode::DisconnectWithWillMessage {
-            self.will = None;
+            session.armed_will = None;
         }
         self.state = State::Closed;
         out.push(Action::Close);

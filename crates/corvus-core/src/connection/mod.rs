@@ -16,7 +16,7 @@ use mqtt_codec::{
 };
 
 use crate::config::BrokerConfig;
-use crate::session::{DropReason, OutState, Session, NEVER_EXPIRES};
+use crate::session::{ArmedWill, DropReason, OutState, Session, NEVER_EXPIRES};
 use crate::topic_tree::SubscriptionEntry;
 use crate::types::{ClientId, Delivery, Message, Millis};
 
@@ -94,12 +94,6 @@ enum State {
     Closed,
 }
 
-#[derive(Debug, Clone)]
-struct WillSpec {
-    message: Message,
-    delay_secs: u32,
-}
-
 /// The protocol state of one connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -116,7 +110,8 @@ pub struct Connection {
     problem_information: bool,
     aliases_in: HashMap<u16, MqttString>,
     aliases_out: HashMap<MqttString, u16>,
-    will: Option<WillSpec>,
+    /// The will from CONNECT, until the session takes it (`Session::armed_will`).
+    will: Option<ArmedWill>,
     connect_session_expiry: u32,
     session_expiry: u32,
     /// Messages of a resumed session still in flight but not yet re-sent on this connection,
@@ -181,12 +176,6 @@ impl Connection {
         (self.state == State::Connected && self.keep_alive > 0)
             .then(|| self.last_received + u64::from(self.keep_alive) * 1500)
     }
-}
-
-/// A will becomes an ordinary message when published; its expiry counts from then.
-fn will_message(mut message: Message, now: Millis) -> Message {
-    message.expires_at = message.expires_at.map(|secs| now + secs * 1000);
-    message
 }
 
 /// `$SYS/` topics are written by the broker alone.

@@ -42,6 +42,7 @@ fn session(client: &str) -> Op {
         record: SessionRecord {
             expiry_interval: 3600,
             disconnected_at: None,
+            armed_will: None,
             pending_will: None,
             last_packet_id: 0,
         },

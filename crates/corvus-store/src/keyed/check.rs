@@ -123,6 +123,9 @@ pub struct DumpSession {
     pub disconnected_at: Option<Millis>,
     /// When the pending will is due, if there is one.
     pub will_due_at: Option<Millis>,
+    /// Whether the connection that owns the session has a will (due if the broker stopped
+    /// without that connection ending).
+    pub armed_will: bool,
     pub subscriptions: usize,
 }
 
@@ -319,6 +322,7 @@ fn scan_txn(txn: &ReadTransaction) -> Result<Scan, redb::Error> {
                         expiry_interval: r.expiry_interval,
                         disconnected_at: r.disconnected_at,
                         will_due_at: r.pending_will.map(|w| w.due_at),
+                        armed_will: r.armed_will.is_some(),
                         subscriptions: 0,
                     },
                 );

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use corvus_core::session::PendingWill;
+use corvus_core::session::{ArmedWill, PendingWill};
 use corvus_core::{Message, Millis, SubscriptionEntry};
 use mqtt_codec::{RetainHandling, SubscriptionOptions};
 
@@ -29,6 +29,9 @@ pub struct SessionRecord {
     pub disconnected_at: Option<Millis>,
     /// A will waiting for its delay.
     pub pending_will: Option<PendingWill>,
+    /// The will of the connection that owned the session when this was written (`None`
+    /// once it disconnected): due if the broker stopped without that connection ending.
+    pub armed_will: Option<ArmedWill>,
     /// The last packet id handed out towards the client.
     pub last_packet_id: u16,
 }
@@ -51,6 +54,7 @@ impl SessionRecord {
 
 const S_DISCONNECTED: u8 = 1 << 0;
 const S_WILL: u8 = 1 << 1;
+const S_ARMED_WILL: u8 = 1 << 2;
 
 /// Encodes a session record.
 pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
@@ -64,12 +68,19 @@ pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
     if s.pending_will.is_some() {
         flags |= S_WILL;
     }
+    if s.armed_will.is_some() {
+        flags |= S_ARMED_WILL;
+    }
     w.u8(flags);
     if let Some(at) = s.disconnected_at {
         w.u64(at);
     }
     if let Some(will) = &s.pending_will {
         w.u64(will.due_at);
+        write_message(&mut w, &will.message);
+    }
+    if let Some(will) = &s.armed_will {
+        w.u32(will.delay_secs);
         write_message(&mut w, &will.message);
     }
     w.finish()
@@ -81,7 +92,7 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, DecodeError> {
     let expiry_interval = r.u32("session expiry interval")?;
     let last_packet_id = r.u16("last packet id")?;
     let flags = r.u8("session flags")?;
-    if flags & !(S_DISCONNECTED | S_WILL) != 0 {
+    if flags & !(S_DISCONNECTED | S_WILL | S_ARMED_WILL) != 0 {
         return Err(DecodeError::Invalid("session flags"));
     }
     let disconnected_at = if flags & S_DISCONNECTED != 0 {
@@ -96,11 +107,22 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, DecodeError> {
     } else {
         None
     };
+    let armed_will = if flags & S_ARMED_WILL != 0 {
+        let delay_secs = r.u32("armed will delay")?;
+        let message = Arc::new(read_message(&mut r)?);
+        Some(ArmedWill {
+            message,
+            delay_secs,
+        })
+    } else {
+        None
+    };
     r.finish()?;
     Ok(SessionRecord {
         expiry_interval,
         disconnected_at,
         pending_will,
+        armed_will,
         last_packet_id,
     })
 }

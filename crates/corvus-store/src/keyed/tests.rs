@@ -3,7 +3,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use corvus_core::session::{PendingWill, NEVER_EXPIRES};
+use corvus_core::session::{ArmedWill, PendingWill, NEVER_EXPIRES};
 use corvus_core::{ClientId, Message, SubscriptionEntry};
 use mqtt_codec::{MqttString, PublishProperties, QoS, RetainHandling, SubscriptionOptions};
 use proptest::prelude::*;
@@ -58,6 +58,7 @@ fn session(disconnected_at: Option<u64>, expiry: u32) -> SessionRecord {
     SessionRecord {
         expiry_interval: expiry,
         disconnected_at,
+        armed_will: None,
         pending_will: None,
         last_packet_id: 42,
     }
@@ -99,11 +100,27 @@ fn session_record_round_trips() {
         SessionRecord {
             expiry_interval: 60,
             disconnected_at: Some(5),
+            armed_will: None,
             pending_will: Some(PendingWill {
                 message: Arc::new(full_message("will/topic")),
                 due_at: 99,
             }),
             last_packet_id: u16::MAX,
+        },
+        // Online, with its connection's will armed (and one left pending by an earlier
+        // connection is not possible then, but the format holds both).
+        SessionRecord {
+            expiry_interval: 60,
+            disconnected_at: None,
+            armed_will: Some(ArmedWill {
+                message: Arc::new(full_message("will/armed")),
+                delay_secs: 30,
+            }),
+            pending_will: Some(PendingWill {
+                message: Arc::new(full_message("will/topic")),
+                due_at: 99,
+            }),
+            last_packet_id: 7,
         },
     ] {
         let bytes = encode_session(&rec);
@@ -143,6 +160,7 @@ fn every_truncation_and_bad_version_is_an_error() {
     let rec = SessionRecord {
         expiry_interval: 60,
         disconnected_at: Some(5),
+        armed_will: None,
         pending_will: Some(PendingWill {
             message: Arc::new(full_message("w")),
             due_at: 9,
@@ -216,6 +234,7 @@ fn every_record_type_round_trips_through_the_store_and_a_reopen() {
     let rec = SessionRecord {
         expiry_interval: NEVER_EXPIRES,
         disconnected_at: Some(1000),
+        armed_will: None,
         pending_will: Some(PendingWill {
             message: Arc::new(full_message("will")),
             due_at: u64::MAX,
@@ -342,6 +361,7 @@ fn expired_sessions_and_retained_are_deleted_on_load() {
     b.put_session(
         "gone",
         &SessionRecord {
+            armed_will: None,
             pending_will: Some(will.clone()),
             ..session(Some(1000), 10)
         },
@@ -738,6 +758,7 @@ proptest! {
                         let rec = SessionRecord {
                             expiry_interval: e,
                             disconnected_at: d,
+                            armed_will: None,
                             pending_will: w.then(|| PendingWill {
                                 message: Arc::new(full_message("will")),
                                 due_at: 3,
