@@ -48,6 +48,23 @@ async fn offline_subscriber(server: &Server, addr: SocketAddr, id: &str, filter:
     wait_offline(server, id).await;
 }
 
+/// The broker's PUBREC for QoS 2 packet `id`.
+async fn expect_pubrec(publ: &mut Raw, id: u16) {
+    match publ.recv().await {
+        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(id)),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+}
+
+/// PUBREL for QoS 2 packet `id`, answered by a successful PUBCOMP.
+async fn release(publ: &mut Raw, id: u16) {
+    publ.send(Packet::PubRel(Ack::new(pid(id)))).await;
+    match publ.recv().await {
+        Packet::PubComp(comp) => assert_eq!(comp.reason_code, ReasonCode::Success),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+}
+
 async fn restart(server: Server, dir: &Path) -> (Server, SocketAddr) {
     server.shutdown().await;
     start_in(dir).await
@@ -188,10 +205,7 @@ async fn a_qos2_message_awaiting_pubrel_is_not_delivered_twice_after_a_restart()
     publish.qos = QoS::ExactlyOnce;
     publish.packet_id = Some(pid(9));
     publ.send(publish.clone().into()).await;
-    match publ.recv().await {
-        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(9)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
+    expect_pubrec(&mut publ, 9).await;
     let got = sub.recv_publish().await;
     assert_eq!(&got.payload[..], b"exactly once");
     drop(publ);
@@ -206,15 +220,8 @@ async fn a_qos2_message_awaiting_pubrel_is_not_delivered_twice_after_a_restart()
     // The publisher never saw PUBCOMP, so it sends the PUBLISH again with DUP.
     publish.dup = true;
     publ.send(publish.into()).await;
-    match publ.recv().await {
-        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(9)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
-    publ.send(Packet::PubRel(Ack::new(pid(9)))).await;
-    match publ.recv().await {
-        Packet::PubComp(comp) => assert_eq!(comp.reason_code, ReasonCode::Success),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    expect_pubrec(&mut publ, 9).await;
+    release(&mut publ, 9).await;
     sub.expect_nothing().await;
     server.shutdown().await;
 }
@@ -238,10 +245,7 @@ async fn a_qos2_publish_keeps_its_packet_id_and_every_copy_across_a_restart() {
     publish.qos = QoS::ExactlyOnce;
     publish.packet_id = Some(pid(5));
     publ.send(publish.clone().into()).await;
-    match publ.recv().await {
-        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(5)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
+    expect_pubrec(&mut publ, 5).await;
     drop(publ);
     wait_offline(&server, "q2-pub").await;
 
@@ -258,15 +262,8 @@ async fn a_qos2_publish_keeps_its_packet_id_and_every_copy_across_a_restart() {
     assert!(ack.session_present);
     publish.dup = true;
     publ.send(publish.into()).await;
-    match publ.recv().await {
-        Packet::PubRec(rec) => assert_eq!(rec.packet_id, pid(5)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
-    publ.send(Packet::PubRel(Ack::new(pid(5)))).await;
-    match publ.recv().await {
-        Packet::PubComp(comp) => assert_eq!(comp.reason_code, ReasonCode::Success),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    expect_pubrec(&mut publ, 5).await;
+    release(&mut publ, 5).await;
     let (mut both, _) = persistent(addr, "both", 3600).await;
     let got = recv_publishes_acked(&mut both, 2).await;
     assert_eq!(

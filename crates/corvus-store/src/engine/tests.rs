@@ -62,6 +62,26 @@ fn wait_durable(store: &Store, ticket: Ticket, within: Duration) -> bool {
     false
 }
 
+/// A store whose journal is on a fault-injecting file layer (the keyed state on the real
+/// disk, in `root`), with session "s" already durable.
+fn faulty_store(root: &std::path::Path) -> (FaultFs, Store) {
+    let fs = FaultFs::new();
+    let (store, _) =
+        Store::open_with(Arc::new(fs.clone()), root, StoreOptions::default(), 0).unwrap();
+    let t = store.submit([session("s")]);
+    assert!(wait_durable(&store, t, WAIT));
+    (fs, store)
+}
+
+/// Waits until the store reports a failing write.
+fn wait_for_error(store: &Store) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while store.last_error().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(store.last_error().is_some(), "no failure reported");
+}
+
 #[test]
 fn a_batch_is_durable_and_recovered_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,14 +198,8 @@ fn many_submissions_share_one_sync() {
 /// durable once the disk recovers, and the failure is reported meanwhile.
 #[test]
 fn a_failed_sync_is_never_acknowledged() {
-    let fs = FaultFs::new();
     let root = tempfile::tempdir().unwrap();
-    // Keyed state on the real disk, the journal on the faulty one.
-    let state_dir = root.path();
-    let (store, _) =
-        Store::open_with(Arc::new(fs.clone()), state_dir, StoreOptions::default(), 0).unwrap();
-    let t = store.submit([session("s")]);
-    assert!(wait_durable(&store, t, WAIT));
+    let (fs, store) = faulty_store(root.path());
     fs.set_faults(Faults {
         fail_syncs: 3,
         ..Faults::default()
@@ -194,10 +208,7 @@ fn a_failed_sync_is_never_acknowledged() {
     let id = store.next_message_id();
     let t = store.submit([enqueue("s", &m, id)]);
     // While syncs fail, the ticket is not durable and the error is visible.
-    let deadline = std::time::Instant::now() + WAIT;
-    while store.last_error().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_error(&store);
     let error = store.last_error().expect("the failure is reported");
     assert!(error.contains("injected fault"), "{error}");
     assert!(*store.durable().borrow() < t);
@@ -208,7 +219,7 @@ fn a_failed_sync_is_never_acknowledged() {
     drop(store);
     // What was acknowledged is on the (faulty) disk.
     let (_store, recovered) =
-        Store::open_with(Arc::new(fs), state_dir, StoreOptions::default(), 0).unwrap();
+        Store::open_with(Arc::new(fs), root.path(), StoreOptions::default(), 0).unwrap();
     assert_eq!(recovered.queues.sessions["s"].queue.len(), 1);
 }
 
@@ -224,26 +235,13 @@ fn enospc_and_short_writes_are_retried_not_acknowledged() {
             ..Faults::default()
         },
     ] {
-        let fs = FaultFs::new();
         let root = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open_with(
-            Arc::new(fs.clone()),
-            root.path(),
-            StoreOptions::default(),
-            0,
-        )
-        .unwrap();
-        let t = store.submit([session("s")]);
-        assert!(wait_durable(&store, t, WAIT));
+        let (fs, store) = faulty_store(root.path());
         fs.set_faults(faults.clone());
         let m = message(b"0123456789012345678901234567890123456789");
         let id = store.next_message_id();
         let t = store.submit([enqueue("s", &m, id)]);
-        let deadline = std::time::Instant::now() + WAIT;
-        while store.last_error().is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert!(store.last_error().is_some(), "{faults:?}");
+        wait_for_error(&store);
         assert!(*store.durable().borrow() < t, "{faults:?}");
         // Space comes back.
         fs.set_faults(Faults::default());
@@ -465,17 +463,8 @@ fn close_with_a_read_outstanding_does_not_hang() {
     let mut late = store.read_bodies(vec![id]);
     assert_eq!(recv_within(&mut late, Duration::ZERO), Some(Err(())));
 
-    let fs = FaultFs::new();
     let root = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open_with(
-        Arc::new(fs.clone()),
-        root.path(),
-        StoreOptions::default(),
-        0,
-    )
-    .unwrap();
-    let t = store.submit([session("s")]);
-    assert!(wait_durable(&store, t, WAIT));
+    let (fs, store) = faulty_store(root.path());
     fs.set_faults(Faults {
         fail_syncs: u32::MAX,
         ..Faults::default()
@@ -483,11 +472,7 @@ fn close_with_a_read_outstanding_does_not_hang() {
     let id = store.next_message_id();
     store.submit([enqueue("s", &m, id)]);
     // The thread is now retrying the batch; the read waits behind it.
-    let deadline = std::time::Instant::now() + WAIT;
-    while store.last_error().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert!(store.last_error().is_some());
+    wait_for_error(&store);
     let mut stuck = store.read_bodies(vec![id]);
     store.close(Duration::from_millis(100));
     assert_eq!(recv_within(&mut stuck, WAIT), Some(Err(())));

@@ -171,13 +171,6 @@ pub(crate) struct Entry {
     pub(crate) defined_at: Seq,
 }
 
-/// How a delivery is queued (the fields an `Enqueue` and a copy in `Received` share).
-struct Queuing {
-    qos: QoS,
-    retain: bool,
-    subscription_ids: Vec<u32>,
-}
-
 #[derive(Debug)]
 struct Ghost {
     /// Records seen about it.
@@ -295,23 +288,24 @@ impl State {
     }
 
     /// A delivery appended to the end of a session's queue by the record at `seq`.
-    fn enqueue(&mut self, seq: Seq, client: ClientId, message: MessageId, how: Queuing) {
+    fn enqueue(&mut self, seq: Seq, copy: QueuedCopy) {
+        let QueuedCopy {
+            client,
+            message,
+            qos,
+            retain,
+            subscription_ids,
+        } = copy;
         let key = (client, message);
         if self.ghosts.contains_key(&key) || self.entry_mut(&key.0, message).is_some() {
             self.report.unmatched += 1;
         } else if !self.has_body(message) {
-            self.ghosts.insert(
-                key,
-                Ghost {
-                    records: 1,
-                    qos: how.qos,
-                },
-            );
+            self.ghosts.insert(key, Ghost { records: 1, qos });
         } else {
             let entry = Entry {
-                qos: how.qos,
-                retain: how.retain,
-                subscription_ids: how.subscription_ids,
+                qos,
+                retain,
+                subscription_ids,
                 queued_at: seq,
                 sent: None,
                 defined_at: seq,
@@ -412,9 +406,9 @@ impl State {
                 subscription_ids,
             } => self.enqueue(
                 seq,
-                client,
-                message,
-                Queuing {
+                QueuedCopy {
+                    client,
+                    message,
                     qos,
                     retain,
                     subscription_ids,
@@ -426,20 +420,8 @@ impl State {
                 copies,
             } => {
                 self.receive(seq, &client, packet_id);
-                for QueuedCopy {
-                    client,
-                    message,
-                    qos,
-                    retain,
-                    subscription_ids,
-                } in copies
-                {
-                    let copy = Queuing {
-                        qos,
-                        retain,
-                        subscription_ids,
-                    };
-                    self.enqueue(seq, client, message, copy);
+                for copy in copies {
+                    self.enqueue(seq, copy);
                 }
             }
             Record::InboundReleased { client, packet_id } => {
