@@ -45,11 +45,15 @@ impl Queued {
         }
     }
 
-    pub fn is_expired(&self, now: Millis) -> bool {
+    pub fn expires_at(&self) -> Option<Millis> {
         match self {
-            Queued::Loaded(d) => d.message.is_expired(now),
-            Queued::OnDisk(s) => s.is_expired(now),
+            Queued::Loaded(d) => d.message.expires_at,
+            Queued::OnDisk(s) => s.expires_at,
         }
+    }
+
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at().is_some_and(|at| now >= at)
     }
 
     /// The same delivery with its body left to the store, if it is persisted.
@@ -73,6 +77,10 @@ pub struct OutboundQueue {
     bytes: usize,
     /// How many items are `OnDisk`.
     on_disk: usize,
+    /// No queued delivery expires before this (a lower bound: it is not raised when the
+    /// delivery that set it leaves), so that looking for expired ones costs nothing until
+    /// one may be due.
+    earliest_expiry: Option<Millis>,
 }
 
 impl OutboundQueue {
@@ -102,6 +110,9 @@ impl OutboundQueue {
     }
 
     pub fn push(&mut self, item: Queued) {
+        if let Some(at) = item.expires_at() {
+            self.earliest_expiry = Some(self.earliest_expiry.map_or(at, |e| e.min(at)));
+        }
         self.bytes += item.payload_len();
         self.on_disk += usize::from(matches!(item, Queued::OnDisk(_)));
         self.items.push_back(item);
@@ -112,6 +123,24 @@ impl OutboundQueue {
         self.bytes -= item.payload_len();
         self.on_disk -= usize::from(matches!(item, Queued::OnDisk(_)));
         Some(item)
+    }
+
+    /// Takes every delivery that has expired at `now` out of the queue (wherever it is in
+    /// it). Cheap until one may be due.
+    pub fn take_expired(&mut self, now: Millis) -> Vec<Queued> {
+        if self.earliest_expiry.is_none_or(|at| at > now) {
+            return Vec::new();
+        }
+        let items = std::mem::take(&mut self.items);
+        let (expired, kept): (VecDeque<Queued>, VecDeque<Queued>) =
+            items.into_iter().partition(|q| q.is_expired(now));
+        self.items = kept;
+        for item in &expired {
+            self.bytes -= item.payload_len();
+            self.on_disk -= usize::from(matches!(item, Queued::OnDisk(_)));
+        }
+        self.earliest_expiry = self.items.iter().filter_map(Queued::expires_at).min();
+        expired.into()
     }
 
     /// Leaves the bodies of persisted deliveries to the store (the client went away).
@@ -241,6 +270,35 @@ mod tests {
         assert_eq!(rest.len(), 3);
         assert_eq!(rest[1], Queued::Loaded(persisted[2].clone()));
         assert_eq!((q.bytes(), q.on_disk()), (0, 0));
+    }
+
+    #[test]
+    fn expired_deliveries_are_taken_from_anywhere_in_the_queue() {
+        let mut q = OutboundQueue::default();
+        let at = |payload, expires_at, id| {
+            let mut d = delivery(payload, Some(id));
+            Arc::make_mut(&mut d.message).expires_at = expires_at;
+            Queued::Loaded(d)
+        };
+        q.push(at(b"keep", None, 1));
+        q.push(at(b"soon", Some(10), 2));
+        q.push(at(b"later", Some(20), 3));
+        q.spill();
+        assert!(q.take_expired(9).is_empty(), "nothing due yet");
+        let gone = q.take_expired(10);
+        assert_eq!(
+            gone.iter().map(|g| g.stored_id()).collect::<Vec<_>>(),
+            [Some(2)]
+        );
+        assert_eq!((q.len(), q.bytes(), q.on_disk()), (2, 9, 2));
+        assert!(q.take_expired(19).is_empty());
+        assert_eq!(q.take_expired(25).len(), 1);
+        assert_eq!(
+            q.take_expired(u64::MAX).len(),
+            0,
+            "what never expires stays"
+        );
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

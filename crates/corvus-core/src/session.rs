@@ -385,6 +385,17 @@ impl Session {
         self.queue.on_disk()
     }
 
+    /// Drops the queued deliveries that have expired, wherever they are in the queue (and
+    /// counts them): for sessions whose client is away, so that expired messages do not
+    /// hold memory or journal space until it returns. Returns how many were dropped.
+    pub fn drop_expired(&mut self, now: Millis) -> usize {
+        let expired = self.queue.take_expired(now);
+        for item in &expired {
+            self.drop_queued(item.stored_id(), DropReason::Expired);
+        }
+        expired.len()
+    }
+
     /// Leaves the bodies of persisted queued deliveries to the store: called when the client
     /// goes away, so that memory does not grow with what offline sessions have queued.
     pub fn spill(&mut self) -> usize {

@@ -321,6 +321,11 @@ impl Broker {
             }
             let (will, expired) = {
                 let mut session = handle.lock();
+                // Expired messages leave an offline queue now, not when the client returns:
+                // their journal space is reclaimed.
+                if session.drop_expired(now) > 0 {
+                    self.settle(&mut session);
+                }
                 let will = session.take_due_will(now);
                 let expired = session.is_expired(now);
                 if will.is_some() && !expired {

@@ -344,6 +344,52 @@ async fn a_queued_message_that_expired_while_the_broker_was_down_is_not_delivere
     server.shutdown().await;
 }
 
+/// A message that expires in the queue of an offline session leaves it then, not when the
+/// client returns: it is counted, and its delivery is finished in the journal (so its space
+/// can be reclaimed) while the session stays offline.
+#[tokio::test]
+async fn a_message_expiring_in_an_offline_queue_is_dropped_while_the_client_is_away() {
+    let dir = fresh_data_dir();
+    let (server, addr) = start_in(&dir).await;
+    offline_subscriber(&server, addr, "away", "x/#", QoS::AtLeastOnce).await;
+    let mut publ = Raw::connect(addr, V5, "publisher").await;
+    publ.publish("x/kept", b"kept", QoS::AtLeastOnce, false, 1)
+        .await;
+    let mut brief = Publish::new(s("x/brief"), Bytes::from_static(b"expires"));
+    brief.qos = QoS::AtLeastOnce;
+    brief.packet_id = Some(pid(2));
+    brief.properties.message_expiry_interval = Some(1);
+    publ.publish_packet(brief).await;
+    let handle = server.broker().session("away").unwrap();
+    assert_eq!(handle.lock().queued_len(), 2);
+    let store = server.broker().store().unwrap().clone();
+    let ops_before = store.stats().ops.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while handle.lock().queued_len() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not dropped while offline"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(handle.lock().counters.dropped(DropReason::Expired), 1);
+    assert!(
+        store.stats().ops.load(Ordering::Relaxed) > ops_before,
+        "its Done was written"
+    );
+    // Nothing is left for the restart to expire: only the kept message comes back.
+    let (server, addr) = restart(server, &dir).await;
+    assert!(
+        server.recovery_summary().unwrap().contains("1 queued"),
+        "{:?}",
+        server.recovery_summary()
+    );
+    let (mut sub, _) = persistent(addr, "away", 3600).await;
+    assert_eq!(&sub.recv_publish().await.payload[..], b"kept");
+    sub.expect_nothing().await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_session_that_expired_while_the_broker_was_down_is_gone() {
     let dir = fresh_data_dir();
