@@ -208,9 +208,36 @@ pub struct Scan {
     pub valid_len: u64,
 }
 
+/// Where the next record after damage at `from` starts, in a segment whose framing was lost
+/// (a damaged length): the first offset holding a complete record whose checksum matches and
+/// whose sequence number follows `prev`. A random match needs a 32-bit checksum and a
+/// plausible length and sequence number to agree; the cheap checks come first.
+fn resync(bytes: &[u8], from: usize, prev: Seq) -> Option<usize> {
+    let header = RECORD_HEADER_LEN as usize;
+    (from + 1..bytes.len().saturating_sub(header - 1)).find(|&at| {
+        let rest = &bytes[at..];
+        let len = u32_at(rest, 0) as usize;
+        let seq = u64_at(rest, 8);
+        // No more records can follow `prev` than there are bytes left for them.
+        let most = prev.0.saturating_add((rest.len() / header) as u64 + 1);
+        len <= rest.len() - header
+            && seq > prev.0
+            && seq <= most
+            && decode_record(rest).is_some_and(|(s, _)| s.0 == seq)
+    })
+}
+
 /// Scans the records of a segment whose header is valid. `prev` is the highest sequence
 /// number accepted so far (records at or below it are out of order); `is_last` says whether
 /// this is the segment being appended to, whose damaged tail is cut rather than skipped.
+///
+/// A damaged length loses the framing. In an older segment (sealed: it was synced whole
+/// before the next one was started, so damage there is corruption, not a torn write) the
+/// scan looks for the next record that checks out and carries on from it: only the damaged
+/// range is skipped. In the last segment it cuts there: after a power cut, records past a
+/// torn write may be later ones of the same unsynced batch without the earlier ones, and
+/// the journal's rule is that a crash keeps a prefix (a QoS 2 packet id must not outlive the
+/// message body written before it).
 pub fn scan_records(bytes: &[u8], base: Seq, prev: Seq, is_last: bool) -> Scan {
     let end = bytes.len();
     let mut scan = Scan {
@@ -239,14 +266,47 @@ pub fn scan_records(bytes: &[u8], base: Seq, prev: Seq, is_last: bool) -> Scan {
             break;
         }
         let len = u32_at(rest, 0);
+        let lost_framing = |scan: &mut Scan| -> Option<usize> {
+            let next = if is_last {
+                None
+            } else {
+                resync(bytes, off, prev)
+            };
+            match next {
+                Some(next) => scan.damage.push(Damage {
+                    offset: off as u64,
+                    len: (next - off) as u64,
+                    kind: DamageKind::BadLength,
+                    truncate: false,
+                    quarantine: true,
+                }),
+                None => tail(scan, off, DamageKind::BadLength, true),
+            }
+            next
+        };
         if len > FORMAT_MAX_PAYLOAD {
-            tail(&mut scan, off, DamageKind::BadLength, true);
-            break;
+            match lost_framing(&mut scan) {
+                Some(next) => {
+                    off = next;
+                    continue;
+                }
+                None => break,
+            }
         }
         let rec_end = off + RECORD_HEADER_LEN as usize + len as usize;
         if rec_end > end {
-            tail(&mut scan, off, DamageKind::TornRecord, false);
-            break;
+            // In the last segment, a write torn by a crash; in an older one, a damaged length.
+            if is_last {
+                tail(&mut scan, off, DamageKind::TornRecord, false);
+                break;
+            }
+            match lost_framing(&mut scan) {
+                Some(next) => {
+                    off = next;
+                    continue;
+                }
+                None => break,
+            }
         }
         match decode_record(rest) {
             Some((seq, _)) if seq > prev && seq >= base => {
@@ -275,9 +335,14 @@ pub fn scan_records(bytes: &[u8], base: Seq, prev: Seq, is_last: bool) -> Scan {
                 });
             }
             None => {
-                // Cannot tell where the next record starts: give up on the rest.
-                tail(&mut scan, off, DamageKind::BadLength, true);
-                break;
+                // The next record does not start where this one's length says.
+                match lost_framing(&mut scan) {
+                    Some(next) => {
+                        off = next;
+                        continue;
+                    }
+                    None => break,
+                }
             }
         }
         off = rec_end;
@@ -365,15 +430,38 @@ mod tests {
     }
 
     #[test]
-    fn broken_length_in_middle_gives_up_on_rest_of_segment() {
+    fn broken_length_in_an_old_segment_skips_only_the_damaged_record() {
+        let mut b = segment(1, &[b"aaaa", b"bbbb", b"cccc", b"dddd"]);
+        let second = (HEADER_LEN + record_len(4)) as usize;
+        for damaged in [2u8, 0xFF] {
+            // Length 2, or far too long: the framing is lost either way.
+            b[second] = damaged;
+            b[second + 3] = damaged;
+            let s = scan_records(&b, Seq(1), Seq(0), false);
+            let seqs: Vec<u64> = s.records.iter().map(|r| r.0 .0).collect();
+            assert_eq!(seqs, [1, 3, 4], "length byte {damaged}");
+            assert_eq!(s.damage.len(), 1);
+            assert_eq!(s.damage[0].kind, DamageKind::BadLength);
+            assert_eq!(
+                (s.damage[0].offset, s.damage[0].len),
+                (second as u64, record_len(4))
+            );
+            assert!(!s.damage[0].truncate && s.damage[0].quarantine);
+            assert_eq!(s.valid_len, b.len() as u64);
+        }
+    }
+
+    #[test]
+    fn broken_length_in_the_last_segment_cuts_there() {
         let mut b = segment(1, &[b"aaaa", b"bbbb", b"cccc"]);
         let second = (HEADER_LEN + record_len(4)) as usize;
-        b[second] = 2; // length 2 instead of 4: the next "record" does not check out
-        let s = scan_records(&b, Seq(1), Seq(0), false);
+        b[second] = 2;
+        let s = scan_records(&b, Seq(1), Seq(0), true);
         assert_eq!(s.records.len(), 1);
         assert_eq!(s.damage[0].kind, DamageKind::BadLength);
         assert_eq!(s.damage[0].len, b.len() as u64 - second as u64);
-        assert!(!s.damage[0].truncate);
+        assert!(s.damage[0].truncate);
+        assert_eq!(s.valid_len, second as u64);
     }
 
     proptest! {
