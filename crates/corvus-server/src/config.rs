@@ -80,7 +80,7 @@ impl StoreConfig {
     }
 
     /// The store's options, sized so that any message the broker accepts fits the journal.
-    pub fn options(&self, max_packet_size: u32) -> corvus_store::StoreOptions {
+    pub fn options(&self, limits: &Limits) -> corvus_store::StoreOptions {
         corvus_store::StoreOptions {
             sync: match self.sync {
                 SyncName::Always => corvus_store::SyncPolicy::Always,
@@ -89,7 +89,10 @@ impl StoreConfig {
                 }
                 SyncName::Never => corvus_store::SyncPolicy::Never,
             },
-            max_message: max_packet_size,
+            max_message: limits.max_packet_size,
+            // A session that lost its record with a damaged state database gets the longest
+            // expiry a client could have asked for.
+            adopted_session_expiry: limits.max_session_expiry,
             ..corvus_store::StoreOptions::default()
         }
     }
@@ -290,7 +293,7 @@ mod tests {
         assert!(Config::default().store.enabled);
         let c = Config::parse("[store]\nsync = \"interval\"\nsync_interval_ms = 20\n").unwrap();
         assert_eq!(
-            c.store.options(1024).sync,
+            c.store.options(&Limits::default()).sync,
             corvus_store::SyncPolicy::Interval(Duration::from_millis(20))
         );
         let err = Config::parse("[store]\nsync = \"sometimes\"\n").unwrap_err();

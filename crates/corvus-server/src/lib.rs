@@ -62,7 +62,7 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Server, StartError> {
         let store = if config.store.enabled {
             let dir = config.data_dir.clone();
-            let options = config.store.options(config.limits.max_packet_size);
+            let options = config.store.options(&config.limits);
             let opened =
                 tokio::task::spawn_blocking(move || Store::open(&dir, options, clock::now()))
                     .await

@@ -483,7 +483,7 @@ async fn a_message_is_not_acknowledged_while_the_disk_fails() {
         Store::open_with(
             Arc::new(fs.clone()),
             &dir,
-            config.store.options(config.limits.max_packet_size),
+            config.store.options(&config.limits),
             corvus_server::clock::now(),
         )
         .expect("store opens")
@@ -541,7 +541,7 @@ async fn a_body_damaged_on_disk_is_dropped_and_counted_and_the_rest_delivered() 
     let store = Store::open_with(
         Arc::new(fs.clone()),
         &dir,
-        config.store.options(config.limits.max_packet_size),
+        config.store.options(&config.limits),
         corvus_server::clock::now(),
     )
     .expect("store opens");
@@ -607,7 +607,7 @@ async fn without_sync_always_acknowledgements_do_not_wait_for_the_disk() {
         let store = Store::open_with(
             Arc::new(fs.clone()),
             &dir,
-            config.store.options(config.limits.max_packet_size),
+            config.store.options(&config.limits),
             corvus_server::clock::now(),
         )
         .unwrap();

@@ -11,13 +11,16 @@
 //!   before the cut, in order, none twice; the retained messages are all served;
 //! - random bytes flipped in one record in the middle of the segment: the broker starts,
 //!   reports the damaged record, never delivers the damaged message and delivers the intact
-//!   ones in order (all of them, unless the flip hit a length field: then framing is lost
-//!   and the tail from the damaged record on is cut, as docs/storage-format.md says);
+//!   ones in order (all of them, unless the flip hit a length field of the segment being
+//!   appended to: then framing is lost and the tail from the damaged record on is cut, as
+//!   docs/storage-format.md says);
 //!   `corvus store check` reports the damage before the restart;
 //! - garbage appended to the segment: cut and reported, all 500 messages delivered;
 //! - `state.redb` overwritten, cut to half or with flipped bytes: the broker never refuses to
 //!   start, reports the quarantine of the database (or of records) whenever data is missing,
-//!   serves only intact data, and a fresh publish/subscribe round trip works;
+//!   serves only intact data, and a fresh publish/subscribe round trip works; when the whole
+//!   database is quarantined, the subscriber's queue (intact in the journal) is kept, in a
+//!   session rebuilt for it, and all its messages are delivered;
 //! - a foreign file in `queue/`: the broker refuses to start, names the file, and leaves it
 //!   (and the segments) untouched.
 //!
@@ -822,6 +825,16 @@ fn damaged_state_database_is_quarantined_and_the_broker_serves() {
                 .map(|d| d.count())
                 .unwrap_or(0);
             assert!(moved > 0, "{case}: nothing in state/quarantine/");
+            // The queue journal is intact: the subscriber's queue is kept, in a session
+            // rebuilt for it, and reported.
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("kept for sessions whose records were lost")),
+                "{case}: the kept queue is not reported:\n{}",
+                broker.log()
+            );
+            assert_eq!(broker.recovered().2, QUEUED, "{case}: queued messages lost");
         }
         round_trip(broker.addr);
         // What the broker says it recovered is what it serves.

@@ -25,6 +25,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,7 +39,7 @@ use tokio::sync::{oneshot, watch};
 use crate::error::StoreError;
 use crate::fs::{FileSystem, OsFileSystem};
 use crate::journal::{Journal, ReplayReport, ReplayedState};
-use crate::keyed::{KeyedStore, LoadedState, OpenReport, SessionRecord};
+use crate::keyed::{KeyedStore, LoadedSession, LoadedState, OpenReport, SessionRecord};
 use crate::log::{LogOptions, RecoveryReport, SyncPolicy};
 use crate::{QUEUE_DIR, STATE_DIR};
 
@@ -130,6 +131,9 @@ pub struct StoreOptions {
     pub max_message: u32,
     /// The size of a journal segment file.
     pub segment_size: u64,
+    /// The Session Expiry Interval (seconds) of a session rebuilt for a queue whose session
+    /// record was lost with a damaged state database (see [`Recovered::adopted`]).
+    pub adopted_session_expiry: u32,
 }
 
 impl Default for StoreOptions {
@@ -138,6 +142,7 @@ impl Default for StoreOptions {
             sync: SyncPolicy::Always,
             max_message: 16 * 1024 * 1024,
             segment_size: 64 * 1024 * 1024,
+            adopted_session_expiry: 24 * 60 * 60,
         }
     }
 }
@@ -167,6 +172,11 @@ pub struct Recovered {
     pub journal_recovery: RecoveryReport,
     /// Journal deliveries of sessions that no longer exist (ended or expired), finished.
     pub orphan_deliveries: usize,
+    /// Sessions rebuilt for queues in the journal whose session records were lost with a
+    /// damaged state database (quarantined whole, or their record undecodable): their
+    /// queued messages are intact, so they are kept, in a session that expires after
+    /// [`StoreOptions::adopted_session_expiry`] and has no subscriptions (those were lost).
+    pub adopted: Vec<ClientId>,
 }
 
 impl Recovered {
@@ -212,6 +222,18 @@ impl Recovered {
                 q.path.display(),
                 q.kind,
                 q.copy.display()
+            ));
+        }
+        if !self.adopted.is_empty() {
+            out.push(format!(
+                "queue journal: {} kept for sessions whose records were lost with the state \
+                 database ({}); restored without subscriptions",
+                count(self.adopted.len(), "queue"),
+                self.adopted
+                    .iter()
+                    .map(|c| c.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let r = &self.journal_replay;
@@ -348,10 +370,9 @@ impl Store {
         now: Millis,
     ) -> Result<(Store, Recovered), StoreError> {
         let (keyed, state_open) = KeyedStore::open(&dir.join(STATE_DIR))?;
-        let state = keyed.load(now)?;
+        let mut state = keyed.load(now)?;
         let (mut journal, mut queues, journal_replay, journal_recovery) =
             Journal::open(fs, dir.join(QUEUE_DIR), options.log_options(), now)?;
-        // Queues of sessions that ended or expired (or whose record was lost) are finished.
         let orphans: Vec<ClientId> = queues
             .sessions
             .keys()
@@ -363,10 +384,46 @@ impl Store {
             })
             .cloned()
             .collect();
+        // A queue whose session record was lost with damaged state is intact: it is kept,
+        // in a session rebuilt for it. Any other orphan belongs to a session that ended or
+        // expired (its end reached the state database first) and is finished.
+        let lost_records: HashSet<&str> = state
+            .report
+            .quarantined
+            .iter()
+            .filter(|bad| bad.table == crate::keyed::T_SESSIONS)
+            .map(|bad| bad.key.as_str())
+            .collect();
+        let state_lost = state_open.quarantined.is_some();
+        let (adopted, finished): (Vec<ClientId>, Vec<ClientId>) = orphans
+            .into_iter()
+            .partition(|c| state_lost || lost_records.contains(c.as_ref()));
         let mut orphan_deliveries = 0;
-        for client in &orphans {
+        for client in &finished {
             orphan_deliveries += journal.forget_client(client)?;
             queues.sessions.remove(client);
+        }
+        for client in &adopted {
+            let record = SessionRecord {
+                expiry_interval: options.adopted_session_expiry,
+                disconnected_at: Some(now),
+                pending_will: None,
+                armed_will: None,
+                last_packet_id: 0,
+            };
+            keyed.put_session(client, &record)?;
+            let at = state
+                .sessions
+                .binary_search_by(|s| s.client_id.as_ref().cmp(client.as_ref()))
+                .unwrap_or_else(|at| at);
+            state.sessions.insert(
+                at,
+                LoadedSession {
+                    client_id: client.clone(),
+                    record,
+                    subscriptions: Vec::new(),
+                },
+            );
         }
         journal.sync()?;
         journal.reclaim()?;
@@ -405,6 +462,7 @@ impl Store {
             journal_replay,
             journal_recovery,
             orphan_deliveries,
+            adopted,
         };
         Ok((store, recovered))
     }

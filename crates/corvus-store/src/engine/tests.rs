@@ -120,6 +120,52 @@ fn a_batch_is_durable_and_recovered_in_order() {
     assert!(store.next_message_id() > s.queue[0].message_id);
 }
 
+/// When the state database is damaged and quarantined, the sessions it held are lost, but
+/// their queues in the journal are intact: they are kept, in sessions rebuilt for them (with
+/// the configured expiry, without subscriptions), and reported.
+#[test]
+fn queues_outlive_a_state_database_lost_to_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = message(b"still here");
+    let id;
+    {
+        let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+        id = store.next_message_id();
+        let t = store.submit([session("s"), enqueue("s", &m, id)]);
+        assert!(wait_durable(&store, t, WAIT));
+    }
+    let db = dir
+        .path()
+        .join(crate::STATE_DIR)
+        .join(crate::keyed::STATE_FILE);
+    std::fs::write(&db, vec![0x5Au8; 8192]).unwrap();
+    let options = StoreOptions {
+        adopted_session_expiry: 600,
+        ..StoreOptions::default()
+    };
+    let (store, recovered) = Store::open(dir.path(), options.clone(), 1_000).unwrap();
+    assert!(recovered.state_open.quarantined.is_some());
+    assert_eq!(recovered.adopted, [ClientId::from("s")]);
+    let sessions = &recovered.state.sessions;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].record.expiry_interval, 600);
+    assert_eq!(sessions[0].record.disconnected_at, Some(1_000));
+    assert_eq!(recovered.queues.sessions["s"].queue[0].message_id, id);
+    let warnings = recovered.warnings().join("\n");
+    assert!(
+        warnings.contains("1 queue kept for sessions whose records were lost"),
+        "{warnings}"
+    );
+    let bodies = store.read_bodies(vec![id]).blocking_recv().unwrap();
+    assert_eq!(&bodies[0].1.as_ref().unwrap().payload[..], b"still here");
+    drop(store);
+    // The rebuilt session is recorded: the next start finds it, with its queue.
+    let (_store, recovered) = Store::open(dir.path(), options, 2_000).unwrap();
+    assert!(recovered.adopted.is_empty());
+    assert_eq!(recovered.state.sessions[0].client_id.as_ref(), "s");
+    assert_eq!(recovered.queues.sessions["s"].queue.len(), 1);
+}
+
 #[test]
 fn the_queue_of_a_session_without_a_record_is_dropped_at_open() {
     let dir = tempfile::tempdir().unwrap();
