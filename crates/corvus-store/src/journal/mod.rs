@@ -101,6 +101,8 @@ pub struct Compaction {
     pub bodies: usize,
     /// Inbound QoS 2 ids copied to the tail.
     pub inbound: usize,
+    /// Deliveries finished because their body was found damaged.
+    pub lost: usize,
     /// Segment files removed.
     pub removed: usize,
 }
@@ -353,6 +355,7 @@ impl Journal {
         if let Some((_, last)) = ranges[0] {
             let mut records = Vec::new();
             let mut copied_bodies = HashSet::new();
+            let mut lost_bodies = HashSet::new();
             let mut entries: Vec<_> = self
                 .state
                 .clients
@@ -362,13 +365,35 @@ impl Journal {
             entries.sort_by_key(|(client, id, e)| (e.defined_at, (*client).clone(), *id));
             for (client, id, e) in entries {
                 let body_seq = self.state.bodies.get(&id).map(|b| b.seq);
-                if body_seq.is_some_and(|seq| seq <= last) && copied_bodies.insert(id) {
+                let moves = body_seq.is_some_and(|seq| seq <= last);
+                if moves && !copied_bodies.contains(&id) && !lost_bodies.contains(&id) {
                     // Read back from the log (the journal keeps no bodies): at most one
                     // segment's worth of them is in memory at once.
-                    records.push(Record::Message {
-                        id,
-                        message: self.read_live_body(id)?,
+                    match self.read_live_body(id) {
+                        Ok(message) => {
+                            copied_bodies.insert(id);
+                            records.push(Record::Message { id, message });
+                        }
+                        // A body damaged on disk since it was written can never be sent:
+                        // its deliveries are finished (and counted) rather than blocking
+                        // compaction for ever. A read that failed for another reason is
+                        // tried again later.
+                        Err(
+                            e @ (StoreError::Corrupt { .. } | StoreError::BodyUnreadable { .. }),
+                        ) => {
+                            tracing::warn!(error = %e, message = id, "store: a queued message's body is damaged; its deliveries are dropped");
+                            lost_bodies.insert(id);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if lost_bodies.contains(&id) {
+                    records.push(Record::Done {
+                        client: client.clone(),
+                        message: id,
                     });
+                    out.lost += 1;
+                    continue;
                 }
                 // An entry whose body moves is copied after it too: replay needs a body
                 // before the record that defines an entry.

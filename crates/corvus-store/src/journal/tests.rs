@@ -962,6 +962,44 @@ fn a_body_copied_forward_is_read_from_its_new_place() {
     assert_eq!(j.read_body(kept).unwrap().as_deref(), Some(&*want));
 }
 
+/// A live body damaged on disk does not block compaction for ever: its deliveries are
+/// finished and counted, the others are carried forward, and the old segment goes.
+#[test]
+fn compaction_finishes_deliveries_whose_body_is_damaged() {
+    let fs = FaultFs::new();
+    let (mut j, _, _) = open(&fs, small());
+    let mut model = Model::default();
+    let kept = publish(&mut j, &["off"], QoS::AtLeastOnce, &mut model);
+    let damaged = publish(&mut j, &["off", "away"], QoS::AtLeastOnce, &mut model);
+    for p in 1..=30u16 {
+        let id = publish(&mut j, &["on"], QoS::AtLeastOnce, &mut model);
+        write(&mut j, &[sent("on", id, p), done("on", id)], &mut model);
+    }
+    j.sync().unwrap();
+    let first_segment = dir().join(format!("{:020}.seg", 1));
+    let mut bytes = fs.contents(&first_segment).unwrap();
+    let topic = format!("t/{damaged}");
+    let at = bytes
+        .windows(topic.len())
+        .position(|w| w == topic.as_bytes())
+        .expect("the damaged body is in the first segment");
+    bytes[at] ^= 0x20;
+    fs.put(&first_segment, &bytes);
+    let c = j.compact_front().unwrap();
+    assert_eq!((c.lost, c.bodies), (2, 1), "{c:?}");
+    assert!(c.removed >= 1, "{c:?}");
+    assert!(
+        fs.contents(&first_segment).is_none(),
+        "the old segment is gone"
+    );
+    assert_eq!(j.read_body(damaged).unwrap(), None);
+    assert!(j.read_body(kept).unwrap().is_some());
+    for c in ["off", "away"] {
+        model.apply(&done(c, damaged));
+    }
+    assert_eq!(j.state().unwrap(), model.state());
+}
+
 /// The journal holds on to no message: every `Arc` handed to `write` is back to one owner,
 /// and queued entries describe their bodies without them.
 #[test]
