@@ -28,10 +28,50 @@ pub enum ConfigError {
 pub struct Config {
     /// Addresses to accept MQTT over TCP on.
     pub listen: Vec<SocketAddr>,
+    /// Further listeners, each with its own transport (`[[listener]]` tables).
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
     pub data_dir: PathBuf,
     pub log_level: String,
     pub limits: Limits,
     pub store: StoreConfig,
+}
+
+/// One `[[listener]]`: where, and over what.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub kind: ListenerKind,
+    pub bind: SocketAddr,
+    /// `mqtts`: the server's certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// `mqtts`: its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// `mqtts`: require client certificates signed by a CA in this PEM file (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
+}
+
+impl ListenerConfig {
+    /// The TLS files of an `mqtts` listener (validated: both are set).
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (self.kind, &self.cert, &self.key) {
+            (ListenerKind::Mqtts, Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Durability (see `docs/durability.md`).
@@ -131,6 +171,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![DEFAULT_LISTEN.parse().expect("valid default address")],
+            listeners: Vec::new(),
             data_dir: PathBuf::from("./corvus-data"),
             log_level: "info".into(),
             limits: Limits::default(),
@@ -219,6 +260,22 @@ impl Config {
         if self.store.sync == SyncName::Interval && self.store.sync_interval_ms == 0 {
             return invalid("store.sync_interval_ms", "must be at least 1 millisecond");
         }
+        for listener in &self.listeners {
+            let tls =
+                listener.cert.is_some() || listener.key.is_some() || listener.client_ca.is_some();
+            match listener.kind {
+                ListenerKind::Mqtts if listener.cert.is_none() || listener.key.is_none() => {
+                    return invalid("listener", "an mqtts listener needs both cert and key");
+                }
+                ListenerKind::Mqtt if tls => {
+                    return invalid(
+                        "listener",
+                        "cert, key and client_ca belong to mqtts listeners; this one is mqtt",
+                    );
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +310,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example in docs/configuration.md is a valid configuration, every key of it.
+    #[test]
+    fn the_documented_configuration_parses() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("the block ends");
+        let config = Config::parse(&doc[start..end]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.listeners[0].kind, ListenerKind::Mqtts);
+        assert!(config.listeners[0].tls_files().is_some());
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -1,4 +1,4 @@
-//! The Corvus runtime: TCP listeners, one task per connection, the shared broker state, the
+//! The Corvus runtime: listeners (TCP and TLS), one task per connection, the shared broker state, the
 //! periodic sweep of sessions and wills, and graceful shutdown. Everything that touches a
 //! socket, a clock or a task lives here; the protocol itself is in `corvus-core`.
 
@@ -9,9 +9,10 @@ pub mod config;
 mod held;
 pub mod metrics;
 pub mod persist;
+pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -36,6 +37,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("listener {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: tls::TlsError,
+    },
     #[error("cannot open the data directory {}: {source}", dir.display())]
     Store {
         dir: std::path::PathBuf,
@@ -48,6 +54,10 @@ pub enum StartError {
 pub struct Server {
     broker: Arc<Broker>,
     addrs: Vec<SocketAddr>,
+    /// Whether the listener at the same place in `addrs` speaks TLS.
+    tls: Vec<bool>,
+    /// The TLS listeners' certificate files and live acceptors, for [`Server::reload_tls`].
+    tls_listeners: Vec<LiveTls>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     recovered: Option<String>,
@@ -108,7 +118,26 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
-        for &addr in &config.listen {
+        let mut tls = Vec::new();
+        let mut tls_listeners = Vec::new();
+        let plain = config.listen.iter().map(|&addr| (addr, None));
+        let typed = config.listeners.iter().map(|l| (l.bind, l.tls_files()));
+        for (addr, tls_files) in plain.chain(typed) {
+            // Certificates are checked before anything listens: a broken file stops the start.
+            let transport = match tls_files {
+                None => Transport::Tcp,
+                Some(files) => {
+                    let acceptor =
+                        tls::acceptor(&files).map_err(|source| StartError::Tls { addr, source })?;
+                    let shared = Arc::new(RwLock::new(acceptor));
+                    tls_listeners.push(LiveTls {
+                        addr,
+                        files,
+                        acceptor: shared.clone(),
+                    });
+                    Transport::Tls(shared)
+                }
+            };
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -116,8 +145,10 @@ impl Server {
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
             addrs.push(local);
+            tls.push(matches!(transport, Transport::Tls(_)));
             tasks.spawn(accept_loop(
                 listener,
+                transport,
                 broker.clone(),
                 config.connect_timeout(),
                 shutdown_rx.clone(),
@@ -127,6 +158,8 @@ impl Server {
         Ok(Server {
             broker,
             addrs,
+            tls,
+            tls_listeners,
             shutdown,
             tasks,
             recovered: recovered_summary,
@@ -140,6 +173,39 @@ impl Server {
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Reads every TLS listener's certificate files again (SIGHUP): new connections use the
+    /// new certificates, connections already open keep theirs. All or nothing: if any
+    /// listener's files are broken, nothing changes and the error says which. Returns how
+    /// many listeners were reloaded.
+    pub fn reload_tls(&self) -> Result<usize, StartError> {
+        let fresh = self
+            .tls_listeners
+            .iter()
+            .map(|live| {
+                tls::acceptor(&live.files).map_err(|source| StartError::Tls {
+                    addr: live.addr,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (live, acceptor) in self.tls_listeners.iter().zip(fresh) {
+            *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+        }
+        Ok(self.tls_listeners.len())
+    }
+
+    /// The listeners for people: each address, with "(TLS)" after those that speak it.
+    pub fn listener_descriptions(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .zip(&self.tls)
+            .map(|(addr, &tls)| match tls {
+                true => format!("{addr} (TLS)"),
+                false => addr.to_string(),
+            })
+            .collect()
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -162,8 +228,34 @@ impl Server {
     }
 }
 
+/// A TLS listener's acceptor, replaced when certificates are reloaded.
+type SharedAcceptor = Arc<RwLock<tokio_rustls::TlsAcceptor>>;
+
+/// A running TLS listener, as [`Server::reload_tls`] needs it.
+struct LiveTls {
+    addr: SocketAddr,
+    files: tls::TlsFiles,
+    acceptor: SharedAcceptor,
+}
+
+impl std::fmt::Debug for LiveTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTls")
+            .field("addr", &self.addr)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a listener speaks over TCP.
+enum Transport {
+    Tcp,
+    Tls(SharedAcceptor),
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    transport: Transport,
     broker: Arc<Broker>,
     connect_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -175,7 +267,31 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     // Small packets (acks) must not wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(client::serve(stream, peer, broker.clone(), connect_timeout, shutdown.clone()));
+                    let broker = broker.clone();
+                    let shutdown = shutdown.clone();
+                    match &transport {
+                        Transport::Tcp => {
+                            connections.spawn(client::serve(stream, peer, broker, connect_timeout, shutdown));
+                        }
+                        Transport::Tls(acceptor) => {
+                            // The certificates current now, even if reloaded meanwhile.
+                            let acceptor = acceptor.read().unwrap_or_else(|p| p.into_inner()).clone();
+                            let handshake = acceptor.accept(stream);
+                            connections.spawn(async move {
+                                // The handshake counts against the time allowed for CONNECT, in
+                                // its own task: a slow client never holds up the listener.
+                                let started = tokio::time::Instant::now();
+                                match tokio::time::timeout(connect_timeout, handshake).await {
+                                    Ok(Ok(tls)) => {
+                                        let left = connect_timeout.saturating_sub(started.elapsed());
+                                        client::serve(tls, peer, broker, left, shutdown).await;
+                                    }
+                                    Ok(Err(e)) => info!(peer = %peer, error = %e, "refused connection: TLS handshake failed"),
+                                    Err(_) => info!(peer = %peer, "refused connection: no TLS handshake in time"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.

@@ -10,6 +10,7 @@ use corvus_server::config::LOG_LEVELS;
 use corvus_server::{Config, Server};
 use tracing::info;
 
+mod passwd_cmd;
 mod store_cmd;
 
 /// Corvus, a distributed MQTT broker (MQTT 3.1.1 and 5.0).
@@ -46,6 +47,9 @@ enum Command {
     /// Offline tools for a data directory: `check` and `dump`.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Manage a password file: `add` and `delete` users.
+    #[command(subcommand)]
+    Passwd(passwd_cmd::PasswdCommand),
 }
 
 impl Cli {
@@ -74,6 +78,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::Store(cmd)) = &cli.command {
         std::process::exit(store_cmd::run(cmd));
     }
+    if let Some(Command::Passwd(cmd)) = &cli.command {
+        std::process::exit(passwd_cmd::run(cmd));
+    }
     let config = cli.config()?;
     init_logging(&config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,7 +98,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         false => None,
     };
     let server = Server::start(&config).await?;
-    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    let addrs = server.listener_descriptions();
     let storage = match server.recovery_summary() {
         Some(recovered) => format!(
             "data in {} (sync {}; {recovered})",
@@ -105,10 +112,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
     );
-    if config.listen.iter().all(|a| a.ip().is_loopback()) {
+    let mut binds = config
+        .listen
+        .iter()
+        .chain(config.listeners.iter().map(|l| &l.bind));
+    if binds.all(|a| a.ip().is_loopback()) {
         println!("Only this machine can connect. To listen publicly: corvus --listen 0.0.0.0:1883");
     }
-    signals.wait().await?;
+    // SIGHUP reloads the TLS certificates; SIGINT or SIGTERM stops.
+    while signals.wait().await? == Signal::Reload {
+        match server.reload_tls() {
+            Ok(n) => info!("reloaded the certificates of {n} TLS listener(s)"),
+            Err(e) => tracing::error!("reload failed, the running certificates stay: {e}"),
+        }
+    }
     info!("shutting down");
     server.shutdown().await;
     Ok(())
@@ -126,13 +143,22 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// SIGINT and SIGTERM, watched from before the broker starts: a signal that arrives while
-/// it is starting must shut it down gracefully, not kill it.
+/// SIGINT and SIGTERM (and SIGHUP), watched from before the broker starts: a signal that
+/// arrives while it is starting must shut it down gracefully, not kill it.
 struct ShutdownSignals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Shutdown,
+    Reload,
 }
 
 impl ShutdownSignals {
@@ -143,22 +169,26 @@ impl ShutdownSignals {
             Ok(ShutdownSignals {
                 interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
                 terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+                hangup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
             })
         }
         #[cfg(not(unix))]
         Ok(ShutdownSignals {})
     }
 
-    async fn wait(&mut self) -> anyhow::Result<()> {
+    async fn wait(&mut self) -> anyhow::Result<Signal> {
         #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
+        return Ok(tokio::select! {
+            _ = self.interrupt.recv() => Signal::Shutdown,
+            _ = self.terminate.recv() => Signal::Shutdown,
+            _ = self.hangup.recv() => Signal::Reload,
+        });
         #[cfg(not(unix))]
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot watch Ctrl-C")?;
-        Ok(())
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot watch Ctrl-C")?;
+            Ok(Signal::Shutdown)
+        }
     }
 }

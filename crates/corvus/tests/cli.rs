@@ -210,3 +210,41 @@ fn a_second_broker_on_the_same_data_directory_is_refused() {
     TcpStream::connect_timeout(&first.addr, Duration::from_secs(5))
         .expect("the first still serves");
 }
+
+/// SIGHUP reloads the TLS listeners' certificates: the broker says so and keeps running; a
+/// reload of broken files is refused, naming the file, and the running certificates stay.
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_the_tls_certificates() {
+    let (dir, _ca, chain, key) = support::tls_files();
+    let tls_port = support::free_port();
+    let config = dir.path().join("corvus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nkind = \"mqtts\"\nbind = \"127.0.0.1:{tls_port}\"\ncert = {:?}\nkey = {:?}\n",
+            chain.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut broker =
+        support::Broker::start_with("sighup", &["--config".as_ref(), config.as_os_str()]);
+    let wait = std::time::Duration::from_secs(10);
+    broker.send_signal("HUP");
+    broker
+        .wait_log(
+            |l| l.contains("reloaded the certificates of 1 TLS listener"),
+            wait,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    std::fs::write(&key, "not a key\n").unwrap();
+    broker.send_signal("HUP");
+    let line = broker
+        .wait_log(|l| l.contains("reload failed"), wait)
+        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    assert!(line.contains("server.key"), "{line}");
+    assert!(broker.is_running(), "a failed reload stopped the broker");
+    let status = broker.terminate(wait).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

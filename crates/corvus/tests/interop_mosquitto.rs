@@ -636,3 +636,69 @@ fn mosquitto_persistent_session_queues_while_offline() {
         );
     }
 }
+
+// ---- TLS ----
+
+/// The example of docs/security.md: an `mqtts` listener, and mosquitto_sub/mosquitto_pub
+/// verifying the broker with `--cafile`, in MQTT 5.0 and 3.1.1. Without the CA the client
+/// refuses the broker.
+#[test]
+fn mosquitto_clients_over_tls_with_cafile() {
+    if !runs("mosquitto_clients_over_tls_with_cafile") {
+        return;
+    }
+    let (dir, ca, chain, key) = support::tls_files();
+    let tls_port = support::free_port();
+    let config = dir.path().join("corvus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nkind = \"mqtts\"\nbind = \"127.0.0.1:{tls_port}\"\ncert = {:?}\nkey = {:?}\n",
+            chain.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .expect("write the config file");
+    let broker = Broker::start_with("tls", &["--config".as_ref(), config.as_os_str()]);
+    let port = tls_port.to_string();
+    let ca = ca.display().to_string();
+    // Later options win: the TLS port and the CA replace the plain connection's port.
+    let over_tls = ["-p", port.as_str(), "--cafile", ca.as_str()];
+    for version in ["mqttv5", "mqttv311"] {
+        let topic = format!("tls/{version}");
+        let mut args = vec!["-t", topic.as_str(), "-q", "1", "-F", FORMAT, "-C", "1"];
+        args.extend(over_tls);
+        let sub = subscriber(&broker, "mosquitto_sub", version, &args);
+        let mut pub_args = vec!["-t", topic.as_str(), "-q", "1", "-m", "over TLS"];
+        pub_args.extend(over_tls);
+        publish(&broker, version, &pub_args);
+        let out = sub.finish(CLIENT_TIMEOUT);
+        assert!(out.success(), "{version}: {out}");
+        assert_eq!(
+            out.lines_with("MSG|"),
+            [format!("{topic}|1|0|over TLS")],
+            "{version}: {out}"
+        );
+    }
+    // A client without the CA does not trust the broker: no connection.
+    let refused = support::run(
+        "mosquitto_pub without the CA",
+        Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port.as_str(),
+                "-t",
+                "tls/x",
+                "-m",
+                "x",
+            ])
+            .args(["--capath", dir.path().to_str().unwrap_or("/nonexistent")]),
+        CLIENT_TIMEOUT,
+    );
+    assert!(
+        !refused.success(),
+        "connected without trusting the CA: {refused}"
+    );
+}

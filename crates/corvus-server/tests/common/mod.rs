@@ -12,7 +12,7 @@ use mqtt_codec::{
     Ack, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     ReasonCode, Subscribe, Subscription, SubscriptionOptions,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long a test waits for something that should happen.
@@ -60,9 +60,13 @@ pub fn pid(n: u16) -> PacketId {
     PacketId::new(n).unwrap()
 }
 
+/// A byte stream a [`Raw`] client speaks over: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A client that speaks through the codec, one packet at a time.
 pub struct Raw {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Stream>,
     pub version: ProtocolVersion,
     decoder: Decoder,
     buf: BytesMut,
@@ -72,6 +76,11 @@ impl Raw {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect to broker");
         stream.set_nodelay(true).unwrap();
+        Raw::over(Box::new(stream), version)
+    }
+
+    /// A client on a stream opened by the caller (a TLS session, say).
+    pub fn over(stream: Box<dyn Stream>, version: ProtocolVersion) -> Raw {
         Raw {
             stream,
             version,
@@ -87,14 +96,23 @@ impl Raw {
         client_id: &str,
         tune: impl FnOnce(&mut Connect),
     ) -> (Raw, mqtt_codec::ConnAck) {
-        let mut raw = Raw::open(addr, version).await;
-        let mut connect = Connect::new(version, s(client_id));
+        let raw = Raw::open(addr, version).await;
+        raw.handshake(client_id, tune).await
+    }
+
+    /// Completes a CONNECT with `tune` applied; asserts success.
+    pub async fn handshake(
+        mut self,
+        client_id: &str,
+        tune: impl FnOnce(&mut Connect),
+    ) -> (Raw, mqtt_codec::ConnAck) {
+        let mut connect = Connect::new(self.version, s(client_id));
         tune(&mut connect);
-        raw.send(connect.into()).await;
-        match raw.recv().await {
+        self.send(connect.into()).await;
+        match self.recv().await {
             Packet::ConnAck(ack) => {
                 assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK {ack:?}");
-                (raw, *ack)
+                (self, *ack)
             }
             other => panic!("expected CONNACK, got {other:?}"),
         }

@@ -148,6 +148,11 @@ impl Broker {
     /// Starts `corvus` on 127.0.0.1 with a free port and a fresh data directory, and waits
     /// for it to say it is listening. `test` names the data directory.
     pub fn start(test: &str) -> Broker {
+        Broker::start_with(test, &[])
+    }
+
+    /// [`start`](Self::start), with more command line arguments (`--config FILE`, say).
+    pub fn start_with(test: &str, extra: &[&std::ffi::OsStr]) -> Broker {
         let data_dir = unique_temp_dir(test);
         let mut failures = Vec::new();
         for _ in 0..5 {
@@ -163,6 +168,7 @@ impl Broker {
                     .arg("--data-dir")
                     .arg(&data_dir)
                     .args(["--log-level", "info"])
+                    .args(extra)
                     // The level is ours, not the caller's.
                     .env_remove("RUST_LOG"),
             );
@@ -218,14 +224,7 @@ impl Broker {
     #[cfg(unix)]
     pub fn signal(&mut self, signal: &str, timeout: Duration) -> Option<ExitStatus> {
         self.terminated = true;
-        let pid = self.proc.child.id().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status();
-        assert!(
-            sent.as_ref().is_ok_and(|s| s.success()),
-            "cannot send SIG{signal} to corvus: {sent:?}"
-        );
+        self.send_signal(signal);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.proc.child.try_wait() {
@@ -234,6 +233,28 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// Sends `signal` (a name `kill` knows, e.g. "HUP") without waiting for anything.
+    #[cfg(unix)]
+    pub fn send_signal(&self, signal: &str) {
+        let pid = self.proc.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        assert!(
+            sent.as_ref().is_ok_and(|s| s.success()),
+            "cannot send SIG{signal} to corvus: {sent:?}"
+        );
+    }
+
+    /// Waits for a line of the broker's output that `pred` accepts.
+    pub fn wait_log(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        self.proc.wait_line(pred, timeout)
     }
 
     /// True while the broker process is running.
@@ -257,7 +278,8 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket on 127.0.0.1");
     listener.local_addr().expect("probe socket address").port()
 }
@@ -545,4 +567,40 @@ impl Rng {
     pub fn nonzero_byte(&mut self) -> u8 {
         self.range(1..256) as u8
     }
+}
+
+// ---- TLS ----
+
+/// The PEM files of a certificate authority and a server certificate for 127.0.0.1 and
+/// localhost, made for one test: (directory, CA file, certificate chain file, key file).
+pub fn tls_files() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Corvus interop CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params");
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write a PEM file");
+        path
+    };
+    let ca_file = write("ca.pem", ca.pem());
+    let chain = write("server.pem", cert.pem() + &ca.pem());
+    let key_file = write("server.key", key.serialize_pem());
+    (dir, ca_file, chain, key_file)
 }
