@@ -218,16 +218,7 @@ fn a_second_broker_on_the_same_data_directory_is_refused() {
 fn sighup_reloads_the_tls_certificates() {
     let (dir, _ca, chain, key) = support::tls_files();
     let tls_port = support::free_port();
-    let config = dir.path().join("corvus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[listener]]\nkind = \"mqtts\"\nbind = \"127.0.0.1:{tls_port}\"\ncert = {:?}\nkey = {:?}\n",
-            chain.display().to_string(),
-            key.display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = support::tls_config(dir.path(), tls_port, &chain, &key);
     let mut broker =
         support::Broker::start_with("sighup", &["--config".as_ref(), config.as_os_str()]);
     let wait = std::time::Duration::from_secs(10);

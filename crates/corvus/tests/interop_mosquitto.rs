@@ -649,16 +649,7 @@ fn mosquitto_clients_over_tls_with_cafile() {
     }
     let (dir, ca, chain, key) = support::tls_files();
     let tls_port = support::free_port();
-    let config = dir.path().join("corvus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[listener]]\nkind = \"mqtts\"\nbind = \"127.0.0.1:{tls_port}\"\ncert = {:?}\nkey = {:?}\n",
-            chain.display().to_string(),
-            key.display().to_string()
-        ),
-    )
-    .expect("write the config file");
+    let config = support::tls_config(dir.path(), tls_port, &chain, &key);
     let broker = Broker::start_with("tls", &["--config".as_ref(), config.as_os_str()]);
     let port = tls_port.to_string();
     let ca = ca.display().to_string();

@@ -604,3 +604,19 @@ pub fn tls_files() -> (
     let key_file = write("server.key", key.serialize_pem());
     (dir, ca_file, chain, key_file)
 }
+
+/// Writes `dir/corvus.toml` with one `mqtts` listener on 127.0.0.1:`port` using `chain` and
+/// `key`, and returns its path (for `--config`).
+pub fn tls_config(dir: &Path, port: u16, chain: &Path, key: &Path) -> PathBuf {
+    let config = dir.join("corvus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nkind = \"mqtts\"\nbind = \"127.0.0.1:{port}\"\ncert = {:?}\nkey = {:?}\n",
+            chain.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .expect("write the config file");
+    config
+}
