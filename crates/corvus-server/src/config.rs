@@ -43,12 +43,15 @@ pub struct Config {
 pub struct ListenerConfig {
     pub kind: ListenerKind,
     pub bind: SocketAddr,
-    /// `mqtts`: the server's certificate chain (PEM).
+    /// `mqtts`/`wss`: the server's certificate chain (PEM).
     pub cert: Option<PathBuf>,
-    /// `mqtts`: its private key (PEM).
+    /// `mqtts`/`wss`: its private key (PEM).
     pub key: Option<PathBuf>,
-    /// `mqtts`: require client certificates signed by a CA in this PEM file (mutual TLS).
+    /// `mqtts`/`wss`: require client certificates signed by a CA in this PEM file (mutual
+    /// TLS).
     pub client_ca: Option<PathBuf>,
+    /// `ws`/`wss`: the HTTP path of the WebSocket endpoint (default `/mqtt`).
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -58,19 +61,40 @@ pub enum ListenerKind {
     Mqtt,
     /// MQTT over TLS.
     Mqtts,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerKind {
+    fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Mqtts | ListenerKind::Wss)
+    }
+
+    fn is_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
 }
 
 impl ListenerConfig {
-    /// The TLS files of an `mqtts` listener (validated: both are set).
+    /// The TLS files of an `mqtts` or `wss` listener (validated: both are set).
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
-        match (self.kind, &self.cert, &self.key) {
-            (ListenerKind::Mqtts, Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+        match (self.kind.is_tls(), &self.cert, &self.key) {
+            (true, Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: self.client_ca.clone(),
             }),
             _ => None,
         }
+    }
+
+    /// The WebSocket path of a `ws` or `wss` listener.
+    pub fn websocket_path(&self) -> Option<&str> {
+        self.kind
+            .is_websocket()
+            .then(|| self.path.as_deref().unwrap_or(crate::ws::DEFAULT_PATH))
     }
 }
 
@@ -261,17 +285,27 @@ impl Config {
             return invalid("store.sync_interval_ms", "must be at least 1 millisecond");
         }
         for listener in &self.listeners {
+            let kind = listener.kind;
             let tls =
                 listener.cert.is_some() || listener.key.is_some() || listener.client_ca.is_some();
-            match listener.kind {
-                ListenerKind::Mqtts if listener.cert.is_none() || listener.key.is_none() => {
-                    return invalid("listener", "an mqtts listener needs both cert and key");
+            if kind.is_tls() && (listener.cert.is_none() || listener.key.is_none()) {
+                return invalid(
+                    "listener",
+                    "an mqtts or wss listener needs both cert and key",
+                );
+            }
+            if !kind.is_tls() && tls {
+                return invalid(
+                    "listener",
+                    "cert, key and client_ca belong to mqtts and wss listeners",
+                );
+            }
+            match &listener.path {
+                Some(_) if !kind.is_websocket() => {
+                    return invalid("listener", "path belongs to ws and wss listeners");
                 }
-                ListenerKind::Mqtt if tls => {
-                    return invalid(
-                        "listener",
-                        "cert, key and client_ca belong to mqtts listeners; this one is mqtt",
-                    );
+                Some(path) if !path.starts_with('/') => {
+                    return invalid("listener", "a WebSocket path starts with /");
                 }
                 _ => {}
             }

@@ -10,6 +10,7 @@ mod held;
 pub mod metrics;
 pub mod persist;
 pub mod tls;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -54,8 +55,9 @@ pub enum StartError {
 pub struct Server {
     broker: Arc<Broker>,
     addrs: Vec<SocketAddr>,
-    /// Whether the listener at the same place in `addrs` speaks TLS.
-    tls: Vec<bool>,
+    /// What the listener at the same place in `addrs` speaks besides MQTT over TCP (empty
+    /// for nothing), for people.
+    transports: Vec<String>,
     /// The TLS listeners' certificate files and live acceptors, for [`Server::reload_tls`].
     tls_listeners: Vec<LiveTls>,
     shutdown: watch::Sender<bool>,
@@ -118,14 +120,17 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
-        let mut tls = Vec::new();
+        let mut transports = Vec::new();
         let mut tls_listeners = Vec::new();
-        let plain = config.listen.iter().map(|&addr| (addr, None));
-        let typed = config.listeners.iter().map(|l| (l.bind, l.tls_files()));
-        for (addr, tls_files) in plain.chain(typed) {
+        let plain = config.listen.iter().map(|&addr| (addr, None, None));
+        let typed = config
+            .listeners
+            .iter()
+            .map(|l| (l.bind, l.tls_files(), l.websocket_path().map(str::to_owned)));
+        for (addr, tls_files, websocket) in plain.chain(typed) {
             // Certificates are checked before anything listens: a broken file stops the start.
-            let transport = match tls_files {
-                None => Transport::Tcp,
+            let tls = match tls_files {
+                None => None,
                 Some(files) => {
                     let acceptor =
                         tls::acceptor(&files).map_err(|source| StartError::Tls { addr, source })?;
@@ -135,8 +140,14 @@ impl Server {
                         files,
                         acceptor: shared.clone(),
                     });
-                    Transport::Tls(shared)
+                    Some(shared)
                 }
+            };
+            let transport = Transport {
+                tls,
+                websocket,
+                // A WebSocket message may carry a whole packet and a little more.
+                max_message: config.limits.max_packet_size as usize + 64 * 1024,
             };
             let listener = TcpListener::bind(addr)
                 .await
@@ -145,7 +156,7 @@ impl Server {
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
             addrs.push(local);
-            tls.push(matches!(transport, Transport::Tls(_)));
+            transports.push(transport.describe());
             tasks.spawn(accept_loop(
                 listener,
                 transport,
@@ -158,7 +169,7 @@ impl Server {
         Ok(Server {
             broker,
             addrs,
-            tls,
+            transports,
             tls_listeners,
             shutdown,
             tasks,
@@ -196,14 +207,15 @@ impl Server {
         Ok(self.tls_listeners.len())
     }
 
-    /// The listeners for people: each address, with "(TLS)" after those that speak it.
+    /// The listeners for people: each address, with what it speaks after it when that is
+    /// not plain TCP: "(TLS)", "(WebSocket /mqtt)", "(WebSocket over TLS /mqtt)".
     pub fn listener_descriptions(&self) -> Vec<String> {
         self.addrs
             .iter()
-            .zip(&self.tls)
-            .map(|(addr, &tls)| match tls {
-                true => format!("{addr} (TLS)"),
-                false => addr.to_string(),
+            .zip(&self.transports)
+            .map(|(addr, what)| match what.is_empty() {
+                true => addr.to_string(),
+                false => format!("{addr} ({what})"),
             })
             .collect()
     }
@@ -247,10 +259,67 @@ impl std::fmt::Debug for LiveTls {
     }
 }
 
-/// What a listener speaks over TCP.
-enum Transport {
-    Tcp,
-    Tls(SharedAcceptor),
+/// What a listener speaks over TCP: TLS or not, WebSocket (on a path) or not.
+struct Transport {
+    tls: Option<SharedAcceptor>,
+    websocket: Option<String>,
+    /// The largest WebSocket message taken.
+    max_message: usize,
+}
+
+impl Transport {
+    fn describe(&self) -> String {
+        match (&self.tls, &self.websocket) {
+            (None, None) => String::new(),
+            (Some(_), None) => "TLS".into(),
+            (None, Some(path)) => format!("WebSocket {path}"),
+            (Some(_), Some(path)) => format!("WebSocket over TLS {path}"),
+        }
+    }
+}
+
+/// Runs one connection: the TLS handshake and the WebSocket upgrade first, if the listener
+/// has them, both within the time allowed for CONNECT and in the connection's own task, so
+/// that a slow client never holds up the listener.
+async fn serve_connection(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    websocket: Option<(String, usize)>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    connect_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    let started = tokio::time::Instant::now();
+    let left = move || connect_timeout.saturating_sub(started.elapsed());
+    let refused = |what: &str, error: String| {
+        info!(peer = %peer, error = %error, "refused connection: {what} failed");
+    };
+    macro_rules! within {
+        ($what:expr, $step:expr) => {
+            match tokio::time::timeout(left(), $step).await {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) => return refused($what, e.to_string()),
+                Err(_) => return refused($what, "not done in time".into()),
+            }
+        };
+    }
+    match (tls, websocket) {
+        (None, None) => client::serve(stream, peer, broker, connect_timeout, shutdown).await,
+        (Some(tls), None) => {
+            let stream = within!("TLS handshake", tls.accept(stream));
+            client::serve(stream, peer, broker, left(), shutdown).await;
+        }
+        (None, Some((path, max))) => {
+            let stream = within!("WebSocket upgrade", ws::accept(stream, &path, max));
+            client::serve(stream, peer, broker, left(), shutdown).await;
+        }
+        (Some(tls), Some((path, max))) => {
+            let stream = within!("TLS handshake", tls.accept(stream));
+            let stream = within!("WebSocket upgrade", ws::accept(stream, &path, max));
+            client::serve(stream, peer, broker, left(), shutdown).await;
+        }
+    }
 }
 
 async fn accept_loop(
@@ -267,31 +336,24 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     // Small packets (acks) must not wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
-                    let broker = broker.clone();
-                    let shutdown = shutdown.clone();
-                    match &transport {
-                        Transport::Tcp => {
-                            connections.spawn(client::serve(stream, peer, broker, connect_timeout, shutdown));
-                        }
-                        Transport::Tls(acceptor) => {
-                            // The certificates current now, even if reloaded meanwhile.
-                            let acceptor = acceptor.read().unwrap_or_else(|p| p.into_inner()).clone();
-                            let handshake = acceptor.accept(stream);
-                            connections.spawn(async move {
-                                // The handshake counts against the time allowed for CONNECT, in
-                                // its own task: a slow client never holds up the listener.
-                                let started = tokio::time::Instant::now();
-                                match tokio::time::timeout(connect_timeout, handshake).await {
-                                    Ok(Ok(tls)) => {
-                                        let left = connect_timeout.saturating_sub(started.elapsed());
-                                        client::serve(tls, peer, broker, left, shutdown).await;
-                                    }
-                                    Ok(Err(e)) => info!(peer = %peer, error = %e, "refused connection: TLS handshake failed"),
-                                    Err(_) => info!(peer = %peer, "refused connection: no TLS handshake in time"),
-                                }
-                            });
-                        }
-                    }
+                    // The certificates current now, even if reloaded meanwhile.
+                    let tls = transport
+                        .tls
+                        .as_ref()
+                        .map(|t| t.read().unwrap_or_else(|p| p.into_inner()).clone());
+                    let websocket = transport
+                        .websocket
+                        .clone()
+                        .map(|path| (path, transport.max_message));
+                    connections.spawn(serve_connection(
+                        tls,
+                        websocket,
+                        stream,
+                        peer,
+                        broker.clone(),
+                        connect_timeout,
+                        shutdown.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.

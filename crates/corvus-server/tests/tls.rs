@@ -7,87 +7,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
+use common::tls::*;
 use common::*;
 use corvus_server::config::{ListenerConfig, ListenerKind};
 use corvus_server::{Config, Server};
 use mqtt_codec::{Packet, ProtocolVersion, QoS};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use rcgen::KeyPair;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-/// A certificate authority made for one test.
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    /// A leaf certificate for `names` (DNS names or IP addresses), for a server or a client.
-    fn issue(&self, names: &[&str], client: bool) -> (Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert, key)
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.cert.der().clone()).unwrap();
-        roots
-    }
-}
-
-/// The PEM files of a TLS listener, in a temporary directory.
-struct Files {
-    _dir: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-    ca: PathBuf,
-}
-
-fn write_files(ca: &Ca, server: &(Certificate, KeyPair)) -> Files {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: String| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    // The chain: the leaf, then the CA (clients only need to trust the CA).
-    let cert = write("server.pem", server.0.pem() + &ca.cert.pem());
-    let key = write("server.key", server.1.serialize_pem());
-    let ca = write("ca.pem", ca.cert.pem());
-    Files {
-        _dir: dir,
-        cert,
-        key,
-        ca,
-    }
-}
 
 async fn start_tls(files: &Files, client_ca: Option<&Path>) -> (Server, SocketAddr, SocketAddr) {
     let config = Config {
@@ -98,6 +27,7 @@ async fn start_tls(files: &Files, client_ca: Option<&Path>) -> (Server, SocketAd
             cert: Some(files.cert.clone()),
             key: Some(files.key.clone()),
             client_ca: client_ca.map(Path::to_path_buf),
+            path: None,
         }],
         data_dir: fresh_data_dir(),
         ..Config::default()
@@ -109,39 +39,6 @@ async fn start_tls(files: &Files, client_ca: Option<&Path>) -> (Server, SocketAd
         format!("{} (TLS)", addrs[1])
     );
     (server, addrs[0], addrs[1])
-}
-
-fn client_config(
-    ca: &Ca,
-    versions: &[&'static SupportedProtocolVersion],
-    identity: Option<&(Certificate, KeyPair)>,
-) -> ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(ca.roots());
-    match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-            builder
-                .with_client_auth_cert(vec![CertificateDer::from(cert.der().to_vec())], key)
-                .unwrap()
-        }
-    }
-}
-
-/// A TLS session to `addr` (verified as "localhost"), or the handshake's error.
-async fn tls_connect(
-    addr: SocketAddr,
-    config: ClientConfig,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
 }
 
 /// Whether an MQTT session works over `stream`: CONNECT, then a QoS 1 message from it
@@ -324,6 +221,7 @@ async fn broken_certificate_files_stop_the_start_with_a_clear_message() {
                 cert: Some(cert),
                 key: Some(key),
                 client_ca: None,
+                path: None,
             }],
             data_dir: fresh_data_dir(),
             ..Config::default()
@@ -359,6 +257,18 @@ fn mqtts_listeners_are_configured_in_listener_tables() {
         (
             "kind = \"quic\"\nbind = \"127.0.0.1:1884\"\n",
             "unknown variant",
+        ),
+        (
+            "kind = \"wss\"\nbind = \"127.0.0.1:8884\"\n",
+            "both cert and key",
+        ),
+        (
+            "kind = \"ws\"\nbind = \"127.0.0.1:8080\"\npath = \"mqtt\"\n",
+            "starts with /",
+        ),
+        (
+            "kind = \"mqtt\"\nbind = \"127.0.0.1:1884\"\npath = \"/mqtt\"\n",
+            "belongs to ws",
         ),
     ] {
         let error = Config::parse(&format!("[[listener]]\n{text}")).unwrap_err();

@@ -218,7 +218,7 @@ fn a_second_broker_on_the_same_data_directory_is_refused() {
 fn sighup_reloads_the_tls_certificates() {
     let (dir, _ca, chain, key) = support::tls_files();
     let tls_port = support::free_port();
-    let config = support::tls_config(dir.path(), tls_port, &chain, &key);
+    let config = support::listeners_config(dir.path(), &[("mqtts", tls_port)], &chain, &key);
     let mut broker =
         support::Broker::start_with("sighup", &["--config".as_ref(), config.as_os_str()]);
     let wait = std::time::Duration::from_secs(10);

@@ -649,7 +649,7 @@ fn mosquitto_clients_over_tls_with_cafile() {
     }
     let (dir, ca, chain, key) = support::tls_files();
     let tls_port = support::free_port();
-    let config = support::tls_config(dir.path(), tls_port, &chain, &key);
+    let config = support::listeners_config(dir.path(), &[("mqtts", tls_port)], &chain, &key);
     let broker = Broker::start_with("tls", &["--config".as_ref(), config.as_os_str()]);
     let port = tls_port.to_string();
     let ca = ca.display().to_string();

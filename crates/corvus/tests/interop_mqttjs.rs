@@ -24,7 +24,9 @@ const SCRIPT_SECONDS: u64 = 30;
 const PRELUDE: &str = r#"
 'use strict';
 const mqtt = require('mqtt');
-const URL = `mqtt://${process.env.CORVUS_HOST}:${process.env.CORVUS_PORT}`;
+const URL = process.env.CORVUS_URL || `mqtt://${process.env.CORVUS_HOST}:${process.env.CORVUS_PORT}`;
+// For wss: the CA that signed the broker's certificate.
+const TLS = process.env.CORVUS_CA ? { ca: require('fs').readFileSync(process.env.CORVUS_CA) } : {};
 const VERSION = Number(process.env.CORVUS_PROTOCOL);
 const LIMIT = Number(process.env.CORVUS_SCRIPT_TIMEOUT);
 const WAIT = 10000;
@@ -46,7 +48,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // resumed session's) is missed. `c.connack` is the CONNACK packet.
 function client(clientId, options = {}) {
   const c = mqtt.connect(URL, {
-    protocolVersion: VERSION, clientId, reconnectPeriod: 0, connectTimeout: WAIT, ...options,
+    protocolVersion: VERSION, clientId, reconnectPeriod: 0, connectTimeout: WAIT, ...TLS, ...options,
   });
   c.name = clientId;
   c.received = [];
@@ -101,12 +103,24 @@ main().then(() => { clearTimeout(watchdog); console.log('ok'); process.exit(0); 
 "#;
 
 fn run_script(test: &str, broker: &Broker, protocol: &str, body: &str) {
+    run_script_with(test, broker, protocol, body, &[]);
+}
+
+/// [`run_script`] with more environment: `CORVUS_URL` (another transport), `CORVUS_CA`.
+fn run_script_with(
+    test: &str,
+    broker: &Broker,
+    protocol: &str,
+    body: &str,
+    env: &[(&str, String)],
+) {
     let script = format!("{PRELUDE}\n{body}\n{EPILOGUE}");
     let out = support::run(
         test,
         support::node()
             .arg("-e")
             .arg(script)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("CORVUS_HOST", broker.host())
             .env("CORVUS_PORT", broker.port())
             .env("CORVUS_PROTOCOL", protocol)
@@ -306,4 +320,29 @@ fn mqttjs_v5_persistent_session() {
     }
     let broker = Broker::start(test);
     run_script(test, &broker, "5", SESSION_SCRIPT);
+}
+
+/// MQTT.js over WebSocket (`ws://`) and WebSocket over TLS (`wss://`, trusting the CA that
+/// signed the broker's certificate), MQTT 5 and 3.1.1: the QoS and retained script above,
+/// each run on a fresh broker (the script leaves a retained message behind).
+#[test]
+fn mqttjs_over_ws_and_wss() {
+    let test = "mqttjs_over_ws_and_wss";
+    if !runs(test) {
+        return;
+    }
+    let (dir, ca, chain, key) = support::tls_files();
+    let ca = ca.display().to_string();
+    for (kind, host) in [("ws", "127.0.0.1"), ("wss", "localhost")] {
+        for protocol in ["5", "4"] {
+            let port = support::free_port();
+            let config = support::listeners_config(dir.path(), &[(kind, port)], &chain, &key);
+            let broker = Broker::start_with(test, &["--config".as_ref(), config.as_os_str()]);
+            let env = [
+                ("CORVUS_URL", format!("{kind}://{host}:{port}/mqtt")),
+                ("CORVUS_CA", ca.clone()),
+            ];
+            run_script_with(test, &broker, protocol, QOS_SCRIPT, &env);
+        }
+    }
 }

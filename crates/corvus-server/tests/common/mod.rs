@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -128,10 +130,12 @@ impl Raw {
             .encode(self.version, &mut out)
             .expect("test packet encodes");
         self.stream.write_all(&out).await.expect("write to broker");
+        self.stream.flush().await.expect("flush to broker");
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write to broker");
+        self.stream.flush().await.expect("flush to broker");
     }
 
     /// The next packet, or `None` if the broker closed the connection.

@@ -605,18 +605,28 @@ pub fn tls_files() -> (
     (dir, ca_file, chain, key_file)
 }
 
-/// Writes `dir/corvus.toml` with one `mqtts` listener on 127.0.0.1:`port` using `chain` and
-/// `key`, and returns its path (for `--config`).
-pub fn tls_config(dir: &Path, port: u16, chain: &Path, key: &Path) -> PathBuf {
+/// Writes `dir/corvus.toml` with a `[[listener]]` of each `(kind, port)` on 127.0.0.1
+/// (`mqtts` and `wss` ones with `chain` and `key`), and returns its path (for `--config`).
+pub fn listeners_config(
+    dir: &Path,
+    listeners: &[(&str, u16)],
+    chain: &Path,
+    key: &Path,
+) -> PathBuf {
+    let mut text = String::new();
+    for (kind, port) in listeners {
+        text.push_str(&format!(
+            "[[listener]]\nkind = \"{kind}\"\nbind = \"127.0.0.1:{port}\"\n"
+        ));
+        if matches!(*kind, "mqtts" | "wss") {
+            text.push_str(&format!(
+                "cert = {:?}\nkey = {:?}\n",
+                chain.display().to_string(),
+                key.display().to_string()
+            ));
+        }
+    }
     let config = dir.join("corvus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[listener]]\nkind = \"mqtts\"\nbind = \"127.0.0.1:{port}\"\ncert = {:?}\nkey = {:?}\n",
-            chain.display().to_string(),
-            key.display().to_string()
-        ),
-    )
-    .expect("write the config file");
+    std::fs::write(&config, text).expect("write the config file");
     config
 }
