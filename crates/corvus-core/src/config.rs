@@ -17,6 +17,10 @@ pub enum QueueFullPolicy {
 pub struct BrokerConfig {
     /// Largest packet accepted from a client, fixed header included; advertised in CONNACK.
     pub max_packet_size: u32,
+    /// Largest first packet (the CONNECT) accepted from a client not yet connected: before
+    /// anything is known about a client, it may not make the broker buffer much. The
+    /// effective limit is the smaller of this and `max_packet_size`.
+    pub max_connect_size: u32,
     /// How many QoS 1/2 PUBLISH a client may have unacknowledged towards the broker;
     /// advertised as Receive Maximum, exceeding it is DISCONNECT 0x93.
     pub receive_maximum: u16,
@@ -48,6 +52,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             max_packet_size: 1024 * 1024,
+            max_connect_size: 64 * 1024,
             receive_maximum: 1024,
             max_inflight: 1024,
             topic_alias_maximum: 1024,

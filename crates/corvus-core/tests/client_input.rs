@@ -421,6 +421,7 @@ fn broker_config() -> impl Strategy<Value = BrokerConfig> {
         .prop_map(
             |(queue_full_policy, queue_qos0_offline, max_keep_alive)| BrokerConfig {
                 max_packet_size: 256,
+                max_connect_size: 256,
                 receive_maximum: 2,
                 max_inflight: 3,
                 topic_alias_maximum: 3,

@@ -123,8 +123,14 @@ pub async fn serve<S>(
             stream,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::new(),
-            decoder: Decoder::new(ProtocolVersion::V5)
-                .with_max_packet_size(broker.config.max_packet_size),
+            // Until CONNECT, only a small packet: an unknown client may not make the broker
+            // buffer much (raised to max_packet_size once it is connected).
+            decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(
+                broker
+                    .config
+                    .max_connect_size
+                    .min(broker.config.max_packet_size),
+            ),
         },
         conn: Connection::new(broker.config.clone(), now()),
         actions: Vec::new(),
@@ -188,6 +194,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let Packet::Connect(connect) = first else {
             return info!(peer = %self.peer, "refused connection: first packet was not CONNECT");
         };
+        self.io
+            .decoder
+            .set_max_packet_size(self.broker.config.max_packet_size);
         let request = match self.conn.on_connect(*connect, now(), generated_client_id) {
             Ok(request) => request,
             Err(refusal) => {

@@ -167,6 +167,8 @@ impl StoreConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_packet_size: u32,
+    /// Largest CONNECT accepted, before the client is connected.
+    pub max_connect_size: u32,
     pub receive_maximum: u16,
     pub max_inflight: u16,
     pub topic_alias_maximum: u16,
@@ -209,6 +211,7 @@ impl Default for Limits {
         let core = BrokerConfig::default();
         Limits {
             max_packet_size: core.max_packet_size,
+            max_connect_size: core.max_connect_size,
             receive_maximum: core.receive_maximum,
             max_inflight: core.max_inflight,
             topic_alias_maximum: core.topic_alias_maximum,
@@ -269,6 +272,9 @@ impl Config {
         if l.max_packet_size < 64 {
             return invalid("limits.max_packet_size", "must be at least 64 bytes");
         }
+        if l.max_connect_size < 64 {
+            return invalid("limits.max_connect_size", "must be at least 64 bytes");
+        }
         if l.receive_maximum == 0 {
             return invalid("limits.receive_maximum", "must be at least 1");
         }
@@ -318,6 +324,7 @@ impl Config {
         let l = &self.limits;
         BrokerConfig {
             max_packet_size: l.max_packet_size,
+            max_connect_size: l.max_connect_size,
             receive_maximum: l.receive_maximum,
             max_inflight: l.max_inflight,
             topic_alias_maximum: l.topic_alias_maximum,

@@ -191,6 +191,60 @@ async fn connect_timeout_does_not_apply_once_connected() {
     server.shutdown().await;
 }
 
+// ---- size before CONNECT ----
+
+/// Before CONNECT the broker takes only a small packet (`max_connect_size`, 64 KiB by
+/// default): a first packet declaring more is refused at once, without waiting for its body
+/// or the connect timeout, whatever kind it claims to be. A CONNECT within the limit is
+/// accepted, and once connected the client may send packets up to `max_packet_size`.
+#[tokio::test]
+async fn a_first_packet_larger_than_max_connect_size_is_refused_at_once() {
+    // A long connect timeout: a close within WAIT can only be the size limit.
+    let (server, addr) = start_with(|c| c.limits.connect_timeout = 60).await;
+    // 0xFF 0xFF 0xFF 0x7F: a remaining length of 256 MB - 1; and one just past 64 KiB.
+    let huge = [0xFF, 0xFF, 0xFF, 0x7F];
+    let past_64k = [0x81, 0x80, 0x04]; // 65537
+    for first in [0x10u8, 0x30, 0x82] {
+        for length in [&huge[..], &past_64k[..]] {
+            let mut raw = Raw::open(addr, ProtocolVersion::V5).await;
+            let mut bytes = vec![first];
+            bytes.extend_from_slice(length);
+            raw.send_bytes(&bytes).await;
+            let seen = read_to_close(&mut raw).await;
+            assert!(seen.is_empty(), "{first:#x} {length:?}: {seen:?}");
+        }
+    }
+    // A CONNECT of 80 KiB (a 60 KiB will and a 20 KiB password, each near what its 16-bit
+    // length allows) is over the default limit...
+    let big_will = |c: &mut Connect| {
+        c.will = Some(mqtt_codec::Will {
+            topic: s("wills/big"),
+            payload: Bytes::from(vec![7u8; 60 * 1024]),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        c.password = Some(Bytes::from(vec![b'p'; 20 * 1024]));
+    };
+    let mut connect = Connect::new(ProtocolVersion::V5, s("big-will"));
+    big_will(&mut connect);
+    let (_raw, reply) = connect_reply(addr, connect).await;
+    assert!(reply.is_none(), "{reply:?}");
+    assert!(server.broker().session("big-will").is_none());
+    server.shutdown().await;
+
+    // ...and accepted where the limit is raised; connected, a 200 KiB PUBLISH is fine.
+    let (server, addr) = start_with(|c| c.limits.max_connect_size = 128 * 1024).await;
+    let (mut raw, _) = Raw::connect_with(addr, ProtocolVersion::V5, "big-will", big_will).await;
+    let mut sub = Raw::connect(addr, ProtocolVersion::V5, "sub").await;
+    sub.subscribe(1, "big", QoS::AtLeastOnce).await;
+    let payload = vec![1u8; 200 * 1024];
+    raw.publish("big", &payload, QoS::AtLeastOnce, false, 1)
+        .await;
+    assert_eq!(sub.recv_publish().await.payload.len(), payload.len());
+    server.shutdown().await;
+}
+
 // ---- client identifiers ----
 
 #[tokio::test]
