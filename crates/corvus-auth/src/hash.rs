@@ -129,6 +129,12 @@ pub(crate) fn verify(password: &[u8], hash: &PasswordHash) -> Outcome {
     outcome
 }
 
+/// What verifying against `hash` costs, as argon2 memory blocks times passes: the dummy
+/// hash copies the dearest entry, so an unknown user never takes less time than a known one.
+pub(crate) fn cost(hash: &PasswordHash) -> u64 {
+    Params::try_from(hash).map_or(0, |p| u64::from(p.m_cost()) * u64::from(p.t_cost()))
+}
+
 /// A hash nobody's password matches, costing what verifying against `model` costs: the same
 /// algorithm, version, parameters and output length, with a fixed salt and an all-zero output.
 /// Building it costs nothing (no argon2 run), so the first unknown user does not pay twice.

@@ -58,7 +58,7 @@ impl PasswordFile {
     }
 
     /// Sets the parameters of the dummy hash used while the file has no entry (argon2's
-    /// defaults unless set). With entries, the dummy copies the first entry's parameters.
+    /// defaults unless set). With entries, the dummy copies the dearest entry's parameters.
     pub fn with_params(mut self, params: HashParams) -> Self {
         self.params = params;
         self.dummy = OnceLock::new();
@@ -133,7 +133,7 @@ impl PasswordFile {
     /// True if `password` is `user`'s. Always runs exactly one argon2 verification, whatever
     /// the answer, so that the time taken does not tell whether the user exists:
     /// - a known user: against their hash;
-    /// - an unknown user: against a dummy hash with the parameters of the file's first entry
+    /// - an unknown user: against a dummy hash with the parameters of the file's dearest entry
     ///   (built once, lazily, without an argon2 run), and the answer is no;
     /// - an empty password (the broker passes `b""` when CONNECT has none): verified like any
     ///   other, then refused.
@@ -164,10 +164,16 @@ impl PasswordFile {
     fn dummy(&self) -> Option<&PasswordHash> {
         self.dummy
             .get_or_init(|| {
-                let model = self.lines.iter().find_map(|line| match line {
-                    Line::Entry { hash, .. } => Some(&**hash),
-                    Line::Other(_) => None,
-                });
+                // The dearest entry: with mixed parameters, copying a cheaper one would let
+                // an unknown user answer faster than some known ones.
+                let model = self
+                    .lines
+                    .iter()
+                    .filter_map(|line| match line {
+                        Line::Entry { hash, .. } => Some(&**hash),
+                        Line::Other(_) => None,
+                    })
+                    .max_by_key(|hash| hash::cost(hash));
                 hash::dummy_like(model, &self.params).ok()
             })
             .as_ref()
@@ -262,6 +268,21 @@ impl PasswordFile {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found in review: with mixed parameters, an unknown user must cost what the dearest
+    /// entry costs, wherever it is in the file (a cheap first entry made unknown users fast).
+    #[test]
+    fn the_dummy_copies_the_dearest_entry() {
+        let cheap = hash_password_with(b"a", &small_params()).unwrap();
+        let dear_params = HashParams::new(256, 2, 1).unwrap();
+        let dear = hash_password_with(b"b", &dear_params).unwrap();
+        let file = parse(&format!("cheap:{cheap}\ndear:{dear}\n")).unwrap();
+        let dummy = file.dummy().unwrap();
+        let dear_hash = file.hash_of("dear").unwrap();
+        assert_eq!(dummy.params, dear_hash.params);
+        assert!(hash::cost(dummy) > hash::cost(file.hash_of("cheap").unwrap()));
+    }
+
     use super::*;
     use crate::hash::{hash_password_with, runs, small_params};
 

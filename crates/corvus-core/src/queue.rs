@@ -120,9 +120,14 @@ impl OutboundQueue {
 
     pub fn pop_front(&mut self) -> Option<Queued> {
         let item = self.items.pop_front()?;
+        self.uncount(&item);
+        Some(item)
+    }
+
+    /// Takes an item that left the queue out of the counts.
+    fn uncount(&mut self, item: &Queued) {
         self.bytes -= item.payload_len();
         self.on_disk -= usize::from(matches!(item, Queued::OnDisk(_)));
-        Some(item)
     }
 
     /// Takes every delivery that has expired at `now` out of the queue (wherever it is in
@@ -136,8 +141,7 @@ impl OutboundQueue {
             items.into_iter().partition(|q| q.is_expired(now));
         self.items = kept;
         for item in &expired {
-            self.bytes -= item.payload_len();
-            self.on_disk -= usize::from(matches!(item, Queued::OnDisk(_)));
+            self.uncount(item);
         }
         self.earliest_expiry = self.items.iter().filter_map(Queued::expires_at).min();
         expired.into()

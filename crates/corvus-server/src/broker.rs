@@ -149,6 +149,14 @@ impl StoreIds {
     }
 }
 
+/// The op that records a delivery queued for `session`.
+fn enqueue_op(session: &Session, delivery: Delivery) -> StoreOp {
+    StoreOp::Enqueue {
+        client: session.client_id().clone(),
+        delivery,
+    }
+}
+
 /// A recipient of a message being routed.
 struct Target {
     client: ClientId,
@@ -380,23 +388,26 @@ impl Broker {
         }
     }
 
-    /// Persists a delivery about to be queued for `session`, if it is to be persisted:
-    /// gives it the message's store id (see [`StoreIds`]) and returns the op that records it.
-    fn stored_delivery(
+    /// Queues one delivery for a locked session. A delivery to be persisted gets its store
+    /// id (see [`StoreIds`]) first. Returns whether it was queued and, if it was and is
+    /// persisted, the copy the store must record.
+    fn queue_delivery(
         &self,
-        session: &Session,
-        delivery: &mut Delivery,
+        session: &mut Session,
+        mut delivery: Delivery,
         ids: &mut StoreIds,
-    ) -> Option<StoreOp> {
-        let store = self.store.as_ref()?;
-        if delivery.qos == QoS::AtMostOnce || !session.is_persistent() {
-            return None;
-        }
-        delivery.stored_id = Some(ids.for_session(session.client_id(), store));
-        Some(StoreOp::Enqueue {
-            client: session.client_id().clone(),
-            delivery: delivery.clone(),
-        })
+        now: Millis,
+    ) -> (bool, Option<Delivery>) {
+        let persisted = match &self.store {
+            Some(store) if delivery.qos != QoS::AtMostOnce && session.is_persistent() => {
+                delivery.stored_id = Some(ids.for_session(session.client_id(), store));
+                true
+            }
+            _ => false,
+        };
+        let copy = persisted.then(|| delivery.clone());
+        let queued = !matches!(session.enqueue(delivery, now), Enqueued::Dropped(_));
+        (queued, copy.filter(|_| queued))
     }
 }
 
@@ -409,21 +420,19 @@ impl Broker {
         let mut ticket = None;
         let mut stored_ids = StoreIds::default();
         for Target {
-            handle,
-            mut delivery,
-            ..
+            handle, delivery, ..
         } in targets
         {
-            let outcome = {
+            let was_queued = {
                 let mut session = handle.lock();
-                let op = self.stored_delivery(&session, &mut delivery, &mut stored_ids);
-                let outcome = session.enqueue(delivery, now);
-                let op = op.filter(|_| !matches!(outcome, Enqueued::Dropped(_)));
+                let (was_queued, copy) =
+                    self.queue_delivery(&mut session, delivery, &mut stored_ids, now);
+                let op = copy.map(|delivery| enqueue_op(&session, delivery));
                 let written = self.settle_with(&mut session, op.into_iter().collect());
                 ticket = ticket.max(written);
-                outcome
+                was_queued
             };
-            if !matches!(outcome, Enqueued::Dropped(_)) {
+            if was_queued {
                 queued += 1;
                 handle.notify.notify_one();
             }
@@ -459,11 +468,10 @@ impl Broker {
         let mut queued = Vec::with_capacity(targets.len());
         for (target, slot) in targets.into_iter().zip(slots) {
             let session = &mut sessions[slot];
-            let mut delivery = target.delivery;
-            let stored = self.stored_delivery(session, &mut delivery, &mut stored_ids);
-            let copy = stored.map(|_| (target.client, delivery.clone()));
-            if !matches!(session.enqueue(delivery, now), Enqueued::Dropped(_)) {
-                copies.extend(copy);
+            let (was_queued, copy) =
+                self.queue_delivery(session, target.delivery, &mut stored_ids, now);
+            copies.extend(copy.map(|delivery| (target.client, delivery)));
+            if was_queued {
                 queued.push(target.handle);
             }
             // What the session reported (drops, a delivery it evicted) goes first.
@@ -642,11 +650,10 @@ impl MessageRouting for Broker {
         let mut session = handle.lock();
         let mut ops = Vec::new();
         for message in messages {
-            let mut delivery = retained_delivery(&message, entry);
-            let op = self.stored_delivery(&session, &mut delivery, &mut StoreIds::default());
-            if !matches!(session.enqueue(delivery, now), Enqueued::Dropped(_)) {
-                ops.extend(op);
-            }
+            let delivery = retained_delivery(&message, entry);
+            let (_, copy) =
+                self.queue_delivery(&mut session, delivery, &mut StoreIds::default(), now);
+            ops.extend(copy.map(|delivery| enqueue_op(&session, delivery)));
         }
         self.settle_with(&mut session, ops)
     }

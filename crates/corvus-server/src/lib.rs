@@ -38,6 +38,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("listener {addr}: {source}")]
     Tls {
         addr: SocketAddr,
@@ -99,6 +101,9 @@ impl Server {
         config: &Config,
         store: Option<(Store, Recovered)>,
     ) -> Result<Server, StartError> {
+        // A config built in code is held to what a config file is (an mqtts listener
+        // without its certificate must not quietly serve plain TCP).
+        config.validate()?;
         let mut recovered_summary = None;
         let broker = match store {
             None => Arc::new(Broker::new(config.broker_config())),
@@ -126,7 +131,7 @@ impl Server {
         let typed = config
             .listeners
             .iter()
-            .map(|l| (l.bind, l.tls_files(), l.websocket_path().map(str::to_owned)));
+            .map(|l| (l.bind, l.tls_files(), l.websocket_path().map(Arc::from)));
         for (addr, tls_files, websocket) in plain.chain(typed) {
             // Certificates are checked before anything listens: a broken file stops the start.
             let tls = match tls_files {
@@ -262,7 +267,7 @@ impl std::fmt::Debug for LiveTls {
 /// What a listener speaks over TCP: TLS or not, WebSocket (on a path) or not.
 struct Transport {
     tls: Option<SharedAcceptor>,
-    websocket: Option<String>,
+    websocket: Option<Arc<str>>,
     /// The largest WebSocket message taken.
     max_message: usize,
 }
@@ -279,46 +284,90 @@ impl Transport {
 }
 
 /// Runs one connection: the TLS handshake and the WebSocket upgrade first, if the listener
-/// has them, both within the time allowed for CONNECT and in the connection's own task, so
-/// that a slow client never holds up the listener.
+/// has them, in the connection's own task so that a slow client never holds up the listener.
 async fn serve_connection(
     tls: Option<tokio_rustls::TlsAcceptor>,
-    websocket: Option<(String, usize)>,
+    websocket: Option<(Arc<str>, usize)>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     connect_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
-    let started = tokio::time::Instant::now();
-    let left = move || connect_timeout.saturating_sub(started.elapsed());
-    let refused = |what: &str, error: String| {
-        info!(peer = %peer, error = %error, "refused connection: {what} failed");
+    let mut steps = Handshake {
+        peer,
+        deadline: tokio::time::Instant::now() + connect_timeout,
+        shutdown: shutdown.clone(),
     };
-    macro_rules! within {
-        ($what:expr, $step:expr) => {
-            match tokio::time::timeout(left(), $step).await {
-                Ok(Ok(done)) => done,
-                Ok(Err(e)) => return refused($what, e.to_string()),
-                Err(_) => return refused($what, "not done in time".into()),
+    match tls {
+        None => serve_upgraded(stream, websocket, steps, broker, shutdown).await,
+        Some(tls) => {
+            if let Some(stream) = steps.step("TLS handshake", tls.accept(stream)).await {
+                serve_upgraded(stream, websocket, steps, broker, shutdown).await;
             }
-        };
+        }
     }
-    match (tls, websocket) {
-        (None, None) => client::serve(stream, peer, broker, connect_timeout, shutdown).await,
-        (Some(tls), None) => {
-            let stream = within!("TLS handshake", tls.accept(stream));
-            client::serve(stream, peer, broker, left(), shutdown).await;
+}
+
+/// [`serve_connection`] after TLS: the WebSocket upgrade, if any, then MQTT.
+async fn serve_upgraded<S>(
+    stream: S,
+    websocket: Option<(Arc<str>, usize)>,
+    mut steps: Handshake,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    let peer = steps.peer;
+    match websocket {
+        None => client::serve(stream, peer, broker, steps.left(), shutdown).await,
+        Some((path, max)) => {
+            let upgrade = ws::accept(stream, &path, max);
+            if let Some(stream) = steps.step("WebSocket upgrade", upgrade).await {
+                client::serve(stream, peer, broker, steps.left(), shutdown).await;
+            }
         }
-        (None, Some((path, max))) => {
-            let stream = within!("WebSocket upgrade", ws::accept(stream, &path, max));
-            client::serve(stream, peer, broker, left(), shutdown).await;
+    }
+}
+
+/// The steps a connection takes before MQTT (TLS handshake, WebSocket upgrade): all within
+/// the time allowed for CONNECT, and given up at shutdown.
+struct Handshake {
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Handshake {
+    /// The step's result, or `None` (logged) if it failed, ran out of time or the broker
+    /// is shutting down.
+    async fn step<T, E: std::fmt::Display>(
+        &mut self,
+        what: &str,
+        step: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        let peer = self.peer;
+        tokio::select! {
+            done = tokio::time::timeout_at(self.deadline, step) => match done {
+                Ok(Ok(done)) => Some(done),
+                Ok(Err(e)) => {
+                    info!(peer = %peer, error = %e, "refused connection: {what} failed");
+                    None
+                }
+                Err(_) => {
+                    info!(peer = %peer, "refused connection: {what} not done in time");
+                    None
+                }
+            },
+            _ = self.shutdown.changed() => None,
         }
-        (Some(tls), Some((path, max))) => {
-            let stream = within!("TLS handshake", tls.accept(stream));
-            let stream = within!("WebSocket upgrade", ws::accept(stream, &path, max));
-            client::serve(stream, peer, broker, left(), shutdown).await;
-        }
+    }
+
+    /// What is left of the time allowed for CONNECT.
+    fn left(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
     }
 }
 

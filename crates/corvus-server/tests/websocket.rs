@@ -181,18 +181,30 @@ async fn the_upgrade_needs_the_path_and_the_mqtt_subprotocol() {
     server.shutdown().await;
 }
 
-/// MQTT travels in binary messages [MQTT-6.0.0-1]: a text message closes the connection.
+/// MQTT travels in binary messages [MQTT-6.0.0-1]: a text message closes the connection,
+/// even one holding a valid CONNECT, which the same bytes in a binary message are answered.
 #[tokio::test]
 async fn a_text_message_closes_the_connection() {
     let (server, _plain, ws) = start(listener(ListenerKind::Ws, None, None)).await;
-    let mut client = ws_client(ws, "/mqtt").await;
-    client
-        .send(Message::Text("CONNECT please".into()))
-        .await
+    let mut connect = BytesMut::new();
+    Packet::from(Connect::new(V5, s("text")))
+        .encode(V5, &mut connect)
         .unwrap();
-    let mut raw = Raw::over(Box::new(WsIo::new(client)), V5);
-    let got = raw.try_recv(WAIT).await;
-    assert!(matches!(got, Ok(None)), "expected the close, got {got:?}");
+    let text = String::from_utf8(connect.to_vec()).expect("this CONNECT is valid UTF-8");
+    for as_text in [false, true] {
+        let mut client = ws_client(ws, "/mqtt").await;
+        let message = match as_text {
+            true => Message::Text(text.clone().into()),
+            false => Message::Binary(connect.clone().freeze()),
+        };
+        client.send(message).await.unwrap();
+        let mut raw = Raw::over(Box::new(WsIo::new(client)), V5);
+        let got = raw.try_recv(WAIT).await;
+        match as_text {
+            false => assert!(matches!(got, Ok(Some(Packet::ConnAck(_)))), "{got:?}"),
+            true => assert!(matches!(got, Ok(None)), "expected the close, got {got:?}"),
+        }
+    }
     server.shutdown().await;
 }
 

@@ -259,7 +259,8 @@ pub struct DirDump {
 
 impl DirDump {
     /// Client ids with deliveries or inbound QoS 2 ids in the journal but no session in the
-    /// keyed state (the broker finishes and releases them when it opens the store).
+    /// keyed state (the broker finishes them when it opens the store, or keeps them in rebuilt
+    /// sessions if the state database was damaged).
     pub fn orphan_queues(&self) -> impl Iterator<Item = (&String, &ClientQueue)> {
         self.queues.iter().filter(|(client, _)| {
             self.state

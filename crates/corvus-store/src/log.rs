@@ -656,11 +656,7 @@ impl SegmentLog {
         if let Some(payload) = self.read_unwritten(seq)? {
             return Ok(Some(payload));
         }
-        // Segments are in sequence order; only the newest ones can have no records yet.
-        let i = self
-            .segments
-            .partition_point(|s| s.index.last().is_some_and(|&(last, _)| last < seq));
-        let Some(seg) = self.segments.get(i) else {
+        let Some(seg) = self.segments.get(self.segment_reaching(seq)) else {
             return Ok(None);
         };
         match seg.index.binary_search_by_key(&seq, |&(s, _)| s) {
@@ -688,13 +684,19 @@ impl SegmentLog {
         Ok(Some(payload.to_vec()))
     }
 
+    /// The first segment holding a record numbered `seq` or above (`segments.len()` if
+    /// none). Segments with no records (every one of them skipped as damaged by recovery)
+    /// can sit anywhere, so this looks at each rather than searching by halves.
+    fn segment_reaching(&self, seq: Seq) -> usize {
+        self.segments
+            .iter()
+            .position(|s| s.index.last().is_some_and(|&(last, _)| last >= seq))
+            .unwrap_or(self.segments.len())
+    }
+
     /// Reads the durable records with sequence numbers at or above `from`, in order.
     pub fn read_from(&self, from: Seq) -> ReadIter<'_> {
-        let seg = self
-            .segments
-            .iter()
-            .position(|s| s.index.last().is_some_and(|&(last, _)| last >= from))
-            .unwrap_or(self.segments.len());
+        let seg = self.segment_reaching(from);
         let pos = self
             .segments
             .get(seg)

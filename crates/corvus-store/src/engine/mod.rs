@@ -47,16 +47,19 @@ use crate::{QUEUE_DIR, STATE_DIR};
 /// stop reading from their clients (see [`Store::is_backlogged`]).
 pub const BACKLOG_LIMIT: usize = 8 * 1024 * 1024;
 
-/// The payload bytes an op hands to the store (what it keeps in memory until written).
-pub(crate) fn body_bytes(op: &Op) -> usize {
-    match op {
-        Op::Enqueue { delivery, .. } => delivery.message.payload.len(),
-        // Copies share their message (a second copy for one session is the rare exception).
-        Op::Received { copies, .. } => copies
-            .first()
-            .map_or(0, |(_, delivery)| delivery.message.payload.len()),
-        _ => 0,
-    }
+/// The payload bytes of the message bodies an op hands to the store, counting each message
+/// once however many copies refer to it (`seen`: the store ids counted so far): one message
+/// to a thousand sessions is one body in memory, not a thousand.
+fn new_body_bytes(op: &Op, seen: &mut HashSet<u64>) -> usize {
+    let deliveries: &mut dyn Iterator<Item = &Delivery> = match op {
+        Op::Enqueue { delivery, .. } => &mut std::iter::once(delivery),
+        Op::Received { copies, .. } => &mut copies.iter().map(|(_, delivery)| delivery),
+        _ => &mut std::iter::empty(),
+    };
+    deliveries
+        .filter(|d| d.stored_id.is_some_and(|id| seen.insert(id)))
+        .map(|d| d.message.payload.len())
+        .sum()
 }
 
 /// The number of a batch of ops. Tickets grow by one per batch; a batch is durable once
@@ -316,6 +319,10 @@ struct Pending {
     reads: Vec<BodyRead>,
     /// The ticket of the batch now filling.
     ticket: Ticket,
+    /// Payload bytes of the distinct message bodies in `ops` (see [`Store::is_backlogged`]),
+    /// and the store ids counted.
+    body_bytes: usize,
+    body_ids: HashSet<u64>,
     /// Set by [`Store::close`], or by the thread when it stops: later reads are refused (the
     /// sender dropped at once) rather than left waiting for a thread that is gone.
     closing: bool,
@@ -434,6 +441,8 @@ impl Store {
                 ops: Vec::new(),
                 reads: Vec::new(),
                 ticket: 1,
+                body_bytes: 0,
+                body_ids: HashSet::new(),
                 closing: false,
             }),
             wake: Condvar::new(),
@@ -474,14 +483,22 @@ impl Store {
 
     /// Queues ops for the next batch and returns its ticket. Never blocks on I/O.
     pub fn submit(&self, ops: impl IntoIterator<Item = Op>) -> Ticket {
-        let mut pending = self.shared.pending();
+        let mut guard = self.shared.pending();
+        let pending = &mut *guard;
         let before = pending.ops.len();
         pending.ops.extend(ops);
         let ticket = pending.ticket;
         let added = pending.ops.len() > before;
-        let bytes: usize = pending.ops[before..].iter().map(body_bytes).sum();
-        self.shared.backlog.fetch_add(bytes, Ordering::Relaxed);
-        drop(pending);
+        // After close nothing will take these ops: they must not hold the backlog up.
+        if !pending.closing {
+            let bytes: usize = pending.ops[before..]
+                .iter()
+                .map(|op| new_body_bytes(op, &mut pending.body_ids))
+                .sum();
+            pending.body_bytes += bytes;
+            self.shared.backlog.fetch_add(bytes, Ordering::Relaxed);
+        }
+        drop(guard);
         if added {
             self.shared.wake.notify_one();
         }
@@ -495,6 +512,11 @@ impl Store {
     /// publishers fill memory with messages the disk has not taken yet.
     pub fn is_backlogged(&self) -> bool {
         self.shared.backlog.load(Ordering::Relaxed) > BACKLOG_LIMIT
+    }
+
+    /// Payload bytes of message bodies waiting for the store thread.
+    pub fn backlog_bytes(&self) -> usize {
+        self.shared.backlog.load(Ordering::Relaxed)
     }
 
     /// Resolves once the backlog is at or below [`BACKLOG_LIMIT`].

@@ -11,10 +11,10 @@ use crate::keyed::SessionRecord;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn message(payload: &'static [u8]) -> Arc<Message> {
+fn message(payload: &[u8]) -> Arc<Message> {
     Arc::new(Message {
         topic: MqttString::from_static("t"),
-        payload: Bytes::from_static(payload),
+        payload: Bytes::copy_from_slice(payload),
         qos: QoS::AtLeastOnce,
         retain: false,
         properties: PublishProperties::default(),
@@ -524,4 +524,35 @@ fn close_with_a_read_outstanding_does_not_hang() {
     assert_eq!(recv_within(&mut stuck, WAIT), Some(Err(())));
     // Let the thread finish.
     fs.set_faults(Faults::default());
+}
+
+/// The backlog counts a message's body once however many sessions it is queued for (one
+/// message to many sessions is one body in memory), returns to zero once the thread has
+/// taken everything, and does not hold connections after the store is closed.
+#[test]
+fn the_backlog_counts_each_body_once_and_drains() {
+    let m = message(&[7u8; 1000]);
+    let mut seen = std::collections::HashSet::new();
+    let fan_out: Vec<Op> = (0..500).map(|i| enqueue(&format!("s{i}"), &m, 1)).collect();
+    let counted: usize = fan_out.iter().map(|op| new_body_bytes(op, &mut seen)).sum();
+    assert_eq!(counted, 1000, "one body, however many copies");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
+    let id = store.next_message_id();
+    let mut ops = vec![session("s0")];
+    ops.extend((0..50).map(|i| enqueue("s0", &message(&[i as u8; 4096]), id + 1 + i)));
+    let t = store.submit(ops);
+    assert!(wait_durable(&store, t, WAIT));
+    assert_eq!(store.backlog_bytes(), 0);
+    store.close(WAIT);
+    store.submit([enqueue("s0", &m, id + 100)]);
+    assert_eq!(store.backlog_bytes(), 0, "ops after close hold nothing");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(WAIT, store.backlog_drained()).await })
+        .expect("not backlogged");
 }

@@ -106,9 +106,11 @@ impl Worker {
         if !ops.is_empty() {
             pending.ticket += 1;
         }
+        pending.body_ids.clear();
         Work {
             ticket,
             ops,
+            body_bytes: std::mem::take(&mut pending.body_bytes),
             reads: std::mem::take(&mut pending.reads),
             closing: pending.closing,
         }
@@ -121,15 +123,15 @@ impl Worker {
         let Work {
             ticket,
             ops,
+            body_bytes,
             reads,
             closing,
         } = work;
         let stats = &self.shared.stats;
         stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-        let bodies: usize = ops.iter().map(super::body_bytes).sum();
         let mut keyed_ops = self.apply_in_order(ops, reads);
         // The bodies are in the journal's batch now, whose memory the log bounds.
-        self.shared.backlog.fetch_sub(bodies, Ordering::Relaxed);
+        self.shared.backlog.fetch_sub(body_bytes, Ordering::Relaxed);
         self.shared.drained.notify_waiters();
         let mut pause = RETRY_FIRST;
         let mut attempts = 0;
@@ -516,6 +518,10 @@ impl Drop for Worker {
         let mut pending = self.shared.pending();
         pending.closing = true;
         pending.reads.clear();
+        // Nothing will take the ops left: connections must not wait for them.
+        pending.body_bytes = 0;
+        self.shared.backlog.store(0, Ordering::Relaxed);
+        self.shared.drained.notify_waiters();
     }
 }
 
@@ -523,6 +529,8 @@ impl Drop for Worker {
 struct Work {
     ticket: Ticket,
     ops: Vec<Op>,
+    /// What `ops` added to the backlog.
+    body_bytes: usize,
     reads: Vec<BodyRead>,
     closing: bool,
 }

@@ -619,10 +619,11 @@ pub fn listeners_config(
             "[[listener]]\nkind = \"{kind}\"\nbind = \"127.0.0.1:{port}\"\n"
         ));
         if matches!(*kind, "mqtts" | "wss") {
+            // TOML literal strings: a path is taken as it is (temporary paths hold no ').
             text.push_str(&format!(
-                "cert = {:?}\nkey = {:?}\n",
-                chain.display().to_string(),
-                key.display().to_string()
+                "cert = '{}'\nkey = '{}'\n",
+                chain.display(),
+                key.display()
             ));
         }
     }
