@@ -9,10 +9,13 @@
 //!
 //! It does no networking and knows nothing of MQTT sessions: the broker asks it questions.
 
+pub mod acl;
 mod atomic_write;
 mod error;
 mod hash;
 mod password_file;
+pub mod pattern;
+pub mod token;
 mod user;
 
 pub use error::{AuthError, LineError};

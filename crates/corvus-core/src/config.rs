@@ -43,6 +43,16 @@ pub struct BrokerConfig {
     pub queue_full_policy: QueueFullPolicy,
     /// Longest client identifier accepted, in bytes.
     pub max_client_id_len: usize,
+    /// Longest topic name or filter accepted, in bytes (PUBLISH: 0x90, SUBSCRIBE: 0x8F).
+    pub max_topic_length: usize,
+    /// Most levels in a topic name or filter (each `/` starts one more).
+    pub max_topic_levels: usize,
+    /// Most user properties on a PUBLISH or a will (0x83 beyond).
+    pub max_user_properties: usize,
+    /// Most bytes of user property names and values together on a PUBLISH or a will.
+    pub max_user_property_bytes: usize,
+    /// Most subscriptions one session may hold (SUBACK 0x97 for a new one beyond).
+    pub max_subscriptions: usize,
     /// Whether the runtime persists sessions: persistent sessions then report the changes
     /// to their durable state as [`StoreEvent`](crate::session::StoreEvent)s.
     pub persistence: bool,
@@ -63,6 +73,11 @@ impl Default for BrokerConfig {
             queue_qos0_offline: false,
             queue_full_policy: QueueFullPolicy::DropNewest,
             max_client_id_len: 65_535,
+            max_topic_length: 4096,
+            max_topic_levels: 64,
+            max_user_properties: 64,
+            max_user_property_bytes: 16 * 1024,
+            max_subscriptions: 1024,
             persistence: false,
         }
     }

@@ -7,9 +7,11 @@
 //! - [`topic_tree`]: the subscription index (filters, wildcards, shared groups).
 //! - [`router`]: who gets a published message, at which QoS, with which identifiers.
 //! - [`retained`]: retained messages, found by filter.
+//! - [`authorize`]: what the runtime's access control answers the core.
 //! - [`config`]: the limits the core enforces and advertises.
 
 mod arena;
+pub mod authorize;
 pub mod config;
 pub mod connection;
 pub mod queue;
@@ -21,6 +23,7 @@ mod test_model;
 pub mod topic_tree;
 pub mod types;
 
+pub use authorize::{AllowAll, Authorizer, Verdict};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use connection::{Action, Closed, ConnectRequest, Connection, Refusal};
 pub use retained::RetainedStore;

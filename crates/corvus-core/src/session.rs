@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use mqtt_codec::{MqttString, PacketId, QoS};
 
+use crate::authorize::{Authorizer, Verdict};
 use crate::config::{BrokerConfig, QueueFullPolicy};
 use crate::queue::{OutboundQueue, Queued};
 use crate::topic_tree::SubscriptionEntry;
@@ -39,10 +40,14 @@ pub enum DropReason {
     /// A queued message whose body could not be read back from the store (damaged or lost
     /// since it was queued).
     StoreLost,
+    /// A retained PUBLISH (or will) beyond the broker's retained messages quota.
+    QuotaExceeded,
+    /// A PUBLISH beyond a limit on its topic or user properties.
+    LimitExceeded,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::TooLargeForClient,
@@ -50,6 +55,8 @@ impl DropReason {
         DropReason::PayloadFormatInvalid,
         DropReason::NotAuthorized,
         DropReason::StoreLost,
+        DropReason::QuotaExceeded,
+        DropReason::LimitExceeded,
     ];
 
     /// A stable label for metrics.
@@ -62,6 +69,8 @@ impl DropReason {
             DropReason::PayloadFormatInvalid => "payload_format_invalid",
             DropReason::NotAuthorized => "not_authorized",
             DropReason::StoreLost => "store_lost",
+            DropReason::QuotaExceeded => "quota_exceeded",
+            DropReason::LimitExceeded => "limit_exceeded",
         }
     }
 }
@@ -187,6 +196,9 @@ pub struct Session {
     pub pending_will: Option<PendingWill>,
     pub armed_will: Option<ArmedWill>,
     pub counters: SessionCounters,
+    /// What the client of the last connection may do: its will is checked again when it
+    /// fires. `None` for a session recovered from the store (the identity is not persisted).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
     limits: QueueLimits,
     store_events: Vec<StoreEvent>,
 }
@@ -216,6 +228,7 @@ impl Session {
             pending_will: None,
             armed_will: None,
             counters: SessionCounters::default(),
+            authorizer: None,
             limits: QueueLimits {
                 max_messages: config.max_queued_messages,
                 max_bytes: config.max_queued_bytes,
@@ -309,6 +322,15 @@ impl Session {
             self.store_events.push(StoreEvent::Unsubscribed { filter });
         }
         true
+    }
+
+    pub fn has_subscription(&self, filter: &str) -> bool {
+        self.subscriptions.contains_key(filter)
+    }
+
+    /// The filters of the session's subscriptions, owned (to change them while going over).
+    pub fn subscription_filters(&self) -> Vec<MqttString> {
+        self.subscriptions.keys().cloned().collect()
     }
 
     pub fn subscriptions(&self) -> impl Iterator<Item = (&MqttString, &SubscriptionEntry)> {
@@ -584,7 +606,7 @@ impl Session {
         let message = Arc::new(message);
         let delay_ms = u64::from(armed.delay_secs.min(self.expiry_interval)) * 1000;
         if session_ends || delay_ms == 0 {
-            return Some(message);
+            return self.authorized_will(message);
         }
         self.pending_will = Some(PendingWill {
             message,
@@ -607,10 +629,27 @@ impl Session {
     /// Takes the pending will if its time has come.
     pub fn take_due_will(&mut self, now: Millis) -> Option<Arc<Message>> {
         if self.pending_will.as_ref()?.due_at <= now {
-            self.pending_will.take().map(|w| w.message)
+            let will = self.pending_will.take()?;
+            self.authorized_will(will.message)
         } else {
             None
         }
+    }
+
+    /// The will, if the client may still publish it (ACLs may have changed since CONNECT);
+    /// otherwise it is dropped and counted.
+    fn authorized_will(&mut self, will: Arc<Message>) -> Option<Arc<Message>> {
+        let verdict = match &self.authorizer {
+            Some(authorizer) => authorizer.publish(&will.topic, will.retain, will.payload.len()),
+            None => Verdict::Allowed,
+        };
+        let drop = match verdict {
+            Verdict::Allowed => return Some(will),
+            Verdict::NotAuthorized => DropReason::NotAuthorized,
+            Verdict::QuotaExceeded => DropReason::QuotaExceeded,
+        };
+        self.counters.count(drop);
+        None
     }
 }
 

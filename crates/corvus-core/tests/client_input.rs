@@ -432,6 +432,11 @@ fn broker_config() -> impl Strategy<Value = BrokerConfig> {
                 queue_qos0_offline,
                 queue_full_policy,
                 max_client_id_len: 16,
+                max_topic_length: 24,
+                max_topic_levels: 4,
+                max_user_properties: 2,
+                max_user_property_bytes: 32,
+                max_subscriptions: 4,
                 persistence: false,
             },
         )

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
 use crate::persist;
+use crate::security::RetainedQuota;
 
 /// Sent to the connection that owns a session when another connection takes it over. The
 /// owner closes, settles the session, and then answers on the channel.
@@ -354,6 +355,19 @@ impl Broker {
 
     pub fn subscription_count(&self) -> usize {
         read(&self.tree).len()
+    }
+
+    /// Whether retaining a payload of `len` bytes on `topic` stays within `quota` (counted
+    /// as the retained store counts: topic and payload bytes). Replacing the topic's current
+    /// message frees what it held.
+    pub fn retained_admits(&self, topic: &str, len: usize, quota: RetainedQuota) -> bool {
+        let retained = read(&self.retained);
+        let (count, freed) = match retained.get(topic) {
+            Some(current) => (retained.len(), current.topic.len() + current.payload.len()),
+            None => (retained.len() + 1, 0),
+        };
+        let bytes = retained.bytes().saturating_sub(freed) + topic.len() + len;
+        count <= quota.max_messages && bytes <= quota.max_bytes
     }
 
     pub fn retained_count(&self) -> usize {

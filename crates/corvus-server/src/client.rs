@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use corvus_core::{Action, ClientId, ConnectRequest, Connection};
-use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion};
+use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -25,6 +25,9 @@ use crate::broker::{
 use crate::clock::now;
 use crate::held::HeldOutput;
 use crate::metrics::Metrics;
+use crate::rate::MessageRate;
+use crate::security::{Credentials, Identity, ListenerAuth, Security, TokenWatch};
+use crate::sources::SourceSlot;
 
 /// How long a new connection waits for the previous owner of its session to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -106,16 +109,37 @@ enum ReadError {
     Decode(#[from] DecodeError),
 }
 
+/// What a listener gives each of its connections.
+#[derive(Debug)]
+pub struct ListenerShared {
+    pub broker: Arc<Broker>,
+    pub security: Arc<Security>,
+    pub auth: ListenerAuth,
+    /// PUBLISH packets per second a client may send, and how long it may stay beyond that.
+    pub message_rate: Option<(u32, Duration)>,
+}
+
+/// One accepted connection, before MQTT.
+#[derive(Debug)]
+pub struct Accepted {
+    pub peer: SocketAddr,
+    /// The name in its verified client certificate, when the listener reads one.
+    pub certificate_name: Option<String>,
+    /// Counts the connection against its source address while it is open.
+    pub slot: Option<SourceSlot>,
+}
+
 /// Serves one client connection until it ends.
 pub async fn serve<S>(
     stream: S,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
+    accepted: Accepted,
+    listener: Arc<ListenerShared>,
     connect_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let broker = listener.broker.clone();
     Metrics::add(&broker.metrics.connections_total, 1);
     Metrics::add(&broker.metrics.connections_current, 1);
     let mut task = Task {
@@ -135,7 +159,7 @@ pub async fn serve<S>(
         conn: Connection::new(broker.config.clone(), now()),
         actions: Vec::new(),
         id: broker.next_connection_id(),
-        peer,
+        peer: accepted.peer,
         needed: None,
         held: HeldOutput::default(),
         loading: None,
@@ -144,8 +168,15 @@ pub async fn serve<S>(
             .filter(|store| store.acks_wait_for_sync())
             .map(|store| store.durable()),
         broker: broker.clone(),
+        rate: listener
+            .message_rate
+            .map(|(rate, grace)| MessageRate::new(rate, grace)),
+        token: None,
+        listener,
     };
-    task.run(connect_timeout, shutdown).await;
+    task.run(accepted.certificate_name, connect_timeout, shutdown)
+        .await;
+    drop(accepted.slot);
     broker
         .metrics
         .connections_current
@@ -167,10 +198,20 @@ struct Task<S> {
     durable: Option<watch::Receiver<Ticket>>,
     /// Queued message bodies being read back from the store.
     loading: Option<oneshot::Receiver<Bodies>>,
+    listener: Arc<ListenerShared>,
+    /// The client's PUBLISH rate allowance, when the listener limits it.
+    rate: Option<MessageRate>,
+    /// The capability token the client connected with: watched for expiry and revocation.
+    token: Option<TokenWatch>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
-    async fn run(&mut self, connect_timeout: Duration, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        &mut self,
+        certificate_name: Option<String>,
+        connect_timeout: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         // The whole CONNECT must arrive in time, and it must come first [MQTT-3.1.0-1].
         let read = tokio::select! {
             read = timeout(connect_timeout, self.io.read_packet(&self.broker.metrics)) => Some(read),
@@ -208,6 +249,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 return;
             }
         };
+        if !self.admit(&request, certificate_name).await {
+            return;
+        }
         let (kick_tx, mut kick_rx) = mpsc::channel(1);
         let Some(handle) = self.claim(&request, kick_tx).await else {
             return;
@@ -217,6 +261,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             .serve_session(&handle, &mut kick_rx, &mut shutdown)
             .await;
         self.finish(&request.client_id, &handle, end).await;
+    }
+
+    /// Authenticates the client and hands the connection what it may do; false (after
+    /// sending the refusal) if it may not connect.
+    async fn admit(&mut self, request: &ConnectRequest, certificate_name: Option<String>) -> bool {
+        let security = self.listener.security.clone();
+        let credentials = Credentials {
+            username: request.username.as_ref().map(|u| u.as_str().to_owned()),
+            password: request.password.clone(),
+            certificate_name,
+        };
+        let refusal = match security.authenticate(credentials, self.listener.auth).await {
+            Ok(identity) => {
+                let authorizer = security.authorizer(&identity, &request.client_id, &self.broker);
+                match self.conn.authorize(authorizer) {
+                    Ok(()) => {
+                        debug!(peer = %self.peer, client = %request.client_id, identity = %identity.describe(), "authenticated");
+                        if let Identity::Token(token) = &identity {
+                            self.token =
+                                Some(TokenWatch::new(token.clone(), security.revocations()));
+                        }
+                        return true;
+                    }
+                    Err(refusal) => {
+                        info!(peer = %self.peer, client = %request.client_id, identity = %identity.describe(), reason = %refusal.reason, "refused connection: will not authorized");
+                        refusal
+                    }
+                }
+            }
+            Err(denied) => {
+                info!(peer = %self.peer, client = %request.client_id, reason = %denied.reason, why = %denied.why, "refused connection");
+                self.conn.refuse(denied.reason)
+            }
+        };
+        self.actions
+            .extend(refusal.connack.map(|p| Action::Send(*p)));
+        self.execute_without_session();
+        let _ = self.io.flush(&self.broker.metrics).await;
+        false
     }
 
     /// Claims the client's session, taking it over from another connection if needed, and
@@ -288,6 +371,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             loop {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
+                        if let (Packet::Publish(_), Some(rate)) = (&packet, &mut self.rate) {
+                            rate.count(std::time::Instant::now());
+                        }
                         let now = now();
                         let ticket = {
                             let mut session = handle.lock();
@@ -309,6 +395,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 }
                 if self.conn.is_closed() {
                     break;
+                }
+            }
+            if let Some(rate) = &mut self.rate {
+                if rate.over_for_too_long(std::time::Instant::now()) {
+                    info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: message rate too high");
+                    self.conn.protocol_error(
+                        ReasonCode::MessageRateTooHigh,
+                        "message rate too high",
+                        &mut self.actions,
+                    );
+                    self.execute(handle);
                 }
             }
             let more = self.fill_outgoing(handle);
@@ -335,12 +432,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             // While the store is behind, clients are not read: backpressure instead of memory.
             let store = self.broker.store().cloned();
             let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
+            // A client beyond its message rate is not read until it is back within it.
+            let throttled = self
+                .rate
+                .as_mut()
+                .map_or(Duration::ZERO, |r| r.wait(std::time::Instant::now()));
+            let reading = !backlogged && throttled.is_zero();
             tokio::select! {
-                read = self.io.read_more(&self.broker.metrics), if !backlogged => match read {
+                read = self.io.read_more(&self.broker.metrics), if reading => match read {
                     Ok(0) | Err(_) => return End::Network,
                     Ok(_) => {}
                 },
                 _ = backlog_drained(store.as_deref()), if backlogged => {}
+                _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
+                why = token_invalidated(&mut self.token) => {
+                    info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: {why}");
+                    self.conn.protocol_error(ReasonCode::NotAuthorized, why, &mut self.actions);
+                    self.execute(handle);
+                }
                 _ = handle.notify.notified() => {}
                 _ = durable_changed(&mut self.durable), if !self.held.is_empty() => {}
                 bodies = bodies_read(&mut self.loading), if self.loading.is_some() => {
@@ -530,6 +639,14 @@ async fn bodies_read(loading: &mut Option<oneshot::Receiver<Bodies>>) -> Bodies 
             Ok(bodies) => bodies,
             Err(_) => std::future::pending().await,
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves, with why, when the client's token expires or is revoked (never, without one).
+async fn token_invalidated(token: &mut Option<TokenWatch>) -> &'static str {
+    match token {
+        Some(token) => token.invalidated().await,
         None => std::future::pending().await,
     }
 }

@@ -35,6 +35,52 @@ pub struct Config {
     pub log_level: String,
     pub limits: Limits,
     pub store: StoreConfig,
+    pub auth: AuthConfig,
+}
+
+/// Authentication and authorization (`[auth]`). With none of it set, only anonymous clients
+/// on loopback listeners are served, and they may do everything; as soon as any of it is
+/// set, whatever is not granted is denied.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `user:argon2id-hash` lines, managed with `corvus passwd`; reloaded on SIGHUP.
+    pub password_file: Option<PathBuf>,
+    /// ACL rules (TOML `[[rule]]` tables); reloaded on SIGHUP.
+    pub acl_file: Option<PathBuf>,
+    /// Whether clients that present no credentials are served; per listener, overridden
+    /// by the listener's own `allow_anonymous`. Default: only with no authentication
+    /// configured, and then only on loopback.
+    pub allow_anonymous: Option<bool>,
+    /// The public key of the namespace whose capability tokens are accepted.
+    pub token_public_key: Option<PathBuf>,
+    /// The MQTT user name with which a client presents a token as its password.
+    pub token_username: String,
+    /// Revoked token ids, one per line; reloaded on SIGHUP.
+    pub revocation_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            token_public_key: None,
+            token_username: "token".into(),
+            revocation_file: None,
+        }
+    }
+}
+
+/// Which name in a client certificate becomes the client's user name.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CertIdentity {
+    /// The subject's Common Name.
+    Cn,
+    /// The first DNS name or e-mail address of the Subject Alternative Name.
+    San,
 }
 
 /// One `[[listener]]`: where, and over what.
@@ -52,6 +98,10 @@ pub struct ListenerConfig {
     pub client_ca: Option<PathBuf>,
     /// `ws`/`wss`: the HTTP path of the WebSocket endpoint (default `/mqtt`).
     pub path: Option<String>,
+    /// Overrides `[auth] allow_anonymous` for this listener.
+    pub allow_anonymous: Option<bool>,
+    /// With `client_ca`: the client certificate's name is the client's user name.
+    pub cert_identity: Option<CertIdentity>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -181,6 +231,31 @@ pub struct Limits {
     pub max_client_id_len: usize,
     /// Seconds a new connection has to complete its CONNECT.
     pub connect_timeout: u64,
+    /// Longest topic name or filter, in bytes (PUBLISH 0x90, SUBSCRIBE 0x8F beyond).
+    pub max_topic_length: usize,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Most user properties on a PUBLISH or a will (0x83 beyond).
+    pub max_user_properties: usize,
+    /// Most bytes of user property names and values on a PUBLISH or a will.
+    pub max_user_property_bytes: usize,
+    /// Most subscriptions one session holds (SUBACK 0x97 for a new one beyond).
+    pub max_subscriptions: usize,
+    /// Retained messages the broker keeps, all clients together (PUBACK 0x97 beyond).
+    pub max_retained_messages: usize,
+    /// Topic and payload bytes of retained messages, all clients together.
+    pub max_retained_bytes: usize,
+    /// Connections open at once from one source address (0: no limit).
+    pub max_connections_per_source: usize,
+    /// New connections per second from one source address, in bursts of as many (0: no
+    /// limit).
+    pub connection_rate_per_source: u32,
+    /// PUBLISH packets per second one client may send (0: no limit). Beyond it the broker
+    /// stops reading the client's socket; a client that stays beyond it for
+    /// `message_rate_grace` seconds is disconnected with 0x96.
+    pub max_message_rate: u32,
+    /// Seconds, see `max_message_rate`.
+    pub message_rate_grace: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -189,6 +264,14 @@ pub enum QueueFullPolicyName {
     #[default]
     DropNewest,
     DropOldest,
+}
+
+/// Whether a listener serves clients that present no credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnonymousPolicy {
+    pub anonymous: bool,
+    /// Set in the config (rather than the default).
+    pub explicit: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
@@ -202,6 +285,7 @@ impl Default for Config {
             log_level: "info".into(),
             limits: Limits::default(),
             store: StoreConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -223,6 +307,17 @@ impl Default for Limits {
             queue_full_policy: QueueFullPolicyName::DropNewest,
             max_client_id_len: core.max_client_id_len,
             connect_timeout: 10,
+            max_topic_length: core.max_topic_length,
+            max_topic_levels: core.max_topic_levels,
+            max_user_properties: core.max_user_properties,
+            max_user_property_bytes: core.max_user_property_bytes,
+            max_subscriptions: core.max_subscriptions,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 256 * 1024 * 1024,
+            max_connections_per_source: 1024,
+            connection_rate_per_source: 256,
+            max_message_rate: 0,
+            message_rate_grace: 5,
         }
     }
 }
@@ -306,6 +401,12 @@ impl Config {
                     "cert, key and client_ca belong to mqtts and wss listeners",
                 );
             }
+            if listener.cert_identity.is_some() && listener.client_ca.is_none() {
+                return invalid(
+                    "listener.cert_identity",
+                    "needs client_ca: only a verified client certificate names a user",
+                );
+            }
             match &listener.path {
                 Some(_) if !kind.is_websocket() => {
                     return invalid("listener", "path belongs to ws and wss listeners");
@@ -316,7 +417,53 @@ impl Config {
                 _ => {}
             }
         }
+        if self.auth.token_username.is_empty() {
+            return invalid("auth.token_username", "must not be empty");
+        }
+        if self.auth.revocation_file.is_some() && self.auth.token_public_key.is_none() {
+            return invalid("auth.revocation_file", "needs auth.token_public_key");
+        }
+        for (addr, allow) in self.listener_policies() {
+            if !addr.ip().is_loopback() && allow.anonymous && !allow.explicit {
+                return Err(ConfigError::Invalid {
+                    key: "allow_anonymous",
+                    message: format!(
+                        "listener {addr} is not on loopback and no authentication is configured: \
+                         configure [auth], or set allow_anonymous = true to let anyone who can \
+                         reach it do everything"
+                    ),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Whether any authentication or authorization is configured: from then on, whatever is
+    /// not granted is denied.
+    pub fn auth_configured(&self) -> bool {
+        let a = &self.auth;
+        a.password_file.is_some()
+            || a.acl_file.is_some()
+            || a.token_public_key.is_some()
+            || self.listeners.iter().any(|l| l.cert_identity.is_some())
+    }
+
+    /// Each listener's address (plain `listen` ones first, then `[[listener]]` tables, in
+    /// the order they are started) and whether it serves anonymous clients.
+    pub fn listener_policies(&self) -> Vec<(SocketAddr, AnonymousPolicy)> {
+        let plain = self.listen.iter().map(|&addr| (addr, None));
+        let typed = self.listeners.iter().map(|l| (l.bind, l.allow_anonymous));
+        plain
+            .chain(typed)
+            .map(|(addr, own)| {
+                let explicit = own.or(self.auth.allow_anonymous);
+                let policy = AnonymousPolicy {
+                    anonymous: explicit.unwrap_or(!self.auth_configured()),
+                    explicit: explicit.is_some(),
+                };
+                (addr, policy)
+            })
+            .collect()
     }
 
     /// The limits in the form the broker core takes.
@@ -338,6 +485,11 @@ impl Config {
                 QueueFullPolicyName::DropOldest => QueueFullPolicy::DropOldest,
             },
             max_client_id_len: l.max_client_id_len,
+            max_topic_length: l.max_topic_length,
+            max_topic_levels: l.max_topic_levels,
+            max_user_properties: l.max_user_properties,
+            max_user_property_bytes: l.max_user_property_bytes,
+            max_subscriptions: l.max_subscriptions,
             // The broker sets it: whether it was given a store.
             persistence: false,
         }

@@ -3,12 +3,16 @@
 //! socket, a clock or a task lives here; the protocol itself is in `corvus-core`.
 
 pub mod broker;
+mod cert_name;
 mod client;
 pub mod clock;
 pub mod config;
 mod held;
 pub mod metrics;
 pub mod persist;
+mod rate;
+pub mod security;
+pub mod sources;
 pub mod tls;
 pub mod ws;
 
@@ -22,8 +26,11 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 pub use broker::{Broker, MessageRouting};
+use client::{Accepted, ListenerShared};
 pub use config::{Config, ConfigError};
 pub use corvus_store::{Recovered, Store};
+use security::{ListenerAuth, Security};
+use sources::{SourceLimits, SourceRefusal};
 
 /// How often delayed wills and session expiry are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -45,6 +52,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: tls::TlsError,
     },
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
     #[error("cannot open the data directory {}: {source}", dir.display())]
     Store {
         dir: std::path::PathBuf,
@@ -62,6 +71,7 @@ pub struct Server {
     transports: Vec<String>,
     /// The TLS listeners' certificate files and live acceptors, for [`Server::reload_tls`].
     tls_listeners: Vec<LiveTls>,
+    security: Arc<Security>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     recovered: Option<String>,
@@ -104,6 +114,7 @@ impl Server {
         // A config built in code is held to what a config file is (an mqtts listener
         // without its certificate must not quietly serve plain TCP).
         config.validate()?;
+        let security = Arc::new(Security::load(config)?);
         let mut recovered_summary = None;
         let broker = match store {
             None => Arc::new(Broker::new(config.broker_config())),
@@ -127,12 +138,44 @@ impl Server {
         let mut addrs = Vec::new();
         let mut transports = Vec::new();
         let mut tls_listeners = Vec::new();
-        let plain = config.listen.iter().map(|&addr| (addr, None, None));
-        let typed = config
-            .listeners
-            .iter()
-            .map(|l| (l.bind, l.tls_files(), l.websocket_path().map(Arc::from)));
-        for (addr, tls_files, websocket) in plain.chain(typed) {
+        let sources = SourceLimits::new(
+            config.limits.max_connections_per_source,
+            config.limits.connection_rate_per_source,
+        );
+        let message_rate = (config.limits.max_message_rate > 0).then(|| {
+            (
+                config.limits.max_message_rate,
+                Duration::from_secs(config.limits.message_rate_grace),
+            )
+        });
+        let plain = config.listen.iter().map(|&addr| (addr, None, None, None));
+        let typed = config.listeners.iter().map(|l| {
+            let cert_identity = l.cert_identity;
+            (
+                l.bind,
+                l.tls_files(),
+                l.websocket_path().map(Arc::from),
+                cert_identity,
+            )
+        });
+        let policies = config.listener_policies();
+        for ((addr, tls_files, websocket, cert_identity), (_, policy)) in
+            plain.chain(typed).zip(policies)
+        {
+            if policy.anonymous && security.is_configured() && !addr.ip().is_loopback() {
+                warn!("listener {addr}: clients without credentials are served (allow_anonymous = true) on an address others can reach");
+            } else if policy.anonymous && !security.is_configured() && !addr.ip().is_loopback() {
+                warn!("listener {addr}: no authentication configured and allow_anonymous = true: anyone who can reach it may do everything");
+            }
+            let shared = Arc::new(ListenerShared {
+                broker: broker.clone(),
+                security: security.clone(),
+                auth: ListenerAuth {
+                    anonymous: policy.anonymous,
+                    cert_identity,
+                },
+                message_rate,
+            });
             // Certificates are checked before anything listens: a broken file stops the start.
             let tls = match tls_files {
                 None => None,
@@ -165,17 +208,19 @@ impl Server {
             tasks.spawn(accept_loop(
                 listener,
                 transport,
-                broker.clone(),
+                shared,
+                sources.clone(),
                 config.connect_timeout(),
                 shutdown_rx.clone(),
             ));
         }
-        tasks.spawn(sweep_loop(broker.clone(), shutdown_rx));
+        tasks.spawn(sweep_loop(broker.clone(), sources, shutdown_rx));
         Ok(Server {
             broker,
             addrs,
             transports,
             tls_listeners,
+            security,
             shutdown,
             tasks,
             recovered: recovered_summary,
@@ -210,6 +255,18 @@ impl Server {
             *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
         }
         Ok(self.tls_listeners.len())
+    }
+
+    /// Reads the password file, the ACL file and the revocation list again (SIGHUP): all
+    /// or nothing. Connections holding a token the new list revokes are disconnected; ACL
+    /// changes apply to what connected clients do from now on.
+    pub fn reload_security(&self) -> Result<(), security::SecurityError> {
+        self.security.reload()
+    }
+
+    /// How clients are authenticated, for people.
+    pub fn security_description(&self) -> String {
+        self.security.describe()
     }
 
     /// The listeners for people: each address, with what it speaks after it when that is
@@ -289,21 +346,29 @@ async fn serve_connection(
     tls: Option<tokio_rustls::TlsAcceptor>,
     websocket: Option<(Arc<str>, usize)>,
     stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
+    mut accepted: Accepted,
+    shared: Arc<ListenerShared>,
     connect_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut steps = Handshake {
-        peer,
+        peer: accepted.peer,
         deadline: tokio::time::Instant::now() + connect_timeout,
         shutdown: shutdown.clone(),
     };
     match tls {
-        None => serve_upgraded(stream, websocket, steps, broker, shutdown).await,
+        None => serve_upgraded(stream, websocket, steps, accepted, shared, shutdown).await,
         Some(tls) => {
             if let Some(stream) = steps.step("TLS handshake", tls.accept(stream)).await {
-                serve_upgraded(stream, websocket, steps, broker, shutdown).await;
+                if let Some(which) = shared.auth.cert_identity {
+                    accepted.certificate_name = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|cert| cert_name::certificate_name(cert, which));
+                }
+                serve_upgraded(stream, websocket, steps, accepted, shared, shutdown).await;
             }
         }
     }
@@ -314,18 +379,18 @@ async fn serve_upgraded<S>(
     stream: S,
     websocket: Option<(Arc<str>, usize)>,
     mut steps: Handshake,
-    broker: Arc<Broker>,
+    accepted: Accepted,
+    shared: Arc<ListenerShared>,
     shutdown: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let peer = steps.peer;
     match websocket {
-        None => client::serve(stream, peer, broker, steps.left(), shutdown).await,
+        None => client::serve(stream, accepted, shared, steps.left(), shutdown).await,
         Some((path, max)) => {
             let upgrade = ws::accept(stream, &path, max);
             if let Some(stream) = steps.step("WebSocket upgrade", upgrade).await {
-                client::serve(stream, peer, broker, steps.left(), shutdown).await;
+                client::serve(stream, accepted, shared, steps.left(), shutdown).await;
             }
         }
     }
@@ -374,7 +439,8 @@ impl Handshake {
 async fn accept_loop(
     listener: TcpListener,
     transport: Transport,
-    broker: Arc<Broker>,
+    shared: Arc<ListenerShared>,
+    sources: Arc<SourceLimits>,
     connect_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -383,6 +449,17 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Refused before a byte is read: dropping the stream closes it.
+                    let slot = match sources.admit(peer.ip(), std::time::Instant::now()) {
+                        Ok(slot) => slot,
+                        Err(refusal) => {
+                            shared.broker.metrics.count_refused(refusal.limit());
+                            if let SourceRefusal::First(limit) = refusal {
+                                info!(peer = %peer, "refusing connections: {} (logged once until one is accepted again)", limit.describe());
+                            }
+                            continue;
+                        }
+                    };
                     // Small packets (acks) must not wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
                     // The certificates current now, even if reloaded meanwhile.
@@ -394,12 +471,17 @@ async fn accept_loop(
                         .websocket
                         .clone()
                         .map(|path| (path, transport.max_message));
+                    let accepted = Accepted {
+                        peer,
+                        certificate_name: None,
+                        slot: Some(slot),
+                    };
                     connections.spawn(serve_connection(
                         tls,
                         websocket,
                         stream,
-                        peer,
-                        broker.clone(),
+                        accepted,
+                        shared.clone(),
                         connect_timeout,
                         shutdown.clone(),
                     ));
@@ -419,12 +501,19 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-async fn sweep_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+async fn sweep_loop(
+    broker: Arc<Broker>,
+    sources: Arc<SourceLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interval.tick() => broker.sweep(clock::now()),
+            _ = interval.tick() => {
+                broker.sweep(clock::now());
+                sources.sweep(std::time::Instant::now());
+            }
             _ = shutdown.changed() => break,
         }
     }

@@ -28,6 +28,8 @@ async fn start_tls(files: &Files, client_ca: Option<&Path>) -> (Server, SocketAd
             key: Some(files.key.clone()),
             client_ca: client_ca.map(Path::to_path_buf),
             path: None,
+            allow_anonymous: None,
+            cert_identity: None,
         }],
         data_dir: fresh_data_dir(),
         ..Config::default()
@@ -226,6 +228,8 @@ async fn broken_certificate_files_stop_the_start_with_a_clear_message() {
                 key: Some(key),
                 client_ca: None,
                 path: None,
+                allow_anonymous: None,
+                cert_identity: None,
             }],
             data_dir: fresh_data_dir(),
             ..Config::default()
@@ -254,6 +258,8 @@ async fn a_tls_listener_without_certificate_files_does_not_start() {
             key: None,
             client_ca: None,
             path: None,
+            allow_anonymous: None,
+            cert_identity: None,
         }],
         data_dir: fresh_data_dir(),
         ..Config::default()

@@ -31,6 +31,8 @@ fn listener(kind: ListenerKind, files: Option<&Files>, path: Option<&str>) -> Li
         key: files.map(|f| f.key.clone()),
         client_ca: None,
         path: path.map(str::to_owned),
+        allow_anonymous: None,
+        cert_identity: None,
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::info;
 
 mod passwd_cmd;
 mod store_cmd;
+mod token_cmd;
 
 /// Corvus, a distributed MQTT broker (MQTT 3.1.1 and 5.0).
 ///
@@ -50,6 +51,9 @@ enum Command {
     /// Manage a password file: `add` and `delete` users.
     #[command(subcommand)]
     Passwd(passwd_cmd::PasswdCommand),
+    /// Capability tokens: `keygen`, `mint`, `attenuate`, `revoke` and `inspect`.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 impl Cli {
@@ -80,6 +84,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Command::Passwd(cmd)) = &cli.command {
         std::process::exit(passwd_cmd::run(cmd));
+    }
+    if let Some(Command::Token(cmd)) = &cli.command {
+        std::process::exit(token_cmd::run(cmd));
     }
     let config = cli.config()?;
     init_logging(&config.log_level);
@@ -116,14 +123,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .listen
         .iter()
         .chain(config.listeners.iter().map(|l| &l.bind));
+    println!("Authentication: {}.", server.security_description());
     if binds.all(|a| a.ip().is_loopback()) {
-        println!("Only this machine can connect. To listen publicly: corvus --listen 0.0.0.0:1883");
+        println!("Only this machine can connect. To listen publicly, configure authentication (docs/security.md).");
     }
-    // SIGHUP reloads the TLS certificates; SIGINT or SIGTERM stops.
+    // SIGHUP reloads the TLS certificates, the password and ACL files and the revocation
+    // list; SIGINT or SIGTERM stops.
     while signals.wait().await? == Signal::Reload {
         match server.reload_tls() {
             Ok(n) => info!("reloaded the certificates of {n} TLS listener(s)"),
             Err(e) => tracing::error!("reload failed, the running certificates stay: {e}"),
+        }
+        match server.reload_security() {
+            Ok(()) => info!("reloaded the password file, ACL file and revocation list"),
+            Err(e) => tracing::error!("reload failed, the running security settings stay: {e}"),
         }
     }
     info!("shutting down");

@@ -125,8 +125,17 @@ fn flags_override_the_config_file_and_the_start_message_says_where_things_are() 
         "{line}"
     );
     assert!(line.contains(&flag_dir.display().to_string()), "{line}");
+    // With nothing configured, the start says who may do what.
     broker.expect_line(
-        |l| l.contains("--listen 0.0.0.0:1883"),
+        |l| {
+            l.contains(
+                "Authentication: none configured: anonymous clients on loopback may do everything",
+            )
+        },
+        "the anonymous local default",
+    );
+    broker.expect_line(
+        |l| l.contains("To listen publicly, configure authentication"),
         "how to listen publicly",
     );
     TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))

@@ -84,6 +84,11 @@ impl Connection {
             if is_reserved_topic(&will.topic) {
                 return Err(self.refuse(ReasonCode::TopicNameInvalid));
             }
+            if let Some((reason, _)) =
+                self.publish_beyond_limits(&will.topic, &properties.user_properties)
+            {
+                return Err(self.refuse(reason));
+            }
             self.will = Some(ArmedWill {
                 message: Arc::new(Message {
                     topic: will.topic,
@@ -107,6 +112,21 @@ impl Connection {
             password: connect.password,
             protocol: connect.protocol,
         })
+    }
+
+    /// Hands the connection what its authenticated client may do, after
+    /// [`Connection::on_connect`] and before [`Connection::accept`]. A will the client may
+    /// not publish refuses the CONNECT (0x87; 3.1.1: not authorized).
+    pub fn authorize(&mut self, authorizer: Arc<dyn Authorizer>) -> Result<(), Refusal> {
+        if let Some(will) = &self.will {
+            let message = &will.message;
+            let verdict = authorizer.publish(&message.topic, message.retain, message.payload.len());
+            if verdict == Verdict::NotAuthorized {
+                return Err(self.refuse(ReasonCode::NotAuthorized));
+            }
+        }
+        self.authorizer = authorizer;
+        Ok(())
     }
 
     pub(super) fn grant_keep_alive(&self, requested: u16) -> u16 {
@@ -151,6 +171,15 @@ impl Connection {
         // The session keeps this connection's will, so that it is persisted with it.
         session.armed_will = self.will.take();
         session.expiry_interval = self.session_expiry;
+        // Checked again when the will fires, whatever happened in between.
+        session.authorizer = Some(self.authorizer.clone());
+        // A resumed session keeps only the subscriptions its client may still make.
+        for filter in session.subscription_filters() {
+            if !self.authorizer.subscribe(authorized_filter(&filter)) {
+                session.remove_subscription(&filter);
+                out.push(Action::Unsubscribe { filter });
+            }
+        }
 
         let mut properties = ConnAckProperties::default();
         if self.version.is_v5() {

@@ -134,8 +134,27 @@ impl Connection {
                 DropReason::PayloadFormatInvalid,
                 "payload is not UTF-8",
             ))
+        } else if let Some((reason, text)) =
+            self.publish_beyond_limits(&publish.topic, &publish.properties.user_properties)
+        {
+            Some((reason, DropReason::LimitExceeded, text))
         } else {
-            None
+            match self
+                .authorizer
+                .publish(&publish.topic, publish.retain, publish.payload.len())
+            {
+                Verdict::Allowed => None,
+                Verdict::NotAuthorized => Some((
+                    ReasonCode::NotAuthorized,
+                    DropReason::NotAuthorized,
+                    "not authorized",
+                )),
+                Verdict::QuotaExceeded => Some((
+                    ReasonCode::QuotaExceeded,
+                    DropReason::QuotaExceeded,
+                    "retained message quota exceeded",
+                )),
+            }
         };
         if let Some((reason, drop, text)) = refusal {
             // Counted against the publisher's session, like every other drop.
@@ -206,6 +225,22 @@ impl Connection {
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained = Vec::new();
         for sub in subscribe.subscriptions {
+            // Each filter stands alone: a refused one does not stop the others.
+            let refused = if self.topic_beyond_limits(&sub.filter) {
+                Some(ReasonCode::TopicFilterInvalid)
+            } else if !self.authorizer.subscribe(authorized_filter(&sub.filter)) {
+                Some(ReasonCode::NotAuthorized)
+            } else if session.subscription_count() >= self.config.max_subscriptions
+                && !session.has_subscription(&sub.filter)
+            {
+                Some(ReasonCode::QuotaExceeded)
+            } else {
+                None
+            };
+            if let Some(reason) = refused {
+                reason_codes.push(reason);
+                continue;
+            }
             let entry = SubscriptionEntry {
                 options: sub.options,
                 identifier,

@@ -15,14 +15,18 @@ use mqtt_codec::{
     PacketId, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
+use crate::authorize::{authorized_filter, AllowAll, Authorizer, Verdict};
 use crate::config::BrokerConfig;
 use crate::session::{ArmedWill, DropReason, OutState, Session, NEVER_EXPIRES};
 use crate::topic_tree::SubscriptionEntry;
 use crate::types::{ClientId, Delivery, Message, Millis};
 
+#[cfg(test)]
+mod access_tests;
 mod closing;
 mod connect;
 mod inbound;
+mod limits;
 mod outbound;
 #[cfg(test)]
 mod tests;
@@ -117,6 +121,9 @@ pub struct Connection {
     /// Messages of a resumed session still in flight but not yet re-sent on this connection,
     /// because the client's Receive Maximum had no room for them (MQTT 5.0 section 4.9).
     resend_later: VecDeque<PacketId>,
+    /// What the client may do; everything until the runtime says otherwise
+    /// ([`Connection::authorize`]).
+    authorizer: Arc<dyn Authorizer>,
 }
 
 /// Reason strings are for people; keep them short so they never threaten a packet limit.
@@ -141,6 +148,7 @@ impl Connection {
             connect_session_expiry: 0,
             session_expiry: 0,
             resend_later: VecDeque::new(),
+            authorizer: Arc::new(AllowAll),
         }
     }
 

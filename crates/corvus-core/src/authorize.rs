@@ -1,0 +1,52 @@
+//! What a connected client may do, as the core asks it: the runtime decides (ACLs, tokens,
+//! quotas) and hands each connection an [`Authorizer`]; the core asks it before anything a
+//! client sends takes effect (PUBLISH, SUBSCRIBE, a will at CONNECT and when it fires, the
+//! subscriptions of a resumed session), and answers the client with the reason code.
+//!
+//! The answer may change while the client is connected (ACLs reloaded, a retained quota
+//! filling up): it is asked every time, never cached here.
+
+use std::fmt::Debug;
+
+/// The answer for one PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Not granted: PUBACK/PUBREC 0x87 in v5, dropped in 3.1.1.
+    NotAuthorized,
+    /// Granted, but a broker-wide limit (retained messages) is reached: 0x97.
+    QuotaExceeded,
+}
+
+pub trait Authorizer: Send + Sync + Debug {
+    /// May the client publish to `topic` (a topic name), with the RETAIN flag as given,
+    /// `payload_len` bytes?
+    fn publish(&self, topic: &str, retain: bool, payload_len: usize) -> Verdict;
+
+    /// May the client subscribe with `filter`? A shared subscription is asked with its
+    /// `$share/{group}/` prefix taken off: the group name grants nothing.
+    fn subscribe(&self, filter: &str) -> bool;
+}
+
+/// Everything is allowed: the loopback-only default with no authentication configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn publish(&self, _topic: &str, _retain: bool, _payload_len: usize) -> Verdict {
+        Verdict::Allowed
+    }
+
+    fn subscribe(&self, _filter: &str) -> bool {
+        true
+    }
+}
+
+/// The filter a subscription is authorized as: `$share/{group}/{filter}` as `{filter}`.
+pub fn authorized_filter(filter: &str) -> &str {
+    match mqtt_codec::topic::SharedFilter::parse(filter) {
+        Some(Ok(shared)) => shared.filter,
+        // A malformed one is authorized as written, which no grant outside `$share` covers.
+        Some(Err(_)) | None => filter,
+    }
+}

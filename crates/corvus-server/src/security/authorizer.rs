@@ -1,0 +1,110 @@
+//! The core's [`Authorizer`] for one client: its grants (everything, its ACL rules, or its
+//! token's rights) and the broker-wide retained message quota.
+
+use std::sync::{Arc, RwLock, Weak};
+
+use corvus_auth::acl::{Grants, Who};
+use corvus_auth::pattern::Access;
+use corvus_core::{Authorizer, Verdict};
+
+use super::{Identity, LiveAcl};
+use crate::broker::Broker;
+
+/// What one client is granted.
+#[derive(Debug)]
+pub(super) enum Granted {
+    /// The loopback default with no authentication configured.
+    Everything,
+    /// ACL rules for this client, instantiated again when the ACL file is reloaded.
+    Acl {
+        live: Arc<LiveAcl>,
+        username: Option<String>,
+        client_id: String,
+        /// The grants and the ACL generation they were made from.
+        cached: RwLock<(u64, Arc<Grants>)>,
+    },
+    /// A capability token's rights, and nothing else.
+    Token(Arc<corvus_auth::token::VerifiedToken>),
+}
+
+impl Granted {
+    pub(super) fn new(identity: &Identity, client_id: &str, acl: Option<&Arc<LiveAcl>>) -> Granted {
+        match identity {
+            Identity::Token(token) => Granted::Token(token.clone()),
+            Identity::Everything => Granted::Everything,
+            // Without an ACL file nothing is granted: deny by default.
+            Identity::Anonymous | Identity::User(_) => Granted::Acl {
+                live: acl.cloned().unwrap_or_default(),
+                username: identity.username().map(str::to_owned),
+                client_id: client_id.to_owned(),
+                cached: RwLock::new((u64::MAX, Arc::default())),
+            },
+        }
+    }
+
+    fn allows(&self, access: Access, topic: &str) -> bool {
+        match self {
+            Granted::Everything => true,
+            Granted::Token(token) => token.allows(access, topic),
+            Granted::Acl {
+                live,
+                username,
+                client_id,
+                cached,
+            } => {
+                let generation = live.generation();
+                {
+                    let cached = cached.read().unwrap_or_else(|p| p.into_inner());
+                    if cached.0 == generation {
+                        return cached.1.allows(access, topic);
+                    }
+                }
+                let grants = Arc::new(live.current().grants(Who {
+                    username: username.as_deref(),
+                    client_id,
+                }));
+                let allowed = grants.allows(access, topic);
+                *cached.write().unwrap_or_else(|p| p.into_inner()) = (generation, grants);
+                allowed
+            }
+        }
+    }
+}
+
+/// Retained messages the broker keeps at most, all clients together.
+#[derive(Debug, Clone, Copy)]
+pub struct RetainedQuota {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(Debug)]
+pub(super) struct ClientAuthorizer {
+    pub(super) granted: Granted,
+    pub(super) quota: RetainedQuota,
+    /// Weak: sessions (which keep their authorizer) belong to the broker.
+    pub(super) broker: Weak<Broker>,
+}
+
+impl Authorizer for ClientAuthorizer {
+    fn publish(&self, topic: &str, retain: bool, payload_len: usize) -> Verdict {
+        let allowed = self.granted.allows(Access::Publish, topic)
+            && (!retain || self.granted.allows(Access::Retain, topic));
+        if !allowed {
+            return Verdict::NotAuthorized;
+        }
+        // An empty retained payload deletes: always within the quota.
+        if retain && payload_len > 0 {
+            if let Some(broker) = self.broker.upgrade() {
+                if !broker.retained_admits(topic, payload_len, self.quota) {
+                    return Verdict::QuotaExceeded;
+                }
+            }
+        }
+        Verdict::Allowed
+    }
+
+    fn subscribe(&self, filter: &str) -> bool {
+        self.granted.allows(Access::Subscribe, filter)
+    }
+}

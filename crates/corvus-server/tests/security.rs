@@ -1,0 +1,801 @@
+//! Authentication and authorization end to end, over real sockets: the chain at CONNECT
+//! (passwords, client certificates, capability tokens, anonymous), ACLs with their
+//! placeholders, wills, resumed sessions, reloading, and the limits that are not protocol
+//! rules (retained quota, message rate, connections per source).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use common::tls::{client_config, tls_connect, write_files, Ca};
+use common::*;
+use corvus_auth::token::{attenuate, mint, Grant, RevocationList, RootKey};
+use corvus_auth::{hash_password_with, HashParams, PasswordFile};
+use corvus_server::config::{CertIdentity, ListenerConfig, ListenerKind};
+use corvus_server::{Config, Server};
+use mqtt_codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
+
+/// Users alice, ops, `+` and `x/#` (passwords: their names reversed), and:
+/// - everyone: publish and subscribe under `devices/%u/#`;
+/// - ops: subscribe to `devices/#` and `$SYS/#`, publish and retain `status/#`;
+/// - anonymous: subscribe to `public/#`.
+const ACL: &str = r#"
+[[rule]]
+everyone = true
+allow = ["publish", "subscribe"]
+topics = ["devices/%u/#"]
+
+[[rule]]
+user = "ops"
+allow = ["subscribe"]
+topics = ["devices/#", "$SYS/#"]
+
+[[rule]]
+user = "ops"
+allow = ["publish", "retain", "subscribe"]
+topics = ["status/#"]
+
+[[rule]]
+anonymous = true
+allow = ["subscribe"]
+topics = ["public/#"]
+"#;
+
+const USERS: [&str; 4] = ["alice", "ops", "+", "x/#"];
+
+fn password(user: &str) -> String {
+    user.chars().rev().collect()
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let mut passwords = PasswordFile::new();
+        let cheap = HashParams::new(1024, 1, 1).unwrap();
+        for user in USERS {
+            let hash = hash_password_with(password(user).as_bytes(), &cheap).unwrap();
+            passwords.add_or_replace(user, &hash).unwrap();
+        }
+        passwords.save(&dir.path().join("passwd")).unwrap();
+        std::fs::write(dir.path().join("acl.toml"), ACL).unwrap();
+        Files { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn configure(&self, config: &mut Config) {
+        config.auth.password_file = Some(self.path("passwd"));
+        config.auth.acl_file = Some(self.path("acl.toml"));
+        config.auth.allow_anonymous = Some(true);
+    }
+}
+
+async fn start_secured(
+    files: &Files,
+    tune: impl FnOnce(&mut Config),
+) -> (Server, std::net::SocketAddr) {
+    start_with(|c| {
+        files.configure(c);
+        tune(c);
+    })
+    .await
+}
+
+/// The CONNACK code for a CONNECT with these credentials.
+async fn connack(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    user: Option<&str>,
+    pass: Option<&str>,
+) -> ReasonCode {
+    let mut raw = Raw::open(addr, version).await;
+    let mut connect = Connect::new(version, s("who"));
+    connect.username = user.map(s);
+    connect.password = pass.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()));
+    raw.send(connect.into()).await;
+    match raw.recv().await {
+        Packet::ConnAck(ack) => ack.reason_code,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+async fn login(addr: std::net::SocketAddr, user: &str, client: &str) -> Raw {
+    Raw::connect_with(addr, ProtocolVersion::V5, client, |c| {
+        c.username = Some(s(user));
+        c.password = Some(password(user).into_bytes().into());
+    })
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn the_chain_admits_good_passwords_and_refuses_the_rest() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |c| c.auth.allow_anonymous = Some(false)).await;
+    let v5 = ProtocolVersion::V5;
+    assert_eq!(
+        connack(addr, v5, Some("alice"), Some("ecila")).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        connack(addr, v5, Some("alice"), Some("wrong")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        connack(addr, v5, Some("mallory"), Some("x")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        connack(addr, v5, Some("alice"), None).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        connack(addr, v5, None, None).await,
+        ReasonCode::NotAuthorized
+    );
+    // 3.1.1 return codes 4 and 5.
+    let v3 = ProtocolVersion::V3_1_1;
+    assert_eq!(
+        connack(addr, v3, Some("alice"), Some("wrong")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        connack(addr, v3, None, None).await,
+        ReasonCode::NotAuthorized
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_is_not_granted_is_denied_and_never_delivered_or_retained() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let mut ops = login(addr, "ops", "ops").await;
+    assert_eq!(
+        ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await,
+        [ReasonCode::GrantedQoS1]
+    );
+    let mut alice = login(addr, "alice", "alice").await;
+    assert_eq!(
+        alice
+            .publish("devices/bob/cmd", b"no", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        alice
+            .publish("devices/bob/cmd", b"no", QoS::ExactlyOnce, false, 2)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    // Publishing is granted, retaining is not: the whole PUBLISH is refused.
+    assert_eq!(
+        alice
+            .publish("devices/alice/t", b"no", QoS::AtLeastOnce, true, 3)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        alice
+            .publish("devices/alice/t", b"yes", QoS::AtLeastOnce, false, 4)
+            .await,
+        ReasonCode::Success
+    );
+    let got = ops.recv_publish().await;
+    assert_eq!(&got.payload[..], b"yes");
+    ops.expect_nothing().await;
+    // Nothing was retained.
+    let mut late = login(addr, "ops", "ops-late").await;
+    late.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
+    late.expect_nothing().await;
+
+    // 3.1.1 has no negative acknowledgement: acknowledged, and dropped.
+    let (mut old, _) = Raw::connect_with(addr, ProtocolVersion::V3_1_1, "old", |c| {
+        c.username = Some(s("alice"));
+        c.password = Some("ecila".into());
+    })
+    .await;
+    assert_eq!(
+        old.publish("devices/bob/cmd", b"no", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    ops.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_filter_stands_alone_and_share_and_sys_grant_nothing_extra() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let mut alice = login(addr, "alice", "alice").await;
+    let filters = [
+        "devices/alice/#",
+        "devices/#",
+        "$share/g/devices/#",
+        "$share/g/devices/alice/+",
+        "$SYS/#",
+        "#",
+        "+/alice/#",
+    ];
+    let mut codes = Vec::new();
+    for (i, filter) in filters.iter().enumerate() {
+        codes.extend(alice.subscribe(i as u16 + 1, filter, QoS::AtMostOnce).await);
+    }
+    use ReasonCode::{NotAuthorized as No, Success as Yes};
+    assert_eq!(codes, [Yes, No, No, Yes, No, No, No]);
+    // `#` does not reach `$SYS` even for a client granted `#`-like rights: ops has `$SYS/#`
+    // explicitly.
+    let mut ops = login(addr, "ops", "ops").await;
+    assert_eq!(ops.subscribe(1, "$SYS/#", QoS::AtMostOnce).await, [Yes]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wildcard_or_slash_in_a_user_name_is_only_ever_literal() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let mut ops = login(addr, "ops", "ops").await;
+    ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
+    for user in ["+", "x/#"] {
+        let mut client = login(addr, user, "wild").await;
+        for filter in ["devices/#", "devices/+/temp", "devices/x/#", "#"] {
+            assert_eq!(
+                client.subscribe(1, filter, QoS::AtMostOnce).await,
+                [ReasonCode::NotAuthorized],
+                "{user} {filter}"
+            );
+        }
+        for topic in ["devices/bob/temp", "devices/x/y"] {
+            assert_eq!(
+                client
+                    .publish(topic, b"x", QoS::AtLeastOnce, false, 1)
+                    .await,
+                ReasonCode::NotAuthorized,
+                "{user} {topic}"
+            );
+        }
+        client.disconnect().await;
+    }
+    ops.expect_nothing().await;
+    server.shutdown().await;
+}
+
+fn will_to(topic: &str) -> impl FnOnce(&mut Connect) + '_ {
+    move |c: &mut Connect| {
+        c.username = Some(s("alice"));
+        c.password = Some("ecila".into());
+        c.will = Some(Will {
+            topic: s(topic),
+            payload: "gone".into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: WillProperties::default(),
+        });
+    }
+}
+
+#[tokio::test]
+async fn wills_are_checked_at_connect_and_again_when_they_fire() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let mut ops = login(addr, "ops", "ops").await;
+    ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
+
+    let mut raw = Raw::open(addr, ProtocolVersion::V5).await;
+    let mut connect = Connect::new(ProtocolVersion::V5, s("bypass"));
+    will_to("devices/bob/alarm")(&mut connect);
+    raw.send(connect.into()).await;
+    match raw.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("{other:?}"),
+    }
+
+    // Allowed at CONNECT; the grant is withdrawn before the connection drops.
+    let (alice, _) = Raw::connect_with(
+        addr,
+        ProtocolVersion::V5,
+        "alice",
+        will_to("devices/alice/alarm"),
+    )
+    .await;
+    std::fs::write(
+        files.path("acl.toml"),
+        ACL.replace("devices/%u/#", "other/%u/#"),
+    )
+    .unwrap();
+    server.reload_security().unwrap();
+    drop(alice);
+    ops.expect_nothing().await;
+    let dropped = server
+        .broker()
+        .metrics
+        .dropped(corvus_core::DropReason::NotAuthorized);
+    assert_eq!(dropped, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let persistent = |c: &mut Connect| {
+        c.username = Some(s("alice"));
+        c.password = Some("ecila".into());
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(600);
+    };
+    let (mut alice, _) = Raw::connect_with(addr, ProtocolVersion::V5, "alice", persistent).await;
+    alice
+        .subscribe(1, "devices/alice/#", QoS::AtLeastOnce)
+        .await;
+    alice.disconnect().await;
+    std::fs::write(
+        files.path("acl.toml"),
+        ACL.replace("devices/%u/#", "other/%u/#"),
+    )
+    .unwrap();
+    server.reload_security().unwrap();
+    let (mut alice, ack) = Raw::connect_with(addr, ProtocolVersion::V5, "alice", persistent).await;
+    assert!(ack.session_present);
+    // ops may still publish there (status is its own); nothing reaches alice's old filter.
+    let mut ops = login(addr, "ops", "ops").await;
+    std::fs::write(
+        files.path("acl.toml"),
+        ACL.replace("devices/%u/#", "other/%u/#")
+            + "\n[[rule]]\nuser=\"ops\"\nallow=[\"publish\"]\ntopics=[\"devices/#\"]\n",
+    )
+    .unwrap();
+    server.reload_security().unwrap();
+    assert_eq!(
+        ops.publish("devices/alice/x", b"x", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    alice.expect_nothing().await;
+    assert_eq!(
+        server
+            .broker()
+            .session("alice")
+            .unwrap()
+            .lock()
+            .subscription_count(),
+        0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_broken_reload_changes_nothing_and_says_which_file() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    std::fs::write(
+        files.path("acl.toml"),
+        "[[rule]]\nuser = \"alice\"\nallow = [\"fly\"]\ntopics = [\"#\"]\n",
+    )
+    .unwrap();
+    let error = server.reload_security().unwrap_err().to_string();
+    assert!(
+        error.contains("acl.toml") && error.contains("fly"),
+        "{error}"
+    );
+    let mut alice = login(addr, "alice", "alice").await;
+    assert_eq!(
+        alice
+            .publish("devices/alice/x", b"x", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn anonymous_clients_get_the_anonymous_rules_only() {
+    let files = Files::new();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let mut anon = Raw::connect(addr, ProtocolVersion::V5, "anon").await;
+    assert_eq!(
+        anon.subscribe(1, "public/#", QoS::AtMostOnce).await,
+        [ReasonCode::Success]
+    );
+    assert_eq!(
+        anon.subscribe(2, "devices/#", QoS::AtMostOnce).await,
+        [ReasonCode::NotAuthorized]
+    );
+    assert_eq!(
+        anon.publish("public/x", b"x", QoS::AtLeastOnce, false, 3)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    // A user name with no password file entry to check it names nobody: still anonymous,
+    // and a wrong password for a known user is refused, never downgraded.
+    assert_eq!(
+        connack(addr, ProtocolVersion::V5, Some("alice"), Some("nope")).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_non_loopback_listener_needs_authentication_or_an_explicit_allow() {
+    let mut config = Config {
+        listen: vec!["0.0.0.0:0".parse().unwrap()],
+        data_dir: fresh_data_dir(),
+        ..Config::default()
+    };
+    let error = Server::start(&config).await.unwrap_err().to_string();
+    assert!(
+        error.contains("allow_anonymous") && error.contains("0.0.0.0"),
+        "{error}"
+    );
+    config.auth.allow_anonymous = Some(true);
+    let server = Server::start(&config).await.expect("explicitly open");
+    server.shutdown().await;
+}
+
+// ---- client certificates ----
+
+#[tokio::test]
+async fn a_client_certificate_names_the_user() {
+    let files = Files::new();
+    let ca = Ca::new("Corvus test CA");
+    let tls_files = write_files(&ca, &ca.issue(&["localhost"], false));
+    let devices = Ca::new("Device CA");
+    let devices_pem = files.path("devices.pem");
+    std::fs::write(&devices_pem, devices.cert.pem()).unwrap();
+    let (server, addr) = start_secured(&files, |c| {
+        c.listeners.push(ListenerConfig {
+            kind: ListenerKind::Mqtts,
+            bind: "127.0.0.1:0".parse().unwrap(),
+            cert: Some(tls_files.cert.clone()),
+            key: Some(tls_files.key.clone()),
+            client_ca: Some(devices_pem.clone()),
+            path: None,
+            allow_anonymous: None,
+            cert_identity: Some(CertIdentity::San),
+        });
+    })
+    .await;
+    let tls = server.local_addrs()[1];
+    let mut ops = login(addr, "ops", "ops").await;
+    ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
+
+    let device = devices.issue(&["alice"], true);
+    let tls13 = [&rustls::version::TLS13];
+    let stream = tls_connect(tls, client_config(&ca, &tls13, Some(&device)))
+        .await
+        .unwrap();
+    // The user name in the CONNECT is not what counts: the certificate is.
+    let (mut alice, _) = Raw::over(Box::new(stream), ProtocolVersion::V5)
+        .handshake("cert-client", |c| c.username = Some(s("ops")))
+        .await;
+    assert_eq!(
+        alice
+            .publish("devices/alice/t", b"by cert", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        alice
+            .publish("status/x", b"not ops", QoS::AtLeastOnce, false, 2)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(&ops.recv_publish().await.payload[..], b"by cert");
+    server.shutdown().await;
+}
+
+// ---- capability tokens ----
+
+struct Namespace {
+    key: RootKey,
+    other: RootKey,
+    public: PathBuf,
+    revoked: PathBuf,
+}
+
+impl Namespace {
+    fn new(files: &Files) -> Namespace {
+        let key = RootKey::generate();
+        let public = files.path("site.pub");
+        std::fs::write(&public, key.public_key().to_file_text()).unwrap();
+        Namespace {
+            key,
+            other: RootKey::generate(),
+            public,
+            revoked: files.path("revoked.txt"),
+        }
+    }
+
+    fn configure(&self, config: &mut Config) {
+        config.auth.token_public_key = Some(self.public.clone());
+        config.auth.revocation_file = Some(self.revoked.clone());
+    }
+
+    fn mint(&self, grants: &[&str], expires: SystemTime) -> String {
+        let grants: Vec<Grant> = grants.iter().map(|g| Grant::parse(g).unwrap()).collect();
+        mint(&self.key, &grants, expires, Some("site-1")).unwrap()
+    }
+}
+
+fn in_an_hour() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(3600)
+}
+
+async fn with_token(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    token: &str,
+) -> ReasonCode {
+    connack(addr, version, Some("token"), Some(token)).await
+}
+
+async fn token_client(addr: std::net::SocketAddr, token: &str, client: &str) -> Raw {
+    Raw::connect_with(addr, ProtocolVersion::V5, client, |c| {
+        c.username = Some(s("token"));
+        c.password = Some(token.to_owned().into_bytes().into());
+    })
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn a_token_grants_exactly_its_rights_and_attenuation_only_narrows() {
+    let files = Files::new();
+    let ns = Namespace::new(&files);
+    let (server, addr) = start_secured(&files, |c| ns.configure(c)).await;
+    let site = ns.mint(&["publish:site/1/#", "subscribe:site/1/#"], in_an_hour());
+    let mut holder = token_client(addr, &site, "site").await;
+    assert_eq!(
+        holder.subscribe(1, "site/1/+/temp", QoS::AtMostOnce).await,
+        [ReasonCode::Success]
+    );
+    assert_eq!(
+        holder.subscribe(2, "site/#", QoS::AtMostOnce).await,
+        [ReasonCode::NotAuthorized]
+    );
+    assert_eq!(
+        holder
+            .publish("site/2/x", b"x", QoS::AtLeastOnce, false, 3)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    // No retain right.
+    assert_eq!(
+        holder
+            .publish("site/1/x", b"x", QoS::AtLeastOnce, true, 4)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+
+    let device = attenuate(
+        &site,
+        &[Grant::parse("publish:site/1/dev/7/#").unwrap()],
+        None,
+    )
+    .unwrap();
+    // Widened again by whoever holds the device token: the device block still applies.
+    let widened = attenuate(&device, &[Grant::parse("publish:site/#").unwrap()], None).unwrap();
+    for (token, id) in [(&device, "dev"), (&widened, "wide")] {
+        let mut client = token_client(addr, token, id).await;
+        assert_eq!(
+            client
+                .publish("site/1/dev/7/t", b"x", QoS::AtLeastOnce, false, 1)
+                .await,
+            ReasonCode::Success,
+            "{id}"
+        );
+        for topic in ["site/1/dev/8/t", "site/2/x"] {
+            assert_eq!(
+                client
+                    .publish(topic, b"x", QoS::AtLeastOnce, false, 2)
+                    .await,
+                ReasonCode::NotAuthorized,
+                "{id} {topic}"
+            );
+        }
+        // The device block grants no subscribe at all.
+        assert_eq!(
+            client.subscribe(3, "site/1/dev/7/#", QoS::AtMostOnce).await,
+            [ReasonCode::NotAuthorized]
+        );
+    }
+    // 3.1.1 clients present tokens the same way.
+    assert_eq!(
+        with_token(addr, ProtocolVersion::V3_1_1, &site).await,
+        ReasonCode::Success
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_tampered_and_foreign_tokens_are_refused() {
+    let files = Files::new();
+    let ns = Namespace::new(&files);
+    let (server, addr) = start_secured(&files, |c| ns.configure(c)).await;
+    let v5 = ProtocolVersion::V5;
+    let expired = ns.mint(&["publish:#"], SystemTime::now() - Duration::from_secs(10));
+    assert_eq!(
+        with_token(addr, v5, &expired).await,
+        ReasonCode::NotAuthorized
+    );
+
+    let good = ns.mint(&["publish:#"], in_an_hour());
+    let mut tampered = good.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(
+        with_token(addr, v5, &tampered).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+
+    let grants = [Grant::parse("publish:#").unwrap()];
+    let foreign = mint(&ns.other, &grants, in_an_hour(), None).unwrap();
+    assert_eq!(
+        with_token(addr, v5, &foreign).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(
+        with_token(addr, v5, "not a token").await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    assert_eq!(with_token(addr, v5, &good).await, ReasonCode::Success);
+    server.shutdown().await;
+}
+
+fn revoke(list: &Path, token: &str) {
+    let ids = corvus_auth::token::inspect(token).unwrap();
+    let last = ids.last().unwrap().revocation_id().to_owned();
+    RevocationList::append_to_file(list, &[last], "revoked by the test").unwrap();
+}
+
+#[tokio::test]
+async fn a_token_revoked_or_expiring_while_connected_disconnects_its_holder() {
+    let files = Files::new();
+    let ns = Namespace::new(&files);
+    let (server, addr) = start_secured(&files, |c| ns.configure(c)).await;
+    let site = ns.mint(&["publish:site/#", "subscribe:site/#"], in_an_hour());
+    let device = attenuate(&site, &[Grant::parse("publish:site/dev/#").unwrap()], None).unwrap();
+    let mut parent = token_client(addr, &site, "parent").await;
+    let mut child = token_client(addr, &device, "child").await;
+
+    revoke(&ns.revoked, &device);
+    server.reload_security().unwrap();
+    child.expect_disconnect(ReasonCode::NotAuthorized).await;
+    // Revoking the child leaves its parent alone.
+    parent.expect_nothing().await;
+    assert_eq!(
+        with_token(addr, ProtocolVersion::V5, &device).await,
+        ReasonCode::NotAuthorized
+    );
+
+    // Expiry: a token valid for two more seconds.
+    let brief = ns.mint(
+        &["publish:site/#"],
+        SystemTime::now() + Duration::from_secs(2),
+    );
+    let mut brief_holder = token_client(addr, &brief, "brief").await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        brief_holder.expect_disconnect(ReasonCode::NotAuthorized),
+    )
+    .await
+    .expect("disconnected at expiry");
+    parent.expect_nothing().await;
+    server.shutdown().await;
+}
+
+// ---- limits beyond the protocol ----
+
+#[tokio::test]
+async fn retained_messages_beyond_the_quota_get_0x97() {
+    let (server, addr) = start_with(|c| c.limits.max_retained_messages = 2).await;
+    let mut client = Raw::connect(addr, ProtocolVersion::V5, "r").await;
+    for (topic, expected) in [
+        ("r/1", ReasonCode::Success),
+        ("r/2", ReasonCode::Success),
+        ("r/3", ReasonCode::QuotaExceeded),
+        // Replacing one is within the quota.
+        ("r/1", ReasonCode::Success),
+    ] {
+        assert_eq!(
+            client.publish(topic, b"v", QoS::AtLeastOnce, true, 1).await,
+            expected,
+            "{topic}"
+        );
+    }
+    assert_eq!(server.broker().retained_count(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_beyond_its_message_rate_is_slowed_then_disconnected_with_0x96() {
+    let (server, addr) = start_with(|c| {
+        c.limits.max_message_rate = 20;
+        c.limits.message_rate_grace = 1;
+    })
+    .await;
+    let mut flood = Raw::connect(addr, ProtocolVersion::V5, "flood").await;
+    let mut polite = Raw::connect(addr, ProtocolVersion::V5, "polite").await;
+    let flooding = tokio::spawn(async move {
+        let payload = mqtt_codec::Publish::new(s("f"), "x".into());
+        let mut bytes = bytes::BytesMut::new();
+        Packet::Publish(payload)
+            .encode(ProtocolVersion::V5, &mut bytes)
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            use tokio::io::AsyncWriteExt;
+            if flood.stream.write_all(&bytes).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        flood
+    });
+    // A client within the rate goes on.
+    for i in 0..5 {
+        assert_eq!(
+            polite
+                .publish("p", b"x", QoS::AtLeastOnce, false, i + 1)
+                .await,
+            ReasonCode::Success
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut flood = flooding.await.unwrap();
+    let closing = flood.expect_close().await;
+    assert!(
+        closing.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::MessageRateTooHigh)),
+        "{closing:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_source_limit_are_closed_at_once() {
+    let (server, addr) = start_with(|c| {
+        c.limits.max_connections_per_source = 3;
+        c.limits.connection_rate_per_source = 0;
+    })
+    .await;
+    let mut open = Vec::new();
+    for i in 0..3 {
+        open.push(Raw::connect(addr, ProtocolVersion::V5, &format!("c{i}")).await);
+    }
+    let mut refused = Raw::open(addr, ProtocolVersion::V5).await;
+    refused
+        .send(Connect::new(ProtocolVersion::V5, s("c4")).into())
+        .await;
+    assert!(refused.expect_close().await.is_empty());
+    open.pop().unwrap().disconnect().await;
+    // The slot comes back once the connection is gone.
+    let mut again = None;
+    for _ in 0..50 {
+        let mut raw = Raw::open(addr, ProtocolVersion::V5).await;
+        raw.send(Connect::new(ProtocolVersion::V5, s("c5")).into())
+            .await;
+        if let Ok(Some(Packet::ConnAck(_))) = raw.try_recv(Duration::from_millis(500)).await {
+            again = Some(raw);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a slot was freed");
+    assert!(
+        server
+            .broker()
+            .metrics
+            .refused(corvus_server::metrics::SourceLimit::TooMany)
+            >= 1
+    );
+    server.shutdown().await;
+}
