@@ -368,11 +368,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     ) -> End {
         loop {
             // Everything already buffered is handled before waiting again.
+            let mut published = false;
             loop {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
                         if let (Packet::Publish(_), Some(rate)) = (&packet, &mut self.rate) {
                             rate.count(std::time::Instant::now());
+                            published = true;
                         }
                         let now = now();
                         let ticket = {
@@ -397,7 +399,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     break;
                 }
             }
-            if let Some(rate) = &mut self.rate {
+            if let (Some(rate), true) = (&mut self.rate, published) {
+                rate.settle(std::time::Instant::now());
                 if rate.over_for_too_long(std::time::Instant::now()) {
                     info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: message rate too high");
                     self.conn.protocol_error(

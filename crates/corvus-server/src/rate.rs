@@ -76,6 +76,33 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_keeps_exceeding_the_rate_is_over_it_across_throttles() {
+        let start = Instant::now();
+        let mut rate = MessageRate::new(100, Duration::from_secs(1));
+        let mut now = start;
+        // Each read brings 150 messages: always more than the rate paid back meanwhile.
+        for _ in 0..5 {
+            for _ in 0..150 {
+                rate.count(now);
+            }
+            rate.settle(now);
+            now += rate.wait(now);
+        }
+        assert!(rate.over_for_too_long(now));
+
+        // One within the rate after a burst starts afresh.
+        let mut rate = MessageRate::new(100, Duration::from_secs(1));
+        for _ in 0..150 {
+            rate.count(start);
+        }
+        rate.settle(start);
+        let later = start + Duration::from_secs(2);
+        rate.count(later);
+        rate.settle(later);
+        assert!(!rate.over_for_too_long(later + Duration::from_secs(5)));
+    }
+
+    #[test]
     fn debt_is_paid_back_at_the_rate() {
         let start = Instant::now();
         let mut bucket = TokenBucket::new(100, start);
@@ -115,16 +142,21 @@ impl MessageRate {
         self.bucket.take(now);
     }
 
-    /// How long to stop reading (zero: read on). Called when the broker is about to read
-    /// again: a client found back within its rate starts a new grace period next time.
-    pub fn wait(&mut self, now: Instant) -> Duration {
-        let wait = self.bucket.debt_clears_in(now);
-        if wait.is_zero() {
+    /// After the PUBLISH packets of one read are counted: a client they left beyond its
+    /// rate stays (or starts being) over it; one they left within it starts afresh. Only
+    /// reads say whether the client keeps up the pace: the rate being paid back while the
+    /// broker does not read proves nothing.
+    pub fn settle(&mut self, now: Instant) {
+        if self.bucket.debt_clears_in(now).is_zero() {
             self.over_since = None;
         } else {
             self.over_since.get_or_insert(now);
         }
-        wait
+    }
+
+    /// How long to stop reading (zero: read on).
+    pub fn wait(&mut self, now: Instant) -> Duration {
+        self.bucket.debt_clears_in(now)
     }
 
     /// Whether the client has been beyond its rate for longer than the grace period.

@@ -145,6 +145,8 @@ struct Tokens {
 #[derive(Debug)]
 pub struct Security {
     configured: bool,
+    /// Whether some listener names users by their client certificate.
+    certificates: bool,
     password_file: Option<PathBuf>,
     passwords: RwLock<Option<Arc<PasswordFile>>>,
     acl_file: Option<PathBuf>,
@@ -186,6 +188,7 @@ impl Security {
         };
         Ok(Security {
             configured: config.auth_configured(),
+            certificates: config.listeners.iter().any(|l| l.cert_identity.is_some()),
             password_file: auth.password_file.clone(),
             passwords: RwLock::new(passwords),
             acl_file: auth.acl_file.clone(),
@@ -343,6 +346,9 @@ impl Security {
         let mut methods = Vec::new();
         if self.tokens.is_some() {
             methods.push("capability tokens");
+        }
+        if self.certificates {
+            methods.push("client certificates");
         }
         if self.password_file.is_some() {
             methods.push("password file");

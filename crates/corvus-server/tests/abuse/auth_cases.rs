@@ -1,0 +1,424 @@
+//! Authentication and authorization, attacked: user names that look like wildcards,
+//! `$share` used as a way around a grant, wills as a way to publish what may not be
+//! published, and capability tokens expired, tampered with, foreign, revoked or widened.
+//!
+//! Every case runs on a broker with a password file, an ACL and a token namespace
+//! ([`Secured`]); the sentinel and the harness's last check connect anonymously, and the ACL
+//! grants anonymous clients exactly their topics.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use corvus_auth::token::{attenuate, inspect, mint, Grant, RevocationList, RootKey};
+use corvus_auth::{hash_password_with, HashParams, PasswordFile};
+use corvus_core::DropReason;
+use corvus_server::Config;
+use mqtt_codec::{Connect as MqttConnect, Will, WillProperties};
+
+use super::*;
+
+/// The users in the password file; each one's password is its name reversed. The last three
+/// names look like wildcards or levels (a name may not start with `#` in the file).
+const USERS: [&str; 5] = ["alice", "ops", "x/#", "+", "dev#1"];
+const WILD_USERS: [&str; 3] = ["x/#", "+", "dev#1"];
+
+/// Everyone: publish and subscribe under `devices/%u/#`; ops: subscribe to `devices/#`;
+/// anonymous clients (the sentinel and the harness's check): their own topics.
+const ACL: &str = r#"
+[[rule]]
+everyone = true
+allow = ["publish", "subscribe"]
+topics = ["devices/%u/#"]
+
+[[rule]]
+user = "ops"
+allow = ["subscribe"]
+topics = ["devices/#"]
+
+[[rule]]
+anonymous = true
+allow = ["publish", "subscribe"]
+topics = ["sentinel/#", "still/#"]
+"#;
+
+fn password(user: &str) -> String {
+    user.chars().rev().collect()
+}
+
+/// The files of a secured broker: password file, ACL, the token namespace's public key and
+/// revocation list (in a temporary directory), and the namespace's root key plus a foreign
+/// one.
+struct Secured {
+    dir: tempfile::TempDir,
+    key: RootKey,
+    foreign: RootKey,
+}
+
+impl Secured {
+    fn new() -> Secured {
+        let dir = tempfile::tempdir().unwrap();
+        let mut passwords = PasswordFile::new();
+        let cheap = HashParams::new(1024, 1, 1).unwrap();
+        for user in USERS {
+            let hash = hash_password_with(password(user).as_bytes(), &cheap).unwrap();
+            passwords.add_or_replace(user, &hash).unwrap();
+        }
+        passwords.save(&dir.path().join("passwd")).unwrap();
+        std::fs::write(dir.path().join("acl.toml"), ACL).unwrap();
+        let key = RootKey::generate();
+        std::fs::write(dir.path().join("site.pub"), key.public_key().to_file_text()).unwrap();
+        Secured {
+            dir,
+            key,
+            foreign: RootKey::generate(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn configure(&self, config: &mut Config) {
+        config.auth.password_file = Some(self.path("passwd"));
+        config.auth.acl_file = Some(self.path("acl.toml"));
+        config.auth.allow_anonymous = Some(true);
+        config.auth.token_public_key = Some(self.path("site.pub"));
+        config.auth.revocation_file = Some(self.path("revoked.txt"));
+    }
+
+    /// Replaces the ACL and reloads it.
+    fn set_acl(&self, server: &Server, text: &str) {
+        std::fs::write(self.path("acl.toml"), text).unwrap();
+        server.reload_security().unwrap();
+    }
+
+    /// A token of this namespace granting `grants` until `expires`.
+    fn mint(&self, grants: &[&str], expires: SystemTime) -> String {
+        mint(&self.key, &parse_grants(grants), expires, Some("site-1")).unwrap()
+    }
+
+    /// A token with the same grants from another namespace's key.
+    fn mint_foreign(&self, grants: &[&str]) -> String {
+        mint(&self.foreign, &parse_grants(grants), in_an_hour(), None).unwrap()
+    }
+
+    /// Revokes `token`'s last block and reloads.
+    fn revoke(&self, server: &Server, token: &str) {
+        let blocks = inspect(token).unwrap();
+        let last = blocks.last().unwrap().revocation_id().to_owned();
+        RevocationList::append_to_file(&self.path("revoked.txt"), &[last], "abuse suite").unwrap();
+        server.reload_security().unwrap();
+    }
+}
+
+fn parse_grants(grants: &[&str]) -> Vec<Grant> {
+    grants.iter().map(|g| Grant::parse(g).unwrap()).collect()
+}
+
+fn in_an_hour() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(3600)
+}
+
+/// A CONNECT with a fresh client id, clean start, user name and password.
+fn connect_as(version: ProtocolVersion, user: &str, pass: &str) -> MqttConnect {
+    let mut connect = MqttConnect::new(version, s(&format!("auth-{}", unique())));
+    connect.username = Some(s(user));
+    connect.password = Some(bytes::Bytes::copy_from_slice(pass.as_bytes()));
+    connect
+}
+
+/// `user`, logged in with its password (v5).
+fn as_user(user: &str) -> MqttConnect {
+    connect_as(V5, user, &password(user))
+}
+
+/// A client presenting `token` (v5).
+fn with_token(token: &str) -> MqttConnect {
+    connect_as(V5, "token", token)
+}
+
+/// A will message: QoS 1, payload "gone".
+fn will(topic: &str, retain: bool) -> Option<Will> {
+    Some(Will {
+        topic: s(topic),
+        payload: "gone".into(),
+        qos: QoS::AtLeastOnce,
+        retain,
+        properties: WillProperties::default(),
+    })
+}
+
+/// Sends `connect` and expects CONNACK 0x00.
+async fn admitted(case: &Case, connect: MqttConnect) -> Raw {
+    let mut raw = Raw::open(case.addr, connect.protocol).await;
+    let what = format!("{:?}", connect.username);
+    raw.send(connect.into()).await;
+    match raw.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::Success, "{what}"),
+        other => panic!("{what}: expected CONNACK, got {other:?}"),
+    }
+    raw
+}
+
+/// Sends `connect` and expects CONNACK `reason` (a 3.1.1 return code as the codec decodes
+/// it), then the close [MQTT-3.2.2-7].
+async fn refused(case: &Case, connect: MqttConnect, reason: ReasonCode, what: &str) {
+    let mut raw = Raw::open(case.addr, connect.protocol).await;
+    raw.send(connect.into()).await;
+    match raw.expect_close().await.as_slice() {
+        [Packet::ConnAck(ack)] => assert_eq!(ack.reason_code, reason, "{what}: {ack:?}"),
+        other => panic!("{what}: expected CONNACK {reason} and a close, got {other:?}"),
+    }
+}
+
+/// ops, subscribed to `devices/#` at QoS 1: sees whatever reaches `devices/`.
+async fn watcher(case: &Case) -> Raw {
+    let mut ops = admitted(case, as_user("ops")).await;
+    assert_eq!(
+        ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await,
+        [ReasonCode::GrantedQoS1]
+    );
+    ops
+}
+
+// ---- user names ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_name_with_wildcards_gets_no_wildcard_rights_from_percent_u() {
+    let secured = Secured::new();
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            let mut ops = watcher(case).await;
+            let filters = ["devices/#", "devices/+/x", "#", "devices/+/#"];
+            for user in WILD_USERS {
+                let mut client = admitted(case, as_user(user)).await;
+                assert_eq!(
+                    subscribe_all(&mut client, 1, &filters).await,
+                    [ReasonCode::NotAuthorized; 4],
+                    "{user}: {filters:?}"
+                );
+                assert_eq!(
+                    client
+                        .publish("devices/bob/x", b"x", QoS::AtLeastOnce, false, 2)
+                        .await,
+                    ReasonCode::NotAuthorized,
+                    "{user}"
+                );
+                client.disconnect().await;
+            }
+            // The rule itself works for a plain name: only alice's message reaches ops.
+            let mut alice = admitted(case, as_user("alice")).await;
+            assert_eq!(
+                alice
+                    .publish("devices/alice/x", b"alice", QoS::AtLeastOnce, false, 1)
+                    .await,
+                ReasonCode::Success
+            );
+            assert_eq!(&ops.recv_publish().await.payload[..], b"alice");
+            ops.expect_nothing().await;
+            alice.disconnect().await;
+            ops.disconnect().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_prefix_grants_nothing_beyond_the_filter_inside_it() {
+    let secured = Secured::new();
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            let mut alice = admitted(case, as_user("alice")).await;
+            let filters = [
+                "$share/g/devices/#",
+                "$share/devices/#",
+                "$share/g/#",
+                "$share/devices/alice/#",
+                "$share/g/devices/alice/#",
+            ];
+            use ReasonCode::{NotAuthorized as No, Success as Yes};
+            assert_eq!(
+                subscribe_all(&mut alice, 1, &filters).await,
+                [No, No, No, No, Yes],
+                "{filters:?}"
+            );
+            alice.disconnect().await;
+        },
+    )
+    .await;
+}
+
+// ---- wills ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_beyond_the_grant_is_refused_at_connect() {
+    let secured = Secured::new();
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            let cases = [
+                ("v5, another user's topic", V5, "devices/bob/alarm", false),
+                (
+                    "3.1.1, another user's topic",
+                    ProtocolVersion::V3_1_1,
+                    "devices/bob/alarm",
+                    false,
+                ),
+                (
+                    "v5, retained without the retain right",
+                    V5,
+                    "devices/alice/alarm",
+                    true,
+                ),
+                (
+                    "3.1.1, retained without the retain right",
+                    ProtocolVersion::V3_1_1,
+                    "devices/alice/alarm",
+                    true,
+                ),
+            ];
+            for (what, version, topic, retain) in cases {
+                let mut connect = connect_as(version, "alice", &password("alice"));
+                connect.will = will(topic, retain);
+                refused(case, connect, ReasonCode::NotAuthorized, what).await;
+            }
+            // Within the grant: admitted.
+            let mut connect = as_user("alice");
+            connect.will = will("devices/alice/alarm", false);
+            admitted(case, connect).await.disconnect().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_whose_grant_is_withdrawn_before_it_fires_is_not_delivered() {
+    let secured = Secured::new();
+    let withdrawn = ACL.replace("devices/%u/#", "other/%u/#");
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            secured.set_acl(&case.server, ACL);
+            let mut ops = watcher(case).await;
+            let with_will = || {
+                let mut connect = as_user("alice");
+                connect.will = will("devices/alice/alarm", false);
+                connect
+            };
+            // Granted throughout: the will is delivered when the connection drops.
+            drop(admitted(case, with_will()).await);
+            assert_eq!(&ops.recv_publish().await.payload[..], b"gone");
+            // Granted at CONNECT, withdrawn before the connection drops: not delivered.
+            let metrics = &case.server.broker().metrics;
+            let refused_before = metrics.dropped(DropReason::NotAuthorized);
+            let alice = admitted(case, with_will()).await;
+            secured.set_acl(&case.server, &withdrawn);
+            drop(alice);
+            ops.expect_nothing().await;
+            assert_eq!(
+                metrics.dropped(DropReason::NotAuthorized) - refused_before,
+                1,
+                "the will was dropped as not authorized"
+            );
+            ops.disconnect().await;
+            secured.set_acl(&case.server, ACL);
+        },
+    )
+    .await;
+}
+
+// ---- capability tokens ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tampered_and_foreign_tokens_are_refused() {
+    let secured = Secured::new();
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            let grants = ["publish:site/#"];
+            let expired = secured.mint(&grants, SystemTime::now() - Duration::from_secs(10));
+            refused(
+                case,
+                with_token(&expired),
+                ReasonCode::NotAuthorized,
+                "expired",
+            )
+            .await;
+
+            let good = secured.mint(&grants, in_an_hour());
+            let mut tampered = good.clone().into_bytes();
+            let middle = tampered.len() / 2;
+            tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(tampered).unwrap();
+            let bad = ReasonCode::BadUserNameOrPassword;
+            refused(case, with_token(&tampered), bad, "tampered").await;
+
+            let foreign = secured.mint_foreign(&grants);
+            refused(case, with_token(&foreign), bad, "another namespace's").await;
+
+            admitted(case, with_token(&good)).await.disconnect().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_while_connected_is_disconnected_0x87() {
+    let secured = Secured::new();
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            let token = secured.mint(&["publish:site/#"], in_an_hour());
+            let mut holder = admitted(case, with_token(&token)).await;
+            assert_eq!(
+                holder
+                    .publish("site/1/x", b"x", QoS::AtLeastOnce, false, 1)
+                    .await,
+                ReasonCode::Success
+            );
+            secured.revoke(&case.server, &token);
+            holder.expect_disconnect(ReasonCode::NotAuthorized).await;
+            refused(
+                case,
+                with_token(&token),
+                ReasonCode::NotAuthorized,
+                "revoked",
+            )
+            .await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attenuated_token_attenuated_again_more_widely_is_not_widened() {
+    let secured = Secured::new();
+    run(
+        |c| secured.configure(c),
+        async |case| {
+            let site = secured.mint(&["publish:site/#"], in_an_hour());
+            let narrow = parse_grants(&["publish:site/1/dev/7/#"]);
+            let device = attenuate(&site, &narrow, None).unwrap();
+            let wide = parse_grants(&["publish:site/#"]);
+            let widened = attenuate(&device, &wide, None).unwrap();
+            let mut client = admitted(case, with_token(&widened)).await;
+            for (id, topic, expected) in [
+                (1, "site/1/dev/7/x", ReasonCode::Success),
+                (2, "site/1/dev/8/x", ReasonCode::NotAuthorized),
+                (3, "site/2/x", ReasonCode::NotAuthorized),
+            ] {
+                assert_eq!(
+                    client
+                        .publish(topic, b"x", QoS::AtLeastOnce, false, id)
+                        .await,
+                    expected,
+                    "{topic}"
+                );
+            }
+            client.disconnect().await;
+        },
+    )
+    .await;
+}

@@ -1,0 +1,498 @@
+//! Limits the protocol leaves open, pushed far past them: user properties, topic depth,
+//! subscriptions per session, connections per source address, messages per second. Each is
+//! answered for the one packet, filter or connection beyond it; the rest goes on.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use corvus_server::config::Limits;
+use corvus_server::metrics::SourceLimit;
+use mqtt_codec::Decoder;
+use tokio::task::JoinSet;
+
+use super::*;
+
+// ---- user properties ----
+
+const PROPERTIES: usize = 100_000;
+
+/// A QoS 1 PUBLISH (packet id 1) on `topic` carrying [`PROPERTIES`] user properties, each
+/// `name` = `value`.
+fn publish_with_properties(topic: &str, name: &[u8], value: &[u8]) -> Vec<u8> {
+    let props = (0..PROPERTIES).fold(Body::new(), |props, _| {
+        props.prop_pair(prop::USER_PROPERTY, name, value)
+    });
+    publish(0x32, topic.as_bytes(), Some(1), props, b"x")
+}
+
+/// 700 000 bytes: within the default Maximum Packet Size (1 MiB).
+fn small_properties(topic: &str) -> Vec<u8> {
+    publish_with_properties(topic, b"k", b"v")
+}
+
+/// 1 400 000 bytes: beyond the default Maximum Packet Size, within 2 MiB.
+fn large_properties(topic: &str) -> Vec<u8> {
+    publish_with_properties(topic, b"name", b"value")
+}
+
+/// A fresh client subscribed to a topic of its own sends the PUBLISH `build` makes for that
+/// topic: PUBACK 0x83 (Implementation specific error), the message is not delivered (not
+/// even to the sender's own subscription), and the connection goes on.
+async fn expect_properties_refused(case: &Case, build: fn(&str) -> Vec<u8>, what: &str) {
+    let n = unique();
+    let topic = format!("props/{n}");
+    let mut raw = case.connect(&format!("props-{n}")).await;
+    assert_eq!(
+        subscribe_all(&mut raw, 1, &[&topic]).await,
+        [ReasonCode::Success]
+    );
+    raw.send_bytes(&build(&topic)).await;
+    match raw.recv().await {
+        Packet::PubAck(ack) => assert_eq!(
+            (ack.packet_id, ack.reason_code),
+            (pid(1), ReasonCode::ImplementationSpecificError),
+            "{what}"
+        ),
+        other => panic!("{what}: expected PUBACK 0x83, got {other:?}"),
+    }
+    expect_alive_and_nothing_delivered(&mut raw, what).await;
+    raw.disconnect().await;
+}
+
+/// Writes `bytes`, which the broker may stop reading and close the connection in the middle
+/// of: a failed write is not an error here, what the broker sent before closing is what
+/// counts.
+async fn send_into_close(raw: &mut Raw, bytes: &[u8]) {
+    let _ = tokio::time::timeout(WAIT, raw.stream.write_all(bytes)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_user_properties_are_0x83_or_0x95_beyond_the_packet_size() {
+    let max = Limits::default().max_packet_size as usize;
+    run(
+        |_| {},
+        async |case| {
+            let small = small_properties("props/0");
+            assert!(small.len() <= max, "{} bytes", small.len());
+            expect_properties_refused(case, small_properties, "700 kB of properties").await;
+            // Too large to decode at all: MQTT 5.0 section 3.2.2.3.6, DISCONNECT 0x95.
+            let large = large_properties("props/0");
+            assert!(large.len() > max, "{} bytes", large.len());
+            let mut raw = case.connect(&format!("props-{}", unique())).await;
+            send_into_close(&mut raw, &large).await;
+            match raw.expect_close().await.as_slice() {
+                [Packet::Disconnect(d)] => {
+                    assert_eq!(d.reason_code, ReasonCode::PacketTooLarge, "{d:?}")
+                }
+                other => panic!("1.4 MB of properties: expected DISCONNECT 0x95, got {other:?}"),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_user_properties_within_the_packet_size_are_0x83() {
+    run(
+        |c| c.limits.max_packet_size = 2 * 1024 * 1024,
+        async |case| {
+            expect_properties_refused(case, large_properties, "1.4 MB of properties").await;
+        },
+    )
+    .await;
+}
+
+// ---- topic depth ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_of_65_000_levels_is_refused_alone_with_0x8f() {
+    let deep = format!("a{}", "/".repeat(64_999));
+    assert_eq!(deep.split('/').count(), 65_000);
+    run(
+        |_| {},
+        async |case| {
+            let id = format!("deep-{}", unique());
+            let mut raw = case.connect(&id).await;
+            let filters = ["deep/1", deep.as_str(), "deep/2"];
+            assert_eq!(
+                subscribe_all(&mut raw, 1, &filters).await,
+                [
+                    ReasonCode::Success,
+                    ReasonCode::TopicFilterInvalid,
+                    ReasonCode::Success
+                ]
+            );
+            let held = case
+                .server
+                .broker()
+                .session(&id)
+                .unwrap()
+                .lock()
+                .subscription_count();
+            assert_eq!(held, 2, "only the two granted filters are held");
+            // The same depth as a topic name: PUBACK 0x90 (Topic Name invalid).
+            let p = publish(0x32, deep.as_bytes(), Some(2), Body::new(), b"x");
+            raw.send_bytes(&p).await;
+            match raw.recv().await {
+                Packet::PubAck(ack) => assert_eq!(ack.reason_code, ReasonCode::TopicNameInvalid),
+                other => panic!("expected PUBACK 0x90, got {other:?}"),
+            }
+            expect_alive_and_nothing_delivered(&mut raw, "deep").await;
+            raw.disconnect().await;
+        },
+    )
+    .await;
+}
+
+// ---- subscriptions per session ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_subscriptions_from_one_client_stop_at_the_quota() {
+    const PACKETS: usize = 1_000;
+    const FILTERS: usize = 1_000;
+    const BOUND: Duration = Duration::from_secs(60);
+    let quota = Limits::default().max_subscriptions;
+    run(
+        |_| {},
+        async |case| {
+            let rss_before = rss_mib();
+            let id = format!("hoarder-{}", unique());
+            let mut raw = case.connect(&id).await;
+            let start = Instant::now();
+            for packet in 0..PACKETS {
+                let first = packet * FILTERS;
+                let filters: Vec<String> = (first..first + FILTERS)
+                    .map(|n| format!("hoard/{n}"))
+                    .collect();
+                let expected: Vec<ReasonCode> = (first..first + FILTERS)
+                    .map(|n| match n < quota {
+                        true => ReasonCode::Success,
+                        false => ReasonCode::QuotaExceeded,
+                    })
+                    .collect();
+                let id = u16::try_from(packet + 1).unwrap();
+                let codes = subscribe_all(&mut raw, id, &filters).await;
+                assert!(codes == expected, "SUBSCRIBE {packet}: unexpected codes");
+            }
+            let took = start.elapsed();
+            let held = case
+                .server
+                .broker()
+                .session(&id)
+                .unwrap()
+                .lock()
+                .subscription_count();
+            assert_eq!(held, quota);
+            // A filter the session holds already is no new subscription: granted again.
+            assert_eq!(
+                subscribe_all(&mut raw, 1, &["hoard/0", "hoard/999999"]).await,
+                [ReasonCode::Success, ReasonCode::QuotaExceeded]
+            );
+            let grown = rss_mib().saturating_sub(rss_before);
+            eprintln!(
+                "{} subscriptions asked for in {took:?}, {held} held, resident memory grew \
+                 {grown} MiB",
+                PACKETS * FILTERS
+            );
+            assert!(took < BOUND, "took {took:?}");
+            assert!(grown < RSS_GROWTH_MIB, "resident memory grew {grown} MiB");
+            raw.disconnect().await;
+        },
+    )
+    .await;
+}
+
+// ---- connections per source address ----
+
+const ATTEMPTS: usize = 10_000;
+/// Connection attempts under way at once.
+const CONCURRENCY: usize = 64;
+/// The sentinel's connections, which count against the same address (127.0.0.1).
+const SENTINEL_CONNECTIONS: usize = 2;
+/// File descriptors this process needs besides the crowd's (the sentinel, the other cases of
+/// this binary running at the same time, the stores).
+const SPARE_FDS: u64 = 512;
+
+/// The soft limit on open files of this process, from /proc/self/limits.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// `max_connections_per_source` for a connection flood: the default, unless this process
+/// may not hold that many connections at both ends (the broker runs in it too, so every
+/// admitted connection takes two descriptors).
+fn per_source_limit() -> usize {
+    let default = Limits::default().max_connections_per_source;
+    let Some(files) = open_file_limit() else {
+        return default;
+    };
+    let fits = files.saturating_sub(SPARE_FDS + 2 * CONCURRENCY as u64) / 2;
+    let fits = usize::try_from(fits).unwrap_or(usize::MAX).max(16);
+    if fits < default {
+        eprintln!(
+            "open-file limit {files}: max_connections_per_source lowered from {default} to {fits}"
+        );
+    }
+    fits.min(default)
+}
+
+enum Attempt {
+    /// CONNACK 0x00.
+    Admitted(Raw),
+    /// Closed with nothing sent; how long after the TCP connect.
+    Refused(Duration),
+}
+
+/// A TCP connection and a CONNECT on it.
+async fn attempt(addr: SocketAddr) -> Attempt {
+    let stream = TcpStream::connect(addr).await.expect("TCP connect");
+    let start = Instant::now();
+    let mut raw = Raw::over(Box::new(stream), V5);
+    let id = format!("crowd-{}", unique());
+    // A refused connection may be closed before the CONNECT is written.
+    let _ = raw
+        .stream
+        .write_all(&Connect::new(id.as_bytes()).bytes())
+        .await;
+    match raw.try_recv(WAIT).await {
+        Ok(Some(Packet::ConnAck(ack))) if ack.reason_code == ReasonCode::Success => {
+            Attempt::Admitted(raw)
+        }
+        Ok(None) => Attempt::Refused(start.elapsed()),
+        other => panic!("{id}: expected CONNACK 0x00 or a bare close, got {other:?}"),
+    }
+}
+
+struct Crowd {
+    /// Held open until dropped.
+    admitted: Vec<Raw>,
+    refused: usize,
+    slowest_refusal: Duration,
+    took: Duration,
+}
+
+/// [`ATTEMPTS`] connections from 127.0.0.1, [`CONCURRENCY`] at a time; the admitted ones are
+/// kept open, the refused ones are gone.
+async fn crowd(addr: SocketAddr) -> Crowd {
+    let start = Instant::now();
+    let mut crowd = Crowd {
+        admitted: Vec::new(),
+        refused: 0,
+        slowest_refusal: Duration::ZERO,
+        took: Duration::ZERO,
+    };
+    let mut left = ATTEMPTS;
+    while left > 0 {
+        let batch = left.min(CONCURRENCY);
+        let mut attempts = JoinSet::new();
+        for _ in 0..batch {
+            attempts.spawn(attempt(addr));
+        }
+        while let Some(done) = attempts.join_next().await {
+            match done.expect("attempt task") {
+                Attempt::Admitted(raw) => crowd.admitted.push(raw),
+                Attempt::Refused(took) => {
+                    crowd.refused += 1;
+                    crowd.slowest_refusal = crowd.slowest_refusal.max(took);
+                }
+            }
+        }
+        left -= batch;
+    }
+    crowd.took = start.elapsed();
+    eprintln!(
+        "{ATTEMPTS} connection attempts in {:?}: {} admitted, {} refused (slowest refusal {:?})",
+        crowd.took,
+        crowd.admitted.len(),
+        crowd.refused,
+        crowd.slowest_refusal
+    );
+    assert_eq!(crowd.admitted.len() + crowd.refused, ATTEMPTS);
+    assert!(
+        crowd.slowest_refusal < MAX_GAP,
+        "a refusal took {:?}",
+        crowd.slowest_refusal
+    );
+    crowd
+}
+
+/// Connections refused so far, by limit: (too many open, too fast).
+fn refusals(server: &Server) -> (u64, u64) {
+    let metrics = &server.broker().metrics;
+    (
+        metrics.refused(SourceLimit::TooMany),
+        metrics.refused(SourceLimit::TooFast),
+    )
+}
+
+/// Closes the crowd, waits until the broker holds only the sentinel's connections again,
+/// then a new connection from the same address is served (as soon as the rate allows).
+async fn disperse(case: &Case, crowd: Crowd) {
+    drop(crowd.admitted);
+    let current = || {
+        case.server
+            .broker()
+            .metrics
+            .connections_current
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let settled = tokio::time::timeout(WAIT, async {
+        while current() != SENTINEL_CONNECTIONS as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "{} connections still open", current());
+    let served = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Attempt::Admitted(raw) = attempt(case.addr).await {
+                return raw;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut raw = served.expect("a new connection is served after the crowd left");
+    expect_alive_and_nothing_delivered(&mut raw, "after the crowd").await;
+    raw.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_from_one_address_are_held_to_the_open_limit() {
+    // No rate limit: only max_connections_per_source applies, so the count is exact.
+    let max_open = per_source_limit();
+    run(
+        |c| {
+            c.limits.max_connections_per_source = max_open;
+            c.limits.connection_rate_per_source = 0;
+        },
+        async |case| {
+            let before = refusals(&case.server);
+            let crowd = crowd(case.addr).await;
+            assert_eq!(
+                crowd.admitted.len(),
+                max_open - SENTINEL_CONNECTIONS,
+                "admitted up to the limit, the sentinel's connections included"
+            );
+            let after = refusals(&case.server);
+            assert_eq!(
+                (after.0 - before.0, after.1 - before.1),
+                (crowd.refused as u64, 0),
+                "every refusal counted as too many open"
+            );
+            disperse(case, crowd).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_from_one_address_are_held_to_the_rate_and_open_limits() {
+    // The default limits (max_connections_per_source lowered only if the open-file limit
+    // requires it).
+    let max_open = per_source_limit();
+    let rate = Limits::default().connection_rate_per_source;
+    run(
+        |c| c.limits.max_connections_per_source = max_open,
+        async |case| {
+            let before = refusals(&case.server);
+            let crowd = crowd(case.addr).await;
+            let admitted = crowd.admitted.len();
+            // The bucket: `rate` at once, then `rate` a second.
+            let allowance = f64::from(rate) * (1.0 + crowd.took.as_secs_f64());
+            assert!(
+                admitted as f64 <= allowance + 1.0,
+                "{admitted} admitted in {:?} at {rate}/s",
+                crowd.took
+            );
+            assert!(
+                admitted + SENTINEL_CONNECTIONS <= max_open,
+                "{admitted} admitted"
+            );
+            assert!(
+                admitted >= rate as usize / 2,
+                "only {admitted} admitted: at least most of a burst should be"
+            );
+            let after = refusals(&case.server);
+            let (too_many, too_fast) = (after.0 - before.0, after.1 - before.1);
+            assert_eq!(too_many + too_fast, crowd.refused as u64);
+            assert!(too_fast > 0, "the rate limit refused none");
+            eprintln!("refused: {too_many} too many open, {too_fast} too fast");
+            disperse(case, crowd).await;
+        },
+    )
+    .await;
+}
+
+// ---- message rate ----
+
+/// Every packet in `bytes`, which must all be whole and valid.
+fn decode_all(bytes: &[u8]) -> Vec<Packet> {
+    let mut decoder = Decoder::new(V5);
+    let mut buf = BytesMut::from(bytes);
+    let mut packets = Vec::new();
+    while let Some(packet) = decoder
+        .decode(&mut buf)
+        .expect("valid packets from the broker")
+    {
+        packets.push(packet);
+    }
+    assert!(buf.is_empty(), "a partial packet at the end: {buf:?}");
+    packets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_beyond_the_message_rate_is_disconnected_0x96() {
+    // Four times the sentinel's own rate (one QoS 1 PUBLISH per 2 ms at most, so at most
+    // 500/s): the sentinel's publisher must never be limited itself.
+    const RATE: u32 = 2_000;
+    const GRACE: u64 = 1;
+    // 1 000 QoS 0 PUBLISHes of 7 bytes a write, as fast as the broker takes them.
+    const BATCH: usize = 1_000;
+    let within = Duration::from_secs(GRACE + 9);
+    run(
+        |c| {
+            c.limits.max_message_rate = RATE;
+            c.limits.message_rate_grace = GRACE;
+        },
+        async |case| {
+            let raw = case.connect(&format!("flood-{}", unique())).await;
+            let (mut reader, mut writer) = tokio::io::split(raw.stream);
+            let batch = publish0(b"r", b"x").repeat(BATCH);
+            let start = Instant::now();
+            let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = sent.clone();
+            let writing = tokio::spawn(async move {
+                while writer.write_all(&batch).await.is_ok() {
+                    counter.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            let mut answer = Vec::new();
+            // A reset is a close too; what arrived before it is in `answer`.
+            let closed = tokio::time::timeout(within, reader.read_to_end(&mut answer)).await;
+            let took = start.elapsed();
+            writing.abort();
+            let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                closed.is_ok(),
+                "still connected after {took:?} of flooding at well beyond {RATE}/s \
+                 (got {:?})",
+                decode_all(&answer)
+            );
+            match decode_all(&answer).as_slice() {
+                [Packet::Disconnect(d)] => {
+                    assert_eq!(d.reason_code, ReasonCode::MessageRateTooHigh, "{d:?}")
+                }
+                other => panic!("expected DISCONNECT 0x96, got {other:?}"),
+            }
+            assert!(
+                took >= Duration::from_secs(GRACE),
+                "disconnected after {took:?}, before the grace period of {GRACE} s"
+            );
+            eprintln!("flooder disconnected after {took:?} ({sent} PUBLISHes written)");
+        },
+    )
+    .await;
+}
