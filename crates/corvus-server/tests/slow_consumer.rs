@@ -276,7 +276,12 @@ async fn session_queue_drop_oldest_policy_keeps_the_newest() {
 #[tokio::test]
 async fn drops_are_counted_by_reason() {
     // Room for one 100-byte payload and a few small ones per session.
-    let (server, addr) = start_with(|c| c.limits.max_queued_bytes = 150).await;
+    let (server, addr) = start_with(|c| {
+        c.limits.max_queued_bytes = 150;
+        c.limits.max_retained_messages = 0;
+        c.limits.max_topic_levels = 4;
+    })
+    .await;
     let mut publ = Raw::connect(addr, V5, "pub").await;
 
     // QoS 0 for an offline session.
@@ -316,6 +321,14 @@ async fn drops_are_counted_by_reason() {
         .publish("$SYS/broker/x", b"x", QoS::AtLeastOnce, false, 6)
         .await;
     assert_eq!(r, ReasonCode::NotAuthorized);
+    let r = publ
+        .publish("r/retained", b"x", QoS::AtLeastOnce, true, 9)
+        .await;
+    assert_eq!(r, ReasonCode::QuotaExceeded);
+    let r = publ
+        .publish("r/a/b/c/d", b"x", QoS::AtLeastOnce, false, 10)
+        .await;
+    assert_eq!(r, ReasonCode::TopicNameInvalid);
 
     // Expired while waiting for an offline session.
     offline_subscriber(&server, addr, "late", "r/exp").await;
@@ -336,6 +349,8 @@ async fn drops_are_counted_by_reason() {
         (DropReason::TooLargeForClient, "small"),
         (DropReason::PayloadFormatInvalid, "pub"),
         (DropReason::NotAuthorized, "pub"),
+        (DropReason::QuotaExceeded, "pub"),
+        (DropReason::LimitExceeded, "pub"),
         (DropReason::Expired, "late"),
     ];
     // A body the store lost (`store_lost`) needs damage on disk: see `durability.rs`,

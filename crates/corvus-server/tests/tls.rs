@@ -274,7 +274,7 @@ async fn a_tls_listener_without_certificate_files_does_not_start() {
 #[test]
 fn mqtts_listeners_are_configured_in_listener_tables() {
     let config = Config::parse(
-        "[[listener]]\nkind = \"mqtts\"\nbind = \"0.0.0.0:8883\"\ncert = \"s.pem\"\nkey = \"s.key\"\n",
+        "[[listener]]\nkind = \"mqtts\"\nbind = \"0.0.0.0:8883\"\ncert = \"s.pem\"\nkey = \"s.key\"\nallow_anonymous = true\n",
     )
     .unwrap();
     assert_eq!(config.listeners[0].kind, ListenerKind::Mqtts);
