@@ -8,6 +8,10 @@
 
 use std::fmt::Debug;
 
+use mqtt_codec::ReasonCode;
+
+use crate::session::DropReason;
+
 /// The answer for one PUBLISH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -16,6 +20,26 @@ pub enum Verdict {
     NotAuthorized,
     /// Granted, but a broker-wide limit (retained messages) is reached: 0x97.
     QuotaExceeded,
+}
+
+impl Verdict {
+    /// What a refused PUBLISH (or will) gets: the reason code for its acknowledgement, the
+    /// drop reason it is counted under, and a reason string. `None` when allowed.
+    pub fn refusal(self) -> Option<(ReasonCode, DropReason, &'static str)> {
+        match self {
+            Verdict::Allowed => None,
+            Verdict::NotAuthorized => Some((
+                ReasonCode::NotAuthorized,
+                DropReason::NotAuthorized,
+                "not authorized",
+            )),
+            Verdict::QuotaExceeded => Some((
+                ReasonCode::QuotaExceeded,
+                DropReason::QuotaExceeded,
+                "retained message quota exceeded",
+            )),
+        }
+    }
 }
 
 pub trait Authorizer: Send + Sync + Debug {

@@ -328,9 +328,19 @@ impl Session {
         self.subscriptions.contains_key(filter)
     }
 
-    /// The filters of the session's subscriptions, owned (to change them while going over).
-    pub fn subscription_filters(&self) -> Vec<MqttString> {
-        self.subscriptions.keys().cloned().collect()
+    /// Removes every subscription whose filter `keep` refuses (reporting each to the store);
+    /// returns their filters. Only the removed ones are copied.
+    pub fn remove_subscriptions_unless(&mut self, keep: impl Fn(&str) -> bool) -> Vec<MqttString> {
+        let removed: Vec<MqttString> = self
+            .subscriptions
+            .keys()
+            .filter(|filter| !keep(filter))
+            .cloned()
+            .collect();
+        for filter in &removed {
+            self.remove_subscription(filter);
+        }
+        removed
     }
 
     pub fn subscriptions(&self) -> impl Iterator<Item = (&MqttString, &SubscriptionEntry)> {
@@ -643,13 +653,13 @@ impl Session {
             Some(authorizer) => authorizer.publish(&will.topic, will.retain, will.payload.len()),
             None => Verdict::Allowed,
         };
-        let drop = match verdict {
-            Verdict::Allowed => return Some(will),
-            Verdict::NotAuthorized => DropReason::NotAuthorized,
-            Verdict::QuotaExceeded => DropReason::QuotaExceeded,
-        };
-        self.counters.count(drop);
-        None
+        match verdict.refusal() {
+            None => Some(will),
+            Some((_, drop, _)) => {
+                self.counters.count(drop);
+                None
+            }
+        }
     }
 }
 

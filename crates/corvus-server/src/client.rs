@@ -227,8 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             Ok(Err(ReadError::Decode(e))) => {
                 info!(peer = %self.peer, error = %e, "refused connection: bad CONNECT");
                 self.conn.on_decode_error(&e, &mut self.actions);
-                self.execute_without_session();
-                let _ = self.io.flush(&self.broker.metrics).await;
+                self.flush_without_session().await;
                 return;
             }
         };
@@ -242,10 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             Ok(request) => request,
             Err(refusal) => {
                 info!(peer = %self.peer, reason = %refusal.reason, "refused connection");
-                self.actions
-                    .extend(refusal.connack.map(|p| Action::Send(*p)));
-                self.execute_without_session();
-                let _ = self.io.flush(&self.broker.metrics).await;
+                self.send_refusal(refusal).await;
                 return;
             }
         };
@@ -295,10 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 self.conn.refuse(denied.reason)
             }
         };
-        self.actions
-            .extend(refusal.connack.map(|p| Action::Send(*p)));
-        self.execute_without_session();
-        let _ = self.io.flush(&self.broker.metrics).await;
+        self.send_refusal(refusal).await;
         false
     }
 
@@ -320,11 +313,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 Claim::Busy(_) if Instant::now() >= give_up => {
                     // The previous connection did not let go in time; the client may retry.
                     info!(peer = %self.peer, client = %request.client_id, "refused connection: session still owned by another connection");
-                    let refusal = self.conn.refuse(mqtt_codec::ReasonCode::ServerBusy);
-                    self.actions
-                        .extend(refusal.connack.map(|p| Action::Send(*p)));
-                    self.execute_without_session();
-                    let _ = self.io.flush(&self.broker.metrics).await;
+                    let refusal = self.conn.refuse(ReasonCode::ServerBusy);
+                    self.send_refusal(refusal).await;
                     return None;
                 }
                 Claim::Busy(previous) => {
@@ -368,13 +358,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     ) -> End {
         loop {
             // Everything already buffered is handled before waiting again.
-            let mut published = false;
+            let mut published = 0;
             loop {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
-                        if let (Packet::Publish(_), Some(rate)) = (&packet, &mut self.rate) {
-                            rate.count(std::time::Instant::now());
-                            published = true;
+                        if matches!(packet, Packet::Publish(_)) {
+                            published += 1;
                         }
                         let now = now();
                         let ticket = {
@@ -399,9 +388,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     break;
                 }
             }
-            if let (Some(rate), true) = (&mut self.rate, published) {
-                rate.settle(std::time::Instant::now());
-                if rate.over_for_too_long(std::time::Instant::now()) {
+            if let (Some(rate), 1..) = (&mut self.rate, published) {
+                let now = std::time::Instant::now();
+                rate.record(published, now);
+                if rate.over_for_too_long(now) {
                     info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: message rate too high");
                     self.conn.protocol_error(
                         ReasonCode::MessageRateTooHigh,
@@ -428,30 +418,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             if more {
                 continue;
             }
-            let deadline = self
+            // One timer for whatever comes first: the keep alive running out, the token
+            // expiring, or the end of a throttle (a client beyond its message rate is not
+            // read until it is back within it).
+            let keep_alive = self
                 .conn
                 .keep_alive_deadline()
                 .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now())));
-            // While the store is behind, clients are not read: backpressure instead of memory.
-            let store = self.broker.store().cloned();
-            let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
-            // A client beyond its message rate is not read until it is back within it.
+            let token_expiry = self.token.as_ref().map(TokenWatch::expires);
             let throttled = self
                 .rate
                 .as_mut()
                 .map_or(Duration::ZERO, |r| r.wait(std::time::Instant::now()));
-            let reading = !backlogged && throttled.is_zero();
+            let throttle_end = (!throttled.is_zero()).then(|| Instant::now() + throttled);
+            let wake_at = [keep_alive, token_expiry, throttle_end]
+                .into_iter()
+                .flatten()
+                .min();
+            // While the store is behind, clients are not read: backpressure instead of memory.
+            let store = self.broker.store().cloned();
+            let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
+            let reading = !backlogged && throttle_end.is_none();
             tokio::select! {
                 read = self.io.read_more(&self.broker.metrics), if reading => match read {
                     Ok(0) | Err(_) => return End::Network,
                     Ok(_) => {}
                 },
                 _ = backlog_drained(store.as_deref()), if backlogged => {}
-                _ = tokio::time::sleep(throttled), if !throttled.is_zero() => {}
-                why = token_invalidated(&mut self.token) => {
-                    info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: {why}");
-                    self.conn.protocol_error(ReasonCode::NotAuthorized, why, &mut self.actions);
-                    self.execute(handle);
+                _ = token_revoked(&mut self.token) => {
+                    self.close_unauthorized(handle, "token revoked");
                 }
                 _ = handle.notify.notified() => {}
                 _ = durable_changed(&mut self.durable), if !self.held.is_empty() => {}
@@ -464,15 +459,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     drop(session);
                     self.need(ticket);
                 }
-                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                    info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: keep alive timeout");
-                    self.conn.on_keep_alive_timeout(&mut self.actions);
-                    self.execute(handle);
+                _ = sleep_until(wake_at.unwrap_or_else(far_future)), if wake_at.is_some() => {
+                    let now = Instant::now();
+                    if token_expiry.is_some_and(|at| now >= at) {
+                        self.close_unauthorized(handle, "token expired");
+                    } else if keep_alive.is_some_and(|at| now >= at) {
+                        info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: keep alive timeout");
+                        self.conn.on_keep_alive_timeout(&mut self.actions);
+                        self.execute(handle);
+                    }
+                    // Otherwise the throttle is over: read again.
                 }
                 Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
                 _ = shutdown.changed() => return End::Shutdown,
             }
         }
+    }
+
+    /// The client's token no longer holds: DISCONNECT 0x87 and close.
+    fn close_unauthorized(&mut self, handle: &SessionHandle, why: &str) {
+        info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: {why}");
+        self.conn
+            .protocol_error(ReasonCode::NotAuthorized, why, &mut self.actions);
+        self.execute(handle);
     }
 
     /// Turns queued messages into packets; true if more are waiting. When the queue waits
@@ -606,8 +615,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         self.actions = actions;
     }
 
-    /// Before a session exists only packets can result (CONNACK refusals).
-    fn execute_without_session(&mut self) {
+    /// Sends a refused CONNECT its CONNACK (if it gets one).
+    async fn send_refusal(&mut self, refusal: corvus_core::Refusal) {
+        self.actions
+            .extend(refusal.connack.map(|p| Action::Send(*p)));
+        self.flush_without_session().await;
+    }
+
+    /// Before a session exists only packets can result (CONNACK refusals): writes them out.
+    async fn flush_without_session(&mut self) {
         let version = self.conn.version();
         for action in self.actions.drain(..) {
             if let Action::Send(packet) = action {
@@ -619,6 +635,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 );
             }
         }
+        let _ = self.io.flush(&self.broker.metrics).await;
     }
 }
 
@@ -646,10 +663,10 @@ async fn bodies_read(loading: &mut Option<oneshot::Receiver<Bodies>>) -> Bodies 
     }
 }
 
-/// Resolves, with why, when the client's token expires or is revoked (never, without one).
-async fn token_invalidated(token: &mut Option<TokenWatch>) -> &'static str {
+/// Resolves when a reloaded revocation list revokes the client's token (never, without one).
+async fn token_revoked(token: &mut Option<TokenWatch>) {
     match token {
-        Some(token) => token.invalidated().await,
+        Some(token) => token.revoked().await,
         None => std::future::pending().await,
     }
 }

@@ -128,6 +128,20 @@ impl ListenerKind {
 }
 
 impl ListenerConfig {
+    /// MQTT over TCP on `bind`, nothing else set (a `listen` address).
+    pub fn plain(bind: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            kind: ListenerKind::Mqtt,
+            bind,
+            cert: None,
+            key: None,
+            client_ca: None,
+            path: None,
+            allow_anonymous: None,
+            cert_identity: None,
+        }
+    }
+
     /// The TLS files of an `mqtts` or `wss` listener (validated: both are set).
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
         match (self.kind.is_tls(), &self.cert, &self.key) {
@@ -423,7 +437,9 @@ impl Config {
         if self.auth.revocation_file.is_some() && self.auth.token_public_key.is_none() {
             return invalid("auth.revocation_file", "needs auth.token_public_key");
         }
-        for (addr, allow) in self.listener_policies() {
+        for listener in self.all_listeners() {
+            let addr = listener.bind;
+            let allow = self.anonymous_policy(&listener);
             if !addr.ip().is_loopback() && allow.anonymous && !allow.explicit {
                 return Err(ConfigError::Invalid {
                     key: "allow_anonymous",
@@ -448,22 +464,21 @@ impl Config {
             || self.listeners.iter().any(|l| l.cert_identity.is_some())
     }
 
-    /// Each listener's address (plain `listen` ones first, then `[[listener]]` tables, in
-    /// the order they are started) and whether it serves anonymous clients.
-    pub fn listener_policies(&self) -> Vec<(SocketAddr, AnonymousPolicy)> {
-        let plain = self.listen.iter().map(|&addr| (addr, None));
-        let typed = self.listeners.iter().map(|l| (l.bind, l.allow_anonymous));
-        plain
-            .chain(typed)
-            .map(|(addr, own)| {
-                let explicit = own.or(self.auth.allow_anonymous);
-                let policy = AnonymousPolicy {
-                    anonymous: explicit.unwrap_or(!self.auth_configured()),
-                    explicit: explicit.is_some(),
-                };
-                (addr, policy)
-            })
-            .collect()
+    /// Every listener, in the order they are started: the plain `listen` addresses first
+    /// (as `mqtt` listeners), then the `[[listener]]` tables.
+    pub fn all_listeners(&self) -> Vec<ListenerConfig> {
+        let plain = self.listen.iter().map(|&bind| ListenerConfig::plain(bind));
+        plain.chain(self.listeners.iter().cloned()).collect()
+    }
+
+    /// Whether `listener` serves clients that present no credentials: its own setting, else
+    /// `[auth]`'s, else only when no authentication is configured.
+    pub fn anonymous_policy(&self, listener: &ListenerConfig) -> AnonymousPolicy {
+        let explicit = listener.allow_anonymous.or(self.auth.allow_anonymous);
+        AnonymousPolicy {
+            anonymous: explicit.unwrap_or(!self.auth_configured()),
+            explicit: explicit.is_some(),
+        }
     }
 
     /// The limits in the form the broker core takes.

@@ -148,36 +148,26 @@ impl Server {
                 Duration::from_secs(config.limits.message_rate_grace),
             )
         });
-        let plain = config.listen.iter().map(|&addr| (addr, None, None, None));
-        let typed = config.listeners.iter().map(|l| {
-            let cert_identity = l.cert_identity;
-            (
-                l.bind,
-                l.tls_files(),
-                l.websocket_path().map(Arc::from),
-                cert_identity,
-            )
-        });
-        let policies = config.listener_policies();
-        for ((addr, tls_files, websocket, cert_identity), (_, policy)) in
-            plain.chain(typed).zip(policies)
-        {
-            if policy.anonymous && security.is_configured() && !addr.ip().is_loopback() {
-                warn!("listener {addr}: clients without credentials are served (allow_anonymous = true) on an address others can reach");
-            } else if policy.anonymous && !security.is_configured() && !addr.ip().is_loopback() {
-                warn!("listener {addr}: no authentication configured and allow_anonymous = true: anyone who can reach it may do everything");
+        for listener in config.all_listeners() {
+            let addr = listener.bind;
+            let policy = config.anonymous_policy(&listener);
+            if policy.anonymous && !addr.ip().is_loopback() {
+                match security.is_configured() {
+                    true => warn!("listener {addr}: clients without credentials are served (allow_anonymous = true) on an address others can reach"),
+                    false => warn!("listener {addr}: no authentication configured and allow_anonymous = true: anyone who can reach it may do everything"),
+                }
             }
             let shared = Arc::new(ListenerShared {
                 broker: broker.clone(),
                 security: security.clone(),
                 auth: ListenerAuth {
                     anonymous: policy.anonymous,
-                    cert_identity,
+                    cert_identity: listener.cert_identity,
                 },
                 message_rate,
             });
             // Certificates are checked before anything listens: a broken file stops the start.
-            let tls = match tls_files {
+            let tls = match listener.tls_files() {
                 None => None,
                 Some(files) => {
                     let acceptor =
@@ -193,7 +183,7 @@ impl Server {
             };
             let transport = Transport {
                 tls,
-                websocket,
+                websocket: listener.websocket_path().map(Arc::from),
                 // A WebSocket message may carry a whole packet and a little more.
                 max_message: config.limits.max_packet_size as usize + 64 * 1024,
             };

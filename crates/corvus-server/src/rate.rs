@@ -37,10 +37,10 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token even if there is none (the bucket goes into debt).
-    pub fn take(&mut self, now: Instant) {
+    /// Takes `n` tokens even if there are not as many (the bucket goes into debt).
+    pub fn take(&mut self, n: u32, now: Instant) {
         self.refill(now);
-        self.tokens -= 1.0;
+        self.tokens -= f64::from(n);
     }
 
     /// How long until the bucket is out of debt (zero if it is not in debt).
@@ -82,23 +82,16 @@ mod tests {
         let mut now = start;
         // Each read brings 150 messages: always more than the rate paid back meanwhile.
         for _ in 0..5 {
-            for _ in 0..150 {
-                rate.count(now);
-            }
-            rate.settle(now);
+            rate.record(150, now);
             now += rate.wait(now);
         }
         assert!(rate.over_for_too_long(now));
 
         // One within the rate after a burst starts afresh.
         let mut rate = MessageRate::new(100, Duration::from_secs(1));
-        for _ in 0..150 {
-            rate.count(start);
-        }
-        rate.settle(start);
+        rate.record(150, start);
         let later = start + Duration::from_secs(2);
-        rate.count(later);
-        rate.settle(later);
+        rate.record(1, later);
         assert!(!rate.over_for_too_long(later + Duration::from_secs(5)));
     }
 
@@ -106,9 +99,7 @@ mod tests {
     fn debt_is_paid_back_at_the_rate() {
         let start = Instant::now();
         let mut bucket = TokenBucket::new(100, start);
-        for _ in 0..150 {
-            bucket.take(start);
-        }
+        bucket.take(150, start);
         assert_eq!(bucket.debt_clears_in(start), Duration::from_millis(500));
         assert_eq!(
             bucket.debt_clears_in(start + Duration::from_millis(500)),
@@ -137,16 +128,12 @@ impl MessageRate {
         }
     }
 
-    /// One PUBLISH arrived.
-    pub fn count(&mut self, now: Instant) {
-        self.bucket.take(now);
-    }
-
-    /// After the PUBLISH packets of one read are counted: a client they left beyond its
-    /// rate stays (or starts being) over it; one they left within it starts afresh. Only
-    /// reads say whether the client keeps up the pace: the rate being paid back while the
-    /// broker does not read proves nothing.
-    pub fn settle(&mut self, now: Instant) {
+    /// The PUBLISH packets one read brought: a client they leave beyond its rate stays (or
+    /// starts being) over it; one they leave within it starts afresh. Only reads say whether
+    /// the client keeps up the pace: the rate being paid back while the broker does not read
+    /// proves nothing.
+    pub fn record(&mut self, publishes: u32, now: Instant) {
+        self.bucket.take(publishes, now);
         if self.bucket.debt_clears_in(now).is_zero() {
             self.over_since = None;
         } else {

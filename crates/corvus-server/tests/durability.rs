@@ -74,6 +74,60 @@ fn payloads(publishes: &[Publish]) -> Vec<Vec<u8>> {
     publishes.iter().map(|p| p.payload.to_vec()).collect()
 }
 
+/// Reconnects persistent session `id` (expiry 3600 s), which must still be there.
+async fn resume(addr: SocketAddr, id: &str) -> Raw {
+    let (raw, ack) = persistent(addr, id, 3600).await;
+    assert!(
+        ack.session_present,
+        "{id}: the session survived the restart"
+    );
+    raw
+}
+
+/// The recovery summary of `server` says `what`.
+fn assert_recovered(server: &Server, what: &str) {
+    let summary = server.recovery_summary().expect("a recovery summary");
+    assert!(summary.contains(what), "{what:?} not in {summary:?}");
+}
+
+/// A PUBLISH at `qos` (1 or 2) with packet id `id`.
+fn publish_with_id(topic: &str, payload: &'static [u8], qos: QoS, id: u16) -> Publish {
+    let mut publish = Publish::new(s(topic), Bytes::from_static(payload));
+    publish.qos = qos;
+    publish.packet_id = Some(pid(id));
+    publish
+}
+
+/// A QoS 1 PUBLISH with packet id `id` whose message expires after one second.
+fn expiring_in_1s(topic: &str, payload: &'static [u8], id: u16) -> Publish {
+    let mut publish = publish_with_id(topic, payload, QoS::AtLeastOnce, id);
+    publish.properties.message_expiry_interval = Some(1);
+    publish
+}
+
+/// A config for a broker on a free loopback port with its data in `dir`.
+fn config_in(dir: &Path) -> Config {
+    Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+/// A broker for `config` whose store is opened on the file layer `fs`, and its address.
+async fn start_on(fs: &FaultFs, config: &Config) -> (Server, SocketAddr) {
+    let store = Store::open_with(
+        Arc::new(fs.clone()),
+        &config.data_dir,
+        config.store.options(&config.limits),
+        corvus_server::clock::now(),
+    )
+    .expect("store opens");
+    let server = Server::start_with_store(config, Some(store)).await.unwrap();
+    let addr = server.local_addrs()[0];
+    (server, addr)
+}
+
 #[tokio::test]
 async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
     let dir = fresh_data_dir();
@@ -91,15 +145,11 @@ async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
     wait_offline(&server, "keeper").await;
 
     let (server, addr) = restart(server, &dir).await;
-    assert!(server
-        .recovery_summary()
-        .unwrap()
-        .contains("recovered 1 session,"));
+    assert_recovered(&server, "recovered 1 session,");
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     publ.publish("d/x", b"kept", QoS::ExactlyOnce, true, 1)
         .await;
-    let (mut sub, ack) = persistent(addr, "keeper", 3600).await;
-    assert!(ack.session_present, "the session survived the restart");
+    let mut sub = resume(addr, "keeper").await;
     let got = sub.recv_publish().await;
     assert_eq!(&got.payload[..], b"kept");
     assert_eq!(got.qos, QoS::ExactlyOnce, "the subscription's QoS survived");
@@ -132,8 +182,7 @@ async fn queued_messages_survive_a_restart_in_order() {
     drop(publ);
 
     let (server, addr) = restart(server, &dir).await;
-    let (mut sub, ack) = persistent(addr, "offline", 3600).await;
-    assert!(ack.session_present);
+    let mut sub = resume(addr, "offline").await;
     let got = recv_publishes_acked(&mut sub, sent.len()).await;
     assert_eq!(payloads(&got), sent, "every queued message, once, in order");
     sub.expect_nothing().await;
@@ -173,8 +222,7 @@ async fn inflight_messages_come_back_with_their_packet_ids_and_pubrel_state() {
     wait_offline(&server, "slow").await;
 
     let (server, addr) = restart(server, &dir).await;
-    let (mut sub, ack) = persistent(addr, "slow", 3600).await;
-    assert!(ack.session_present);
+    let mut sub = resume(addr, "slow").await;
     let again1 = next_publish_unacked(&mut sub).await;
     let again2 = next_publish_unacked(&mut sub).await;
     for (before, after) in [(&first, &again1), (&second, &again2)] {
@@ -201,9 +249,7 @@ async fn a_qos2_message_awaiting_pubrel_is_not_delivered_twice_after_a_restart()
     let mut sub = Raw::connect(addr, V5, "watcher").await;
     sub.subscribe(1, "x/#", QoS::ExactlyOnce).await;
     let (mut publ, _) = persistent(addr, "qos2-pub", 3600).await;
-    let mut publish = Publish::new(s("x/once"), Bytes::from_static(b"exactly once"));
-    publish.qos = QoS::ExactlyOnce;
-    publish.packet_id = Some(pid(9));
+    let mut publish = publish_with_id("x/once", b"exactly once", QoS::ExactlyOnce, 9);
     publ.send(publish.clone().into()).await;
     expect_pubrec(&mut publ, 9).await;
     let got = sub.recv_publish().await;
@@ -215,8 +261,7 @@ async fn a_qos2_message_awaiting_pubrel_is_not_delivered_twice_after_a_restart()
     let (server, addr) = restart(server, &dir).await;
     let mut sub = Raw::connect(addr, V5, "watcher").await;
     sub.subscribe(1, "x/#", QoS::ExactlyOnce).await;
-    let (mut publ, ack) = persistent(addr, "qos2-pub", 3600).await;
-    assert!(ack.session_present);
+    let mut publ = resume(addr, "qos2-pub").await;
     // The publisher never saw PUBCOMP, so it sends the PUBLISH again with DUP.
     publish.dup = true;
     publ.send(publish.into()).await;
@@ -241,25 +286,15 @@ async fn a_qos2_publish_keeps_its_packet_id_and_every_copy_across_a_restart() {
     wait_offline(&server, "both").await;
     offline_subscriber(&server, addr, "other", "q/+", QoS::AtLeastOnce).await;
     let (mut publ, _) = persistent(addr, "q2-pub", 3600).await;
-    let mut publish = Publish::new(s("q/x"), Bytes::from_static(b"twice for both"));
-    publish.qos = QoS::ExactlyOnce;
-    publish.packet_id = Some(pid(5));
+    let mut publish = publish_with_id("q/x", b"twice for both", QoS::ExactlyOnce, 5);
     publ.send(publish.clone().into()).await;
     expect_pubrec(&mut publ, 5).await;
     drop(publ);
     wait_offline(&server, "q2-pub").await;
 
     let (server, addr) = restart(server, &dir).await;
-    assert!(
-        server
-            .recovery_summary()
-            .unwrap()
-            .contains("3 queued and 0 in-flight"),
-        "{:?}",
-        server.recovery_summary()
-    );
-    let (mut publ, ack) = persistent(addr, "q2-pub", 3600).await;
-    assert!(ack.session_present);
+    assert_recovered(&server, "3 queued and 0 in-flight");
+    let mut publ = resume(addr, "q2-pub").await;
     publish.dup = true;
     publ.send(publish.into()).await;
     expect_pubrec(&mut publ, 5).await;
@@ -289,11 +324,8 @@ async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_d
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     publ.publish("r/forever", b"kept", QoS::AtLeastOnce, true, 1)
         .await;
-    let mut brief = Publish::new(s("r/brief"), Bytes::from_static(b"gone"));
-    brief.qos = QoS::AtLeastOnce;
+    let mut brief = expiring_in_1s("r/brief", b"gone", 2);
     brief.retain = true;
-    brief.packet_id = Some(pid(2));
-    brief.properties.message_expiry_interval = Some(1);
     publ.publish_packet(brief).await;
     publ.publish("r/cleared", b"x", QoS::AtLeastOnce, true, 3)
         .await;
@@ -303,13 +335,9 @@ async fn retained_messages_survive_and_their_expiry_counts_while_the_broker_is_d
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let (server, addr) = start_in(&dir).await;
-    assert!(
-        server
-            .recovery_summary()
-            .unwrap()
-            .contains("expired while stopped: 0 sessions, 1 retained message"),
-        "{:?}",
-        server.recovery_summary()
+    assert_recovered(
+        &server,
+        "expired while stopped: 0 sessions, 1 retained message",
     );
     let mut sub = Raw::connect(addr, V5, "reader").await;
     sub.subscribe(1, "r/#", QoS::AtLeastOnce).await;
@@ -326,19 +354,15 @@ async fn a_queued_message_that_expired_while_the_broker_was_down_is_not_delivere
     let (server, addr) = start_in(&dir).await;
     offline_subscriber(&server, addr, "offline", "x/#", QoS::AtLeastOnce).await;
     let mut publ = Raw::connect(addr, V5, "publisher").await;
-    let mut brief = Publish::new(s("x/brief"), Bytes::from_static(b"expires"));
-    brief.qos = QoS::AtLeastOnce;
-    brief.packet_id = Some(pid(1));
-    brief.properties.message_expiry_interval = Some(1);
-    publ.publish_packet(brief).await;
+    publ.publish_packet(expiring_in_1s("x/brief", b"expires", 1))
+        .await;
     publ.publish("x/kept", b"kept", QoS::AtLeastOnce, false, 2)
         .await;
     server.shutdown().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let (server, addr) = start_in(&dir).await;
-    let (mut sub, ack) = persistent(addr, "offline", 3600).await;
-    assert!(ack.session_present);
+    let mut sub = resume(addr, "offline").await;
     assert_eq!(&sub.recv_publish().await.payload[..], b"kept");
     sub.expect_nothing().await;
     server.shutdown().await;
@@ -355,11 +379,8 @@ async fn a_message_expiring_in_an_offline_queue_is_dropped_while_the_client_is_a
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     publ.publish("x/kept", b"kept", QoS::AtLeastOnce, false, 1)
         .await;
-    let mut brief = Publish::new(s("x/brief"), Bytes::from_static(b"expires"));
-    brief.qos = QoS::AtLeastOnce;
-    brief.packet_id = Some(pid(2));
-    brief.properties.message_expiry_interval = Some(1);
-    publ.publish_packet(brief).await;
+    publ.publish_packet(expiring_in_1s("x/brief", b"expires", 2))
+        .await;
     let handle = server.broker().session("away").unwrap();
     assert_eq!(handle.lock().queued_len(), 2);
     let store = server.broker().store().unwrap().clone();
@@ -379,11 +400,7 @@ async fn a_message_expiring_in_an_offline_queue_is_dropped_while_the_client_is_a
     );
     // Nothing is left for the restart to expire: only the kept message comes back.
     let (server, addr) = restart(server, &dir).await;
-    assert!(
-        server.recovery_summary().unwrap().contains("1 queued"),
-        "{:?}",
-        server.recovery_summary()
-    );
+    assert_recovered(&server, "1 queued");
     let (mut sub, _) = persistent(addr, "away", 3600).await;
     assert_eq!(&sub.recv_publish().await.payload[..], b"kept");
     sub.expect_nothing().await;
@@ -407,8 +424,7 @@ async fn a_session_that_expired_while_the_broker_was_down_is_gone() {
     let (server, addr) = start_in(&dir).await;
     let (_sub, ack) = persistent(addr, "brief", 1).await;
     assert!(!ack.session_present, "expired while the broker was down");
-    let (_long, ack) = persistent(addr, "long", 3600).await;
-    assert!(ack.session_present);
+    let _long = resume(addr, "long").await;
     server.shutdown().await;
 }
 
@@ -472,26 +488,9 @@ async fn sessions_that_end_with_their_connection_write_nothing() {
 /// session is not acknowledged; once the disk recovers, it is, and it survives a restart.
 #[tokio::test]
 async fn a_message_is_not_acknowledged_while_the_disk_fails() {
-    let dir = fresh_data_dir();
     let fs = FaultFs::new();
-    let config = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
-    let open = |fs: &FaultFs| {
-        Store::open_with(
-            Arc::new(fs.clone()),
-            &dir,
-            config.store.options(&config.limits),
-            corvus_server::clock::now(),
-        )
-        .expect("store opens")
-    };
-    let server = Server::start_with_store(&config, Some(open(&fs)))
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0];
+    let config = config_in(&fresh_data_dir());
+    let (server, addr) = start_on(&fs, &config).await;
     offline_subscriber(&server, addr, "durable", "disk/#", QoS::AtLeastOnce).await;
 
     fs.set_faults(Faults {
@@ -499,9 +498,7 @@ async fn a_message_is_not_acknowledged_while_the_disk_fails() {
         ..Faults::default()
     });
     let mut publ = Raw::connect(addr, V5, "publisher").await;
-    let mut publish = Publish::new(s("disk/t"), Bytes::from_static(b"on disk first"));
-    publish.qos = QoS::AtLeastOnce;
-    publish.packet_id = Some(pid(1));
+    let publish = publish_with_id("disk/t", b"on disk first", QoS::AtLeastOnce, 1);
     publ.send(publish.into()).await;
     publ.expect_nothing().await;
     let store = server.broker().store().unwrap().clone();
@@ -518,10 +515,7 @@ async fn a_message_is_not_acknowledged_while_the_disk_fails() {
     drop(store);
     server.shutdown().await;
 
-    let server = Server::start_with_store(&config, Some(open(&fs)))
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0];
+    let (server, addr) = start_on(&fs, &config).await;
     let (mut sub, _) = persistent(addr, "durable", 3600).await;
     assert_eq!(&sub.recv_publish().await.payload[..], b"on disk first");
     server.shutdown().await;
@@ -531,24 +525,8 @@ async fn a_message_is_not_acknowledged_while_the_disk_fails() {
 /// when the client returns, counted as `store_lost`; the messages around it are delivered.
 #[tokio::test]
 async fn a_body_damaged_on_disk_is_dropped_and_counted_and_the_rest_delivered() {
-    let dir = fresh_data_dir();
     let fs = FaultFs::new();
-    let config = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
-    let store = Store::open_with(
-        Arc::new(fs.clone()),
-        &dir,
-        config.store.options(&config.limits),
-        corvus_server::clock::now(),
-    )
-    .expect("store opens");
-    let server = Server::start_with_store(&config, Some(store))
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0];
+    let (server, addr) = start_on(&fs, &config_in(&fresh_data_dir())).await;
     offline_subscriber(&server, addr, "fragile", "dmg/#", QoS::AtLeastOnce).await;
     let mut publ = Raw::connect(addr, V5, "publisher").await;
     for (i, payload) in ["first", "second: damaged on disk", "third"]
@@ -595,26 +573,11 @@ async fn a_body_damaged_on_disk_is_dropped_and_counted_and_the_rest_delivered() 
 #[tokio::test]
 async fn without_sync_always_acknowledgements_do_not_wait_for_the_disk() {
     for sync in [SyncName::Never, SyncName::Interval] {
-        let dir = fresh_data_dir();
         let fs = FaultFs::new();
-        let mut config = Config {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            data_dir: dir.clone(),
-            ..Config::default()
-        };
+        let mut config = config_in(&fresh_data_dir());
         config.store.sync = sync;
         config.store.sync_interval_ms = 50;
-        let store = Store::open_with(
-            Arc::new(fs.clone()),
-            &dir,
-            config.store.options(&config.limits),
-            corvus_server::clock::now(),
-        )
-        .unwrap();
-        let server = Server::start_with_store(&config, Some(store))
-            .await
-            .unwrap();
-        let addr = server.local_addrs()[0];
+        let (server, addr) = start_on(&fs, &config).await;
         let (mut sub, _) = persistent(addr, "durable", 3600).await;
         sub.subscribe(1, "disk/#", QoS::AtLeastOnce).await;
         fs.set_faults(Faults {

@@ -5,14 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::tls::{client_config, tls_connect, write_files, Ca};
+use common::auth::{connack, grants, in_an_hour, password, Secured};
+use common::tls::{client_config, mqtts_listener, tls_connect, write_files, Ca};
 use common::*;
-use corvus_auth::token::{attenuate, mint, Grant, RevocationList, RootKey};
-use corvus_auth::{hash_password_with, HashParams, PasswordFile};
-use corvus_server::config::{CertIdentity, ListenerConfig, ListenerKind};
+use corvus_auth::token::attenuate;
+use corvus_server::config::{CertIdentity, ListenerConfig};
 use corvus_server::{Config, Server};
 use mqtt_codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
 
@@ -44,41 +43,13 @@ topics = ["public/#"]
 
 const USERS: [&str; 4] = ["alice", "ops", "+", "x/#"];
 
-fn password(user: &str) -> String {
-    user.chars().rev().collect()
-}
-
-struct Files {
-    dir: tempfile::TempDir,
-}
-
-impl Files {
-    fn new() -> Files {
-        let dir = tempfile::tempdir().unwrap();
-        let mut passwords = PasswordFile::new();
-        let cheap = HashParams::new(1024, 1, 1).unwrap();
-        for user in USERS {
-            let hash = hash_password_with(password(user).as_bytes(), &cheap).unwrap();
-            passwords.add_or_replace(user, &hash).unwrap();
-        }
-        passwords.save(&dir.path().join("passwd")).unwrap();
-        std::fs::write(dir.path().join("acl.toml"), ACL).unwrap();
-        Files { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn configure(&self, config: &mut Config) {
-        config.auth.password_file = Some(self.path("passwd"));
-        config.auth.acl_file = Some(self.path("acl.toml"));
-        config.auth.allow_anonymous = Some(true);
-    }
+/// The broker's files, with this test file's users and ACL.
+fn secured() -> Secured {
+    Secured::new(&USERS, ACL)
 }
 
 async fn start_secured(
-    files: &Files,
+    files: &Secured,
     tune: impl FnOnce(&mut Config),
 ) -> (Server, std::net::SocketAddr) {
     start_with(|c| {
@@ -86,24 +57,6 @@ async fn start_secured(
         tune(c);
     })
     .await
-}
-
-/// The CONNACK code for a CONNECT with these credentials.
-async fn connack(
-    addr: std::net::SocketAddr,
-    version: ProtocolVersion,
-    user: Option<&str>,
-    pass: Option<&str>,
-) -> ReasonCode {
-    let mut raw = Raw::open(addr, version).await;
-    let mut connect = Connect::new(version, s("who"));
-    connect.username = user.map(s);
-    connect.password = pass.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes()));
-    raw.send(connect.into()).await;
-    match raw.recv().await {
-        Packet::ConnAck(ack) => ack.reason_code,
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
 }
 
 async fn login(addr: std::net::SocketAddr, user: &str, client: &str) -> Raw {
@@ -117,7 +70,7 @@ async fn login(addr: std::net::SocketAddr, user: &str, client: &str) -> Raw {
 
 #[tokio::test]
 async fn the_chain_admits_good_passwords_and_refuses_the_rest() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |c| c.auth.allow_anonymous = Some(false)).await;
     let v5 = ProtocolVersion::V5;
     assert_eq!(
@@ -155,7 +108,7 @@ async fn the_chain_admits_good_passwords_and_refuses_the_rest() {
 
 #[tokio::test]
 async fn what_is_not_granted_is_denied_and_never_delivered_or_retained() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let mut ops = login(addr, "ops", "ops").await;
     assert_eq!(
@@ -213,7 +166,7 @@ async fn what_is_not_granted_is_denied_and_never_delivered_or_retained() {
 
 #[tokio::test]
 async fn each_filter_stands_alone_and_share_and_sys_grant_nothing_extra() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let mut alice = login(addr, "alice", "alice").await;
     let filters = [
@@ -240,7 +193,7 @@ async fn each_filter_stands_alone_and_share_and_sys_grant_nothing_extra() {
 
 #[tokio::test]
 async fn a_wildcard_or_slash_in_a_user_name_is_only_ever_literal() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let mut ops = login(addr, "ops", "ops").await;
     ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
@@ -284,7 +237,7 @@ fn will_to(topic: &str) -> impl FnOnce(&mut Connect) + '_ {
 
 #[tokio::test]
 async fn wills_are_checked_at_connect_and_again_when_they_fire() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let mut ops = login(addr, "ops", "ops").await;
     ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
@@ -306,12 +259,7 @@ async fn wills_are_checked_at_connect_and_again_when_they_fire() {
         will_to("devices/alice/alarm"),
     )
     .await;
-    std::fs::write(
-        files.path("acl.toml"),
-        ACL.replace("devices/%u/#", "other/%u/#"),
-    )
-    .unwrap();
-    server.reload_security().unwrap();
+    files.set_acl(&server, &ACL.replace("devices/%u/#", "other/%u/#"));
     drop(alice);
     ops.expect_nothing().await;
     let dropped = server
@@ -324,7 +272,7 @@ async fn wills_are_checked_at_connect_and_again_when_they_fire() {
 
 #[tokio::test]
 async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let persistent = |c: &mut Connect| {
         c.username = Some(s("alice"));
@@ -337,23 +285,16 @@ async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
         .subscribe(1, "devices/alice/#", QoS::AtLeastOnce)
         .await;
     alice.disconnect().await;
-    std::fs::write(
-        files.path("acl.toml"),
-        ACL.replace("devices/%u/#", "other/%u/#"),
-    )
-    .unwrap();
-    server.reload_security().unwrap();
+    files.set_acl(&server, &ACL.replace("devices/%u/#", "other/%u/#"));
     let (mut alice, ack) = Raw::connect_with(addr, ProtocolVersion::V5, "alice", persistent).await;
     assert!(ack.session_present);
     // ops may still publish there (status is its own); nothing reaches alice's old filter.
     let mut ops = login(addr, "ops", "ops").await;
-    std::fs::write(
-        files.path("acl.toml"),
-        ACL.replace("devices/%u/#", "other/%u/#")
-            + "\n[[rule]]\nuser=\"ops\"\nallow=[\"publish\"]\ntopics=[\"devices/#\"]\n",
-    )
-    .unwrap();
-    server.reload_security().unwrap();
+    let ops_publishes = "\n[[rule]]\nuser=\"ops\"\nallow=[\"publish\"]\ntopics=[\"devices/#\"]\n";
+    files.set_acl(
+        &server,
+        &(ACL.replace("devices/%u/#", "other/%u/#") + ops_publishes),
+    );
     assert_eq!(
         ops.publish("devices/alice/x", b"x", QoS::AtLeastOnce, false, 1)
             .await,
@@ -374,7 +315,7 @@ async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
 
 #[tokio::test]
 async fn a_broken_reload_changes_nothing_and_says_which_file() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     std::fs::write(
         files.path("acl.toml"),
@@ -398,7 +339,7 @@ async fn a_broken_reload_changes_nothing_and_says_which_file() {
 
 #[tokio::test]
 async fn anonymous_clients_get_the_anonymous_rules_only() {
-    let files = Files::new();
+    let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let mut anon = Raw::connect(addr, ProtocolVersion::V5, "anon").await;
     assert_eq!(
@@ -414,11 +355,32 @@ async fn anonymous_clients_get_the_anonymous_rules_only() {
             .await,
         ReasonCode::NotAuthorized
     );
-    // A user name with no password file entry to check it names nobody: still anonymous,
-    // and a wrong password for a known user is refused, never downgraded.
+    // A wrong password for a known user is refused, never downgraded to anonymous.
     assert_eq!(
         connack(addr, ProtocolVersion::V5, Some("alice"), Some("nope")).await,
         ReasonCode::BadUserNameOrPassword
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_user_name_nothing_can_check_names_nobody() {
+    // An ACL, but no password file: a client calling itself "ops" is anonymous, and the
+    // rules for the user ops do not apply to it.
+    let files = secured();
+    let (server, addr) = start_secured(&files, |c| c.auth.password_file = None).await;
+    let (mut claimed, _) = Raw::connect_with(addr, ProtocolVersion::V5, "claims-ops", |c| {
+        c.username = Some(s("ops"));
+        c.password = Some("spo".into());
+    })
+    .await;
+    assert_eq!(
+        claimed.subscribe(1, "devices/#", QoS::AtMostOnce).await,
+        [ReasonCode::NotAuthorized]
+    );
+    assert_eq!(
+        claimed.subscribe(2, "public/#", QoS::AtMostOnce).await,
+        [ReasonCode::Success]
     );
     server.shutdown().await;
 }
@@ -444,7 +406,7 @@ async fn a_non_loopback_listener_needs_authentication_or_an_explicit_allow() {
 
 #[tokio::test]
 async fn a_client_certificate_names_the_user() {
-    let files = Files::new();
+    let files = secured();
     let ca = Ca::new("Corvus test CA");
     let tls_files = write_files(&ca, &ca.issue(&["localhost"], false));
     let devices = Ca::new("Device CA");
@@ -452,14 +414,12 @@ async fn a_client_certificate_names_the_user() {
     std::fs::write(&devices_pem, devices.cert.pem()).unwrap();
     let (server, addr) = start_secured(&files, |c| {
         c.listeners.push(ListenerConfig {
-            kind: ListenerKind::Mqtts,
-            bind: "127.0.0.1:0".parse().unwrap(),
-            cert: Some(tls_files.cert.clone()),
-            key: Some(tls_files.key.clone()),
-            client_ca: Some(devices_pem.clone()),
-            path: None,
-            allow_anonymous: None,
             cert_identity: Some(CertIdentity::San),
+            ..mqtts_listener(
+                Some(tls_files.cert.clone()),
+                Some(tls_files.key.clone()),
+                Some(devices_pem.clone()),
+            )
         });
     })
     .await;
@@ -494,41 +454,6 @@ async fn a_client_certificate_names_the_user() {
 
 // ---- capability tokens ----
 
-struct Namespace {
-    key: RootKey,
-    other: RootKey,
-    public: PathBuf,
-    revoked: PathBuf,
-}
-
-impl Namespace {
-    fn new(files: &Files) -> Namespace {
-        let key = RootKey::generate();
-        let public = files.path("site.pub");
-        std::fs::write(&public, key.public_key().to_file_text()).unwrap();
-        Namespace {
-            key,
-            other: RootKey::generate(),
-            public,
-            revoked: files.path("revoked.txt"),
-        }
-    }
-
-    fn configure(&self, config: &mut Config) {
-        config.auth.token_public_key = Some(self.public.clone());
-        config.auth.revocation_file = Some(self.revoked.clone());
-    }
-
-    fn mint(&self, grants: &[&str], expires: SystemTime) -> String {
-        let grants: Vec<Grant> = grants.iter().map(|g| Grant::parse(g).unwrap()).collect();
-        mint(&self.key, &grants, expires, Some("site-1")).unwrap()
-    }
-}
-
-fn in_an_hour() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(3600)
-}
-
 async fn with_token(
     addr: std::net::SocketAddr,
     version: ProtocolVersion,
@@ -548,10 +473,9 @@ async fn token_client(addr: std::net::SocketAddr, token: &str, client: &str) -> 
 
 #[tokio::test]
 async fn a_token_grants_exactly_its_rights_and_attenuation_only_narrows() {
-    let files = Files::new();
-    let ns = Namespace::new(&files);
-    let (server, addr) = start_secured(&files, |c| ns.configure(c)).await;
-    let site = ns.mint(&["publish:site/1/#", "subscribe:site/1/#"], in_an_hour());
+    let files = secured();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let site = files.mint(&["publish:site/1/#", "subscribe:site/1/#"], in_an_hour());
     let mut holder = token_client(addr, &site, "site").await;
     assert_eq!(
         holder.subscribe(1, "site/1/+/temp", QoS::AtMostOnce).await,
@@ -575,14 +499,9 @@ async fn a_token_grants_exactly_its_rights_and_attenuation_only_narrows() {
         ReasonCode::NotAuthorized
     );
 
-    let device = attenuate(
-        &site,
-        &[Grant::parse("publish:site/1/dev/7/#").unwrap()],
-        None,
-    )
-    .unwrap();
+    let device = attenuate(&site, &grants(&["publish:site/1/dev/7/#"]), None).unwrap();
     // Widened again by whoever holds the device token: the device block still applies.
-    let widened = attenuate(&device, &[Grant::parse("publish:site/#").unwrap()], None).unwrap();
+    let widened = attenuate(&device, &grants(&["publish:site/#"]), None).unwrap();
     for (token, id) in [(&device, "dev"), (&widened, "wide")] {
         let mut client = token_client(addr, token, id).await;
         assert_eq!(
@@ -617,17 +536,16 @@ async fn a_token_grants_exactly_its_rights_and_attenuation_only_narrows() {
 
 #[tokio::test]
 async fn expired_tampered_and_foreign_tokens_are_refused() {
-    let files = Files::new();
-    let ns = Namespace::new(&files);
-    let (server, addr) = start_secured(&files, |c| ns.configure(c)).await;
+    let files = secured();
+    let (server, addr) = start_secured(&files, |_| {}).await;
     let v5 = ProtocolVersion::V5;
-    let expired = ns.mint(&["publish:#"], SystemTime::now() - Duration::from_secs(10));
+    let expired = files.mint(&["publish:#"], SystemTime::now() - Duration::from_secs(10));
     assert_eq!(
         with_token(addr, v5, &expired).await,
         ReasonCode::NotAuthorized
     );
 
-    let good = ns.mint(&["publish:#"], in_an_hour());
+    let good = files.mint(&["publish:#"], in_an_hour());
     let mut tampered = good.clone().into_bytes();
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
@@ -637,8 +555,7 @@ async fn expired_tampered_and_foreign_tokens_are_refused() {
         ReasonCode::BadUserNameOrPassword
     );
 
-    let grants = [Grant::parse("publish:#").unwrap()];
-    let foreign = mint(&ns.other, &grants, in_an_hour(), None).unwrap();
+    let foreign = files.mint_foreign(&["publish:#"]);
     assert_eq!(
         with_token(addr, v5, &foreign).await,
         ReasonCode::BadUserNameOrPassword
@@ -651,24 +568,16 @@ async fn expired_tampered_and_foreign_tokens_are_refused() {
     server.shutdown().await;
 }
 
-fn revoke(list: &Path, token: &str) {
-    let ids = corvus_auth::token::inspect(token).unwrap();
-    let last = ids.last().unwrap().revocation_id().to_owned();
-    RevocationList::append_to_file(list, &[last], "revoked by the test").unwrap();
-}
-
 #[tokio::test]
 async fn a_token_revoked_or_expiring_while_connected_disconnects_its_holder() {
-    let files = Files::new();
-    let ns = Namespace::new(&files);
-    let (server, addr) = start_secured(&files, |c| ns.configure(c)).await;
-    let site = ns.mint(&["publish:site/#", "subscribe:site/#"], in_an_hour());
-    let device = attenuate(&site, &[Grant::parse("publish:site/dev/#").unwrap()], None).unwrap();
+    let files = secured();
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let site = files.mint(&["publish:site/#", "subscribe:site/#"], in_an_hour());
+    let device = attenuate(&site, &grants(&["publish:site/dev/#"]), None).unwrap();
     let mut parent = token_client(addr, &site, "parent").await;
     let mut child = token_client(addr, &device, "child").await;
 
-    revoke(&ns.revoked, &device);
-    server.reload_security().unwrap();
+    files.revoke(&server, &device);
     child.expect_disconnect(ReasonCode::NotAuthorized).await;
     // Revoking the child leaves its parent alone.
     parent.expect_nothing().await;
@@ -678,7 +587,7 @@ async fn a_token_revoked_or_expiring_while_connected_disconnects_its_holder() {
     );
 
     // Expiry: a token valid for two more seconds.
-    let brief = ns.mint(
+    let brief = files.mint(
         &["publish:site/#"],
         SystemTime::now() + Duration::from_secs(2),
     );

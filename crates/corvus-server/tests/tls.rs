@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::tls::*;
 use common::*;
-use corvus_server::config::{ListenerConfig, ListenerKind};
+use corvus_server::config::ListenerKind;
 use corvus_server::{Config, Server};
 use mqtt_codec::{ProtocolVersion, QoS};
 use rcgen::KeyPair;
@@ -21,16 +21,11 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 async fn start_tls(files: &Files, client_ca: Option<&Path>) -> (Server, SocketAddr, SocketAddr) {
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
-        listeners: vec![ListenerConfig {
-            kind: ListenerKind::Mqtts,
-            bind: "127.0.0.1:0".parse().unwrap(),
-            cert: Some(files.cert.clone()),
-            key: Some(files.key.clone()),
-            client_ca: client_ca.map(Path::to_path_buf),
-            path: None,
-            allow_anonymous: None,
-            cert_identity: None,
-        }],
+        listeners: vec![mqtts_listener(
+            Some(files.cert.clone()),
+            Some(files.key.clone()),
+            client_ca.map(Path::to_path_buf),
+        )],
         data_dir: fresh_data_dir(),
         ..Config::default()
     };
@@ -221,16 +216,7 @@ async fn broken_certificate_files_stop_the_start_with_a_clear_message() {
     for (case, cert, key, named) in cases {
         let config = Config {
             listen: vec![],
-            listeners: vec![ListenerConfig {
-                kind: ListenerKind::Mqtts,
-                bind: "127.0.0.1:0".parse().unwrap(),
-                cert: Some(cert),
-                key: Some(key),
-                client_ca: None,
-                path: None,
-                allow_anonymous: None,
-                cert_identity: None,
-            }],
+            listeners: vec![mqtts_listener(Some(cert), Some(key), None)],
             data_dir: fresh_data_dir(),
             ..Config::default()
         };
@@ -251,16 +237,7 @@ async fn broken_certificate_files_stop_the_start_with_a_clear_message() {
 async fn a_tls_listener_without_certificate_files_does_not_start() {
     let config = Config {
         listen: vec![],
-        listeners: vec![ListenerConfig {
-            kind: ListenerKind::Mqtts,
-            bind: "127.0.0.1:0".parse().unwrap(),
-            cert: None,
-            key: None,
-            client_ca: None,
-            path: None,
-            allow_anonymous: None,
-            cert_identity: None,
-        }],
+        listeners: vec![mqtts_listener(None, None, None)],
         data_dir: fresh_data_dir(),
         ..Config::default()
     };

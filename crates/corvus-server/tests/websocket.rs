@@ -26,13 +26,10 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 fn listener(kind: ListenerKind, files: Option<&Files>, path: Option<&str>) -> ListenerConfig {
     ListenerConfig {
         kind,
-        bind: "127.0.0.1:0".parse().unwrap(),
         cert: files.map(|f| f.cert.clone()),
         key: files.map(|f| f.key.clone()),
-        client_ca: None,
         path: path.map(str::to_owned),
-        allow_anonymous: None,
-        cert_identity: None,
+        ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
     }
 }
 

@@ -948,13 +948,7 @@ mod tests {
         keyed.put_retained(&message("r/1", "retained")).unwrap();
         drop(keyed);
 
-        let (mut journal, ..) = Journal::open(
-            Arc::new(OsFileSystem),
-            dir.join(QUEUE_DIR),
-            LogOptions::default(),
-            0,
-        )
-        .unwrap();
+        let mut journal = open_journal(dir);
         let mut records = Vec::new();
         for id in 1..=4 {
             records.push(Record::Message {
@@ -981,6 +975,33 @@ mod tests {
         ]);
         journal.write(&records).unwrap();
         journal.sync().unwrap();
+    }
+
+    /// The queue journal of the data directory `dir`, as the broker opens it.
+    fn open_journal(dir: &Path) -> Journal {
+        let (journal, ..) = Journal::open(
+            Arc::new(OsFileSystem),
+            dir.join(QUEUE_DIR),
+            LogOptions::default(),
+            0,
+        )
+        .unwrap();
+        journal
+    }
+
+    /// Asserts that each of `lines` is a whole line of `text`.
+    fn assert_has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+
+    /// The clients of `dump` that have a queue but no session.
+    fn orphans(dump: &DirDump) -> Vec<&str> {
+        dump.orphan_queues().map(|(c, _)| c.as_str()).collect()
     }
 
     fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -1059,24 +1080,21 @@ mod tests {
             }
         );
         let text = check.to_string();
-        for line in [
-            "state: 2 sessions, 2 subscriptions, 1 retained message (8 payload bytes)",
-            "live: 4 queued, 1 inflight (50 payload bytes), 0 inbound QoS 2 ids awaiting PUBREL \
-             for 3 clients",
-            "damage: none",
-            "result: OK",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in:\n{text}"
-            );
-        }
+        assert_has_lines(
+            &text,
+            &[
+                "state: 2 sessions, 2 subscriptions, 1 retained message (8 payload bytes)",
+                "live: 4 queued, 1 inflight (50 payload bytes), 0 inbound QoS 2 ids awaiting \
+                 PUBREL for 3 clients",
+                "damage: none",
+                "result: OK",
+            ],
+        );
         assert!(text.contains("queue: 1 segment, 12 records,"), "{text}");
 
         let dump = dump_dir(dir).unwrap();
         assert_eq!(dump.problems, 0);
-        let orphans: Vec<_> = dump.orphan_queues().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(orphans, ["ghost"]);
+        assert_eq!(orphans(&dump), ["ghost"]);
         let text = dump.to_string();
         assert!(
             text.contains("offline since 2023-11-14T22:13:20Z"),
@@ -1113,13 +1131,7 @@ mod tests {
         keyed.put_session("pub", &session).unwrap();
         keyed.put_session("sub", &session).unwrap();
         drop(keyed);
-        let (mut journal, ..) = Journal::open(
-            Arc::new(OsFileSystem),
-            dir.join(QUEUE_DIR),
-            LogOptions::default(),
-            0,
-        )
-        .unwrap();
+        let mut journal = open_journal(dir);
         let pid = |n| NonZeroU16::new(n).unwrap();
         let received = |client: &str, packet_id, copies| Record::Received {
             client: ClientId::from(client),
@@ -1165,21 +1177,17 @@ mod tests {
         assert_eq!((clients["pub"].inbound_qos2, clients["pub"].queued), (2, 0));
         assert_eq!((clients["sub"].inbound_qos2, clients["sub"].queued), (0, 1));
         assert_eq!(clients["ghost"].inbound_qos2, 1);
-        let text = check.to_string();
-        for line in [
-            "state: 2 sessions, 0 subscriptions, 0 retained messages (0 payload bytes)",
-            "live: 1 queued, 0 inflight (10 payload bytes), 3 inbound QoS 2 ids awaiting PUBREL \
-             for 3 clients",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in:\n{text}"
-            );
-        }
+        assert_has_lines(
+            &check.to_string(),
+            &[
+                "state: 2 sessions, 0 subscriptions, 0 retained messages (0 payload bytes)",
+                "live: 1 queued, 0 inflight (10 payload bytes), 3 inbound QoS 2 ids awaiting \
+                 PUBREL for 3 clients",
+            ],
+        );
 
         let dump = dump_dir(dir).unwrap();
-        let orphans: Vec<_> = dump.orphan_queues().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(orphans, ["ghost"]);
+        assert_eq!(orphans(&dump), ["ghost"]);
         let text = dump.to_string();
         let header = text.lines().find(|l| l.starts_with("CLIENT")).unwrap();
         let cells: Vec<_> = header.split_whitespace().collect();

@@ -119,12 +119,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
     );
-    let mut binds = config
-        .listen
-        .iter()
-        .chain(config.listeners.iter().map(|l| &l.bind));
     println!("Authentication: {}.", server.security_description());
-    if binds.all(|a| a.ip().is_loopback()) {
+    let all_local = config
+        .all_listeners()
+        .iter()
+        .all(|l| l.bind.ip().is_loopback());
+    if all_local {
         println!("Only this machine can connect. To listen publicly, configure authentication (docs/security.md).");
     }
     // SIGHUP reloads the TLS certificates, the password and ACL files and the revocation

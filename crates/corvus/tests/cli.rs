@@ -248,3 +248,78 @@ fn sighup_reloads_the_tls_certificates() {
     let status = broker.terminate(wait).expect("exits on SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// The 3.1.1 CONNACK return code for a CONNECT with these credentials (0: accepted, 4: bad
+/// user name or password).
+fn connack_code(addr: std::net::SocketAddr, user: &str, password: &str) -> u8 {
+    use mqtt_codec::{Connect, MqttString, ProtocolVersion};
+    use std::io::Read;
+    let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::from_static("cli"));
+    connect.username = Some(MqttString::try_from(user).unwrap());
+    connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+    let mut bytes = bytes::BytesMut::new();
+    mqtt_codec::Packet::from(connect)
+        .encode(ProtocolVersion::V3_1_1, &mut bytes)
+        .unwrap();
+    let mut stream = TcpStream::connect(addr).expect("connect to the broker");
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).expect("a CONNACK");
+    assert_eq!(connack[..2], [0x20, 2], "{connack:?}");
+    connack[3]
+}
+
+/// SIGHUP reloads the password file and the ACL file in the real binary, and a broken file
+/// is refused with the running ones kept.
+#[test]
+fn sighup_reloads_the_password_and_acl_files() {
+    let dir = unique_temp_dir("sighup-auth");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cheap = corvus_auth::HashParams::new(64, 1, 1).unwrap();
+    let write_users = |users: &[&str]| {
+        let mut file = corvus_auth::PasswordFile::new();
+        for user in users {
+            let hash = corvus_auth::hash_password_with(b"secret", &cheap).unwrap();
+            file.add_or_replace(user, &hash).unwrap();
+        }
+        file.save(&dir.join("passwd")).unwrap();
+    };
+    write_users(&["alice"]);
+    let acl = "[[rule]]\neveryone = true\nallow = [\"publish\"]\ntopics = [\"x\"]\n";
+    std::fs::write(dir.join("acl.toml"), acl).unwrap();
+    let config = dir.join("corvus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\npassword_file = '{}'\nacl_file = '{}'\n",
+            dir.join("passwd").display(),
+            dir.join("acl.toml").display()
+        ),
+    )
+    .unwrap();
+    let mut broker =
+        support::Broker::start_with("sighup-auth", &["--config".as_ref(), config.as_os_str()]);
+    let wait = Duration::from_secs(10);
+    assert_eq!(connack_code(broker.addr, "alice", "secret"), 0);
+    assert_eq!(connack_code(broker.addr, "bob", "secret"), 4);
+
+    write_users(&["alice", "bob"]);
+    broker.send_signal("HUP");
+    broker
+        .wait_log(|l| l.contains("reloaded the password file"), wait)
+        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    assert_eq!(connack_code(broker.addr, "bob", "secret"), 0);
+
+    std::fs::write(dir.join("acl.toml"), "[[rule]]\nallow = [\"fly\"]\n").unwrap();
+    write_users(&["alice"]);
+    broker.send_signal("HUP");
+    let line = broker
+        .wait_log(|l| l.contains("the running security settings stay"), wait)
+        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    assert!(line.contains("acl.toml"), "{line}");
+    // All or nothing: the password file read with the broken ACL was not taken either.
+    assert_eq!(connack_code(broker.addr, "bob", "secret"), 0);
+    let status = broker.terminate(wait).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

@@ -45,7 +45,7 @@ use mqtt_codec::{
     Ack, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     ReasonCode, Subscribe, Subscription, SubscriptionOptions,
 };
-use support::{Output, Proc, Rng};
+use support::{last_segment, Output, Proc, Rng};
 
 /// Retained messages written by the setup.
 const RETAINED: usize = 50;
@@ -383,17 +383,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The queue segment appended to (the one with the highest base).
-fn last_segment(data: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(data.join("queue"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segments.sort();
-    segments.pop().expect("a queue segment")
-}
-
 fn state_db(data: &Path) -> PathBuf {
     data.join("state").join("state.redb")
 }
@@ -531,13 +520,50 @@ fn report(case: &str, broker: &Corvus, warnings: &[String]) {
     }
 }
 
-/// `corvus store check DIR`: its exit code and output.
-fn store_check(dir: &Path) -> (Option<i32>, Output) {
+/// `corvus store check DIR` (`when`: before or after the restart, for the log of `case`):
+/// its exit code and output.
+fn store_check(dir: &Path, case: &str, when: &str) -> (Option<i32>, Output) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
     cmd.env_remove("RUST_LOG").args(["store", "check"]).arg(dir);
     let out = Proc::spawn("corvus store check", &mut cmd).finish(START);
     assert!(!out.timed_out, "store check did not finish: {out}");
-    (out.status.and_then(|s| s.code()), out)
+    let code = out.status.and_then(|s| s.code());
+    println!("[{case}] store check {when}: exit {code:?}\n{}", out.stdout);
+    (code, out)
+}
+
+/// Starts the broker on the damaged `data` and prints what it says it recovered; returns it
+/// with its recovery warnings.
+fn restart_damaged(data: &Path, case: &str) -> (Corvus, Vec<String>) {
+    let broker = start_ok(data, case);
+    let warnings = broker.recovery_lines();
+    report(case, &broker, &warnings);
+    (broker, warnings)
+}
+
+/// Starts the broker on `data`, whose queue journal was damaged, and checks what every such
+/// case must show: the damage is reported (checked when `unreported`, the failure message,
+/// is given), all retained messages are served and the subscriber's session is still there.
+/// Returns the running broker and the queued messages delivered (awaiting `expected`).
+fn restart_after_queue_damage(
+    data: &Path,
+    case: &str,
+    unreported: Option<&str>,
+    expected: usize,
+) -> (Corvus, Vec<usize>) {
+    let (broker, warnings) = restart_damaged(data, case);
+    if let Some(complaint) = unreported {
+        assert!(
+            warnings.iter().any(|w| w.contains("queue journal")),
+            "{case}: {complaint}:\n{}",
+            broker.log()
+        );
+    }
+    let retained = retained_served(broker.addr, RETAINED);
+    assert_eq!(retained.len(), RETAINED, "{case}: retained messages lost");
+    let (present, got) = queued_served(broker.addr, expected);
+    assert!(present, "{case}: the subscriber's session was lost");
+    (broker, got)
 }
 
 // ---- the cases ----
@@ -583,29 +609,13 @@ fn truncated_queue_segment_serves_the_prefix_before_the_cut() {
         if n == 0 {
             // `corvus store check` sees the torn tail, and a clean directory once the broker
             // has cut it.
-            let (code, out) = store_check(&data);
-            println!(
-                "[{case}] store check before the restart: exit {code:?}\n{}",
-                out.stdout
-            );
+            let (code, out) = store_check(&data, &case, "before the restart");
             assert_eq!(code, Some(1), "store check misses the torn tail: {out}");
             assert!(out.stdout.contains("torn-record"), "{out}");
         }
 
-        let broker = start_ok(&data, &case);
-        let warnings = broker.recovery_lines();
-        report(&case, &broker, &warnings);
-        if !on_boundary {
-            assert!(
-                warnings.iter().any(|w| w.contains("queue journal")),
-                "{case}: the cut tail is not reported:\n{}",
-                broker.log()
-            );
-        }
-        let retained = retained_served(broker.addr, RETAINED);
-        assert_eq!(retained.len(), RETAINED, "{case}: retained messages lost");
-        let (present, got) = queued_served(broker.addr, expected.len());
-        assert!(present, "{case}: the subscriber's session was lost");
+        let unreported = (!on_boundary).then_some("the cut tail is not reported");
+        let (broker, got) = restart_after_queue_damage(&data, &case, unreported, expected.len());
         println!(
             "[{case}]   delivered q/0..q/{} ({} of {QUEUED})",
             got.len() as isize - 1,
@@ -620,11 +630,7 @@ fn truncated_queue_segment_serves_the_prefix_before_the_cut() {
         );
         broker.stop();
         if n == 0 {
-            let (code, out) = store_check(&data);
-            println!(
-                "[{case}] store check after the repair: exit {code:?}\n{}",
-                out.stdout
-            );
+            let (code, out) = store_check(&data, &case, "after the repair");
             assert_eq!(
                 code,
                 Some(0),
@@ -679,11 +685,7 @@ fn flipped_bytes_in_a_queue_segment_are_reported_and_the_rest_is_served() {
 
         if seed == 1 {
             // `corvus store check` sees the damage before the broker repairs anything.
-            let (code, out) = store_check(&data);
-            println!(
-                "[{case}] store check before the restart: exit {code:?}\n{}",
-                out.stdout
-            );
+            let (code, out) = store_check(&data, &case, "before the restart");
             assert_eq!(code, Some(1), "store check misses the damage: {out}");
             assert!(out.stdout.contains(".seg"), "{out}");
             assert_eq!(
@@ -693,18 +695,8 @@ fn flipped_bytes_in_a_queue_segment_are_reported_and_the_rest_is_served() {
             );
         }
 
-        let broker = start_ok(&data, &case);
-        let warnings = broker.recovery_lines();
-        report(&case, &broker, &warnings);
-        assert!(
-            warnings.iter().any(|w| w.contains("queue journal")),
-            "{case}: the damaged record is not reported:\n{}",
-            broker.log()
-        );
-        let retained = retained_served(broker.addr, RETAINED);
-        assert_eq!(retained.len(), RETAINED, "{case}: retained messages lost");
-        let (present, got) = queued_served(broker.addr, must.len());
-        assert!(present, "{case}: the subscriber's session was lost");
+        let unreported = Some("the damaged record is not reported");
+        let (broker, got) = restart_after_queue_damage(&data, &case, unreported, must.len());
         println!(
             "[{case}]   delivered {} of {QUEUED}; length field hit: {length_hit}",
             got.len()
@@ -725,11 +717,7 @@ fn flipped_bytes_in_a_queue_segment_are_reported_and_the_rest_is_served() {
             // The broker copied the record to quarantine/ but, as docs/storage-format.md says,
             // quarantined bytes stay in the segment (here the one appended to, so never
             // reclaimed): `store check` keeps reporting them, and keeps exiting 1.
-            let (code, out) = store_check(&data);
-            println!(
-                "[{case}] store check after the repair: exit {code:?}\n{}",
-                out.stdout
-            );
+            let (code, out) = store_check(&data, &case, "after the repair");
             assert_eq!(
                 code,
                 Some(1),
@@ -759,21 +747,8 @@ fn garbage_after_the_last_record_is_cut_and_every_message_served() {
             .write_all(&garbage)
             .unwrap();
         let case = format!("garbage {len} bytes");
-        let broker = start_ok(&data, &case);
-        let warnings = broker.recovery_lines();
-        report(&case, &broker, &warnings);
-        assert!(
-            warnings.iter().any(|w| w.contains("queue journal")),
-            "{case}: the cut tail is not reported:\n{}",
-            broker.log()
-        );
-        assert_eq!(
-            retained_served(broker.addr, RETAINED).len(),
-            RETAINED,
-            "{case}"
-        );
-        let (present, got) = queued_served(broker.addr, QUEUED);
-        assert!(present, "{case}: the subscriber's session was lost");
+        let unreported = Some("the cut tail is not reported");
+        let (broker, got) = restart_after_queue_damage(&data, &case, unreported, QUEUED);
         assert_eq!(got, (0..QUEUED).collect::<Vec<_>>(), "{case}");
         broker.stop();
         std::fs::remove_dir_all(&data).unwrap();
@@ -809,9 +784,7 @@ fn damaged_state_database_is_quarantined_and_the_broker_serves() {
     for (n, (case, bytes, must_quarantine)) in cases.into_iter().enumerate() {
         let data = filled.copy(&format!("state-{n}"));
         std::fs::write(state_db(&data), &bytes).unwrap();
-        let broker = start_ok(&data, &case);
-        let warnings = broker.recovery_lines();
-        report(&case, &broker, &warnings);
+        let (broker, warnings) = restart_damaged(&data, &case);
         let quarantined = warnings
             .iter()
             .any(|w| w.contains("state database") || w.contains("state: undecodable"));

@@ -19,7 +19,7 @@ use corvus_store::keyed::{KeyedStore, SessionRecord};
 use corvus_store::segment::HEADER_LEN;
 use corvus_store::{Journal, LogOptions, QUEUE_DIR, STATE_DIR};
 use mqtt_codec::{MqttString, PublishProperties, QoS};
-use support::{Proc, CLIENT_TIMEOUT};
+use support::{last_segment, Proc, CLIENT_TIMEOUT};
 
 /// Runs `corvus ARGS` to completion (killed after its time limit) and returns its output.
 fn corvus(args: &[&str]) -> support::Output {
@@ -227,11 +227,7 @@ fn damage_exits_1_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     populate(dir);
-    let seg = std::fs::read_dir(dir.join(QUEUE_DIR))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
+    let seg = last_segment(dir);
     let mut bytes = std::fs::read(&seg).unwrap();
     let first = HEADER_LEN as usize;
     bytes[first + 20] ^= 0xFF; // inside the first record's payload

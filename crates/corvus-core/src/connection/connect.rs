@@ -174,12 +174,14 @@ impl Connection {
         // Checked again when the will fires, whatever happened in between.
         session.authorizer = Some(self.authorizer.clone());
         // A resumed session keeps only the subscriptions its client may still make.
-        for filter in session.subscription_filters() {
-            if !self.authorizer.subscribe(authorized_filter(&filter)) {
-                session.remove_subscription(&filter);
-                out.push(Action::Unsubscribe { filter });
-            }
-        }
+        let authorizer = &self.authorizer;
+        let removed = session
+            .remove_subscriptions_unless(|filter| authorizer.subscribe(authorized_filter(filter)));
+        out.extend(
+            removed
+                .into_iter()
+                .map(|filter| Action::Unsubscribe { filter }),
+        );
 
         let mut properties = ConnAckProperties::default();
         if self.version.is_v5() {

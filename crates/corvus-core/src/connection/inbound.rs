@@ -120,43 +120,7 @@ impl Connection {
                 }
             }
         }
-        let refusal = if is_reserved_topic(&publish.topic) {
-            Some((
-                ReasonCode::NotAuthorized,
-                DropReason::NotAuthorized,
-                "$SYS topics are the broker's",
-            ))
-        } else if publish.properties.payload_format_indicator == Some(true)
-            && std::str::from_utf8(&publish.payload).is_err()
-        {
-            Some((
-                ReasonCode::PayloadFormatInvalid,
-                DropReason::PayloadFormatInvalid,
-                "payload is not UTF-8",
-            ))
-        } else if let Some((reason, text)) =
-            self.publish_beyond_limits(&publish.topic, &publish.properties.user_properties)
-        {
-            Some((reason, DropReason::LimitExceeded, text))
-        } else {
-            match self
-                .authorizer
-                .publish(&publish.topic, publish.retain, publish.payload.len())
-            {
-                Verdict::Allowed => None,
-                Verdict::NotAuthorized => Some((
-                    ReasonCode::NotAuthorized,
-                    DropReason::NotAuthorized,
-                    "not authorized",
-                )),
-                Verdict::QuotaExceeded => Some((
-                    ReasonCode::QuotaExceeded,
-                    DropReason::QuotaExceeded,
-                    "retained message quota exceeded",
-                )),
-            }
-        };
-        if let Some((reason, drop, text)) = refusal {
+        if let Some((reason, drop, text)) = self.publish_refusal(&publish) {
             // Counted against the publisher's session, like every other drop.
             session.counters.count(drop);
             if let Some(id) = publish.packet_id {
@@ -213,6 +177,36 @@ impl Connection {
                 receipt: None,
             }),
         }
+    }
+
+    /// Why a PUBLISH is refused, if it is: its reason code, the drop reason it is counted
+    /// under, and a reason string. Checked in this order: the broker's own topics, the
+    /// payload format, the limits, then what the client is granted.
+    fn publish_refusal(&self, publish: &Publish) -> Option<(ReasonCode, DropReason, &'static str)> {
+        if is_reserved_topic(&publish.topic) {
+            return Some((
+                ReasonCode::NotAuthorized,
+                DropReason::NotAuthorized,
+                "$SYS topics are the broker's",
+            ));
+        }
+        if publish.properties.payload_format_indicator == Some(true)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            return Some((
+                ReasonCode::PayloadFormatInvalid,
+                DropReason::PayloadFormatInvalid,
+                "payload is not UTF-8",
+            ));
+        }
+        if let Some((reason, text)) =
+            self.publish_beyond_limits(&publish.topic, &publish.properties.user_properties)
+        {
+            return Some((reason, DropReason::LimitExceeded, text));
+        }
+        self.authorizer
+            .publish(&publish.topic, publish.retain, publish.payload.len())
+            .refusal()
     }
 
     pub(super) fn on_subscribe(

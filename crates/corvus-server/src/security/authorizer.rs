@@ -28,13 +28,13 @@ pub(super) enum Granted {
 }
 
 impl Granted {
-    pub(super) fn new(identity: &Identity, client_id: &str, acl: Option<&Arc<LiveAcl>>) -> Granted {
+    pub(super) fn new(identity: &Identity, client_id: &str, acl: &Arc<LiveAcl>) -> Granted {
         match identity {
             Identity::Token(token) => Granted::Token(token.clone()),
             Identity::Everything => Granted::Everything,
-            // Without an ACL file nothing is granted: deny by default.
+            // Without an ACL file the ACL is empty: deny by default.
             Identity::Anonymous | Identity::User(_) => Granted::Acl {
-                live: acl.cloned().unwrap_or_default(),
+                live: acl.clone(),
                 username: identity.username().map(str::to_owned),
                 client_id: client_id.to_owned(),
                 cached: RwLock::new((u64::MAX, Arc::default())),

@@ -14,6 +14,7 @@
 //! rights.
 
 mod authorizer;
+mod bounded;
 mod token_watch;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 
 pub use authorizer::RetainedQuota;
 use authorizer::{ClientAuthorizer, Granted};
+use bounded::BoundedBlocking;
 pub use token_watch::TokenWatch;
 
 use crate::broker::Broker;
@@ -149,8 +151,11 @@ pub struct Security {
     certificates: bool,
     password_file: Option<PathBuf>,
     passwords: RwLock<Option<Arc<PasswordFile>>>,
+    /// argon2 runs here, a few at a time.
+    password_checks: BoundedBlocking,
     acl_file: Option<PathBuf>,
-    acl: Option<Arc<LiveAcl>>,
+    /// Empty (nothing granted) without an ACL file.
+    acl: Arc<LiveAcl>,
     tokens: Option<Tokens>,
     quota: RetainedQuota,
 }
@@ -163,14 +168,10 @@ impl Security {
             Some(path) => Some(Arc::new(PasswordFile::load(path)?)),
             None => None,
         };
-        let acl = match &auth.acl_file {
-            Some(path) => {
-                let live = LiveAcl::default();
-                live.replace(Acl::load(path)?);
-                Some(Arc::new(live))
-            }
-            None => None,
-        };
+        let acl = Arc::new(LiveAcl::default());
+        if let Some(path) = &auth.acl_file {
+            acl.replace(Acl::load(path)?);
+        }
         let tokens = match &auth.token_public_key {
             Some(path) => {
                 let revoked = match &auth.revocation_file {
@@ -191,6 +192,7 @@ impl Security {
             certificates: config.listeners.iter().any(|l| l.cert_identity.is_some()),
             password_file: auth.password_file.clone(),
             passwords: RwLock::new(passwords),
+            password_checks: BoundedBlocking::per_core(),
             acl_file: auth.acl_file.clone(),
             acl,
             tokens,
@@ -240,13 +242,14 @@ impl Security {
         match (username, passwords) {
             (Some(user), Some(passwords)) => {
                 let password = password.unwrap_or_default();
-                // argon2 takes tens of milliseconds on purpose: not on a runtime thread.
-                let (user, ok) = tokio::task::spawn_blocking(move || {
-                    let ok = passwords.verify(&user, &password);
-                    (user, ok)
-                })
-                .await
-                .map_err(|_| denied(ReasonCode::UnspecifiedError, "password check failed"))?;
+                let (user, ok) = self
+                    .password_checks
+                    .run(move || {
+                        let ok = passwords.verify(&user, &password);
+                        (user, ok)
+                    })
+                    .await
+                    .ok_or_else(|| denied(ReasonCode::UnspecifiedError, "password check failed"))?;
                 match ok {
                     true => Ok(Identity::User(user)),
                     false => Err(denied(
@@ -298,7 +301,7 @@ impl Security {
         broker: &Arc<Broker>,
     ) -> Arc<dyn Authorizer> {
         Arc::new(ClientAuthorizer {
-            granted: Granted::new(identity, client_id, self.acl.as_ref()),
+            granted: Granted::new(identity, client_id, &self.acl),
             quota: self.quota,
             broker: Arc::downgrade(broker),
         })
@@ -329,8 +332,8 @@ impl Security {
             None => None,
         };
         *self.passwords.write().unwrap_or_else(|p| p.into_inner()) = passwords;
-        if let (Some(live), Some(acl)) = (&self.acl, acl) {
-            live.replace(acl);
+        if let Some(acl) = acl {
+            self.acl.replace(acl);
         }
         if let (Some(tokens), Some(revoked)) = (&self.tokens, revoked) {
             tokens.revoked.send_replace(Arc::new(revoked));

@@ -1,16 +1,19 @@
 //! A connection that authenticated with a capability token ends when the token does: at its
-//! expiry, or when a reloaded revocation list names it.
+//! expiry (a deadline the connection's timer watches with its others), or when a reloaded
+//! revocation list names it.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use corvus_auth::token::{RevocationList, VerifiedToken};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct TokenWatch {
     token: Arc<VerifiedToken>,
     revocations: Option<watch::Receiver<Arc<RevocationList>>>,
+    expires: Instant,
 }
 
 impl TokenWatch {
@@ -18,36 +21,36 @@ impl TokenWatch {
         token: Arc<VerifiedToken>,
         revocations: Option<watch::Receiver<Arc<RevocationList>>>,
     ) -> TokenWatch {
-        TokenWatch { token, revocations }
-    }
-
-    /// Resolves, with why, once the token is expired or revoked.
-    pub async fn invalidated(&mut self) -> &'static str {
         // The token is valid through its expiry second (see `VerifiedToken::expires_at`).
-        let left = self
-            .token
+        let left = token
             .expires_at()
             .duration_since(SystemTime::now())
             .unwrap_or_default()
-            + std::time::Duration::from_secs(1);
-        let expired = tokio::time::sleep(left);
-        tokio::pin!(expired);
+            + Duration::from_secs(1);
+        TokenWatch {
+            token,
+            revocations,
+            expires: Instant::now() + left,
+        }
+    }
+
+    /// When the token stops being valid.
+    pub fn expires(&self) -> Instant {
+        self.expires
+    }
+
+    /// Resolves once the revocation list revokes the token (never, if the broker has no
+    /// list or is going away).
+    pub async fn revoked(&mut self) {
         loop {
             let Some(revocations) = &mut self.revocations else {
-                expired.as_mut().await;
-                return "token expired";
+                return std::future::pending().await;
             };
             if self.token.is_revoked_by(&revocations.borrow_and_update()) {
-                return "token revoked";
+                return;
             }
-            tokio::select! {
-                _ = expired.as_mut() => return "token expired",
-                changed = revocations.changed() => {
-                    if changed.is_err() {
-                        // The broker is going away; expiry still applies.
-                        self.revocations = None;
-                    }
-                }
+            if revocations.changed().await.is_err() {
+                self.revocations = None;
             }
         }
     }

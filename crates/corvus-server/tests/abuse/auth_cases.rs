@@ -6,13 +6,11 @@
 //! ([`Secured`]); the sentinel and the harness's last check connect anonymously, and the ACL
 //! grants anonymous clients exactly their topics.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
-use corvus_auth::token::{attenuate, inspect, mint, Grant, RevocationList, RootKey};
-use corvus_auth::{hash_password_with, HashParams, PasswordFile};
+use common::auth::{grants, in_an_hour, password, Secured};
+use corvus_auth::token::attenuate;
 use corvus_core::DropReason;
-use corvus_server::Config;
 use mqtt_codec::{Connect as MqttConnect, Will, WillProperties};
 
 use super::*;
@@ -41,82 +39,9 @@ allow = ["publish", "subscribe"]
 topics = ["sentinel/#", "still/#"]
 "#;
 
-fn password(user: &str) -> String {
-    user.chars().rev().collect()
-}
-
-/// The files of a secured broker: password file, ACL, the token namespace's public key and
-/// revocation list (in a temporary directory), and the namespace's root key plus a foreign
-/// one.
-struct Secured {
-    dir: tempfile::TempDir,
-    key: RootKey,
-    foreign: RootKey,
-}
-
-impl Secured {
-    fn new() -> Secured {
-        let dir = tempfile::tempdir().unwrap();
-        let mut passwords = PasswordFile::new();
-        let cheap = HashParams::new(1024, 1, 1).unwrap();
-        for user in USERS {
-            let hash = hash_password_with(password(user).as_bytes(), &cheap).unwrap();
-            passwords.add_or_replace(user, &hash).unwrap();
-        }
-        passwords.save(&dir.path().join("passwd")).unwrap();
-        std::fs::write(dir.path().join("acl.toml"), ACL).unwrap();
-        let key = RootKey::generate();
-        std::fs::write(dir.path().join("site.pub"), key.public_key().to_file_text()).unwrap();
-        Secured {
-            dir,
-            key,
-            foreign: RootKey::generate(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn configure(&self, config: &mut Config) {
-        config.auth.password_file = Some(self.path("passwd"));
-        config.auth.acl_file = Some(self.path("acl.toml"));
-        config.auth.allow_anonymous = Some(true);
-        config.auth.token_public_key = Some(self.path("site.pub"));
-        config.auth.revocation_file = Some(self.path("revoked.txt"));
-    }
-
-    /// Replaces the ACL and reloads it.
-    fn set_acl(&self, server: &Server, text: &str) {
-        std::fs::write(self.path("acl.toml"), text).unwrap();
-        server.reload_security().unwrap();
-    }
-
-    /// A token of this namespace granting `grants` until `expires`.
-    fn mint(&self, grants: &[&str], expires: SystemTime) -> String {
-        mint(&self.key, &parse_grants(grants), expires, Some("site-1")).unwrap()
-    }
-
-    /// A token with the same grants from another namespace's key.
-    fn mint_foreign(&self, grants: &[&str]) -> String {
-        mint(&self.foreign, &parse_grants(grants), in_an_hour(), None).unwrap()
-    }
-
-    /// Revokes `token`'s last block and reloads.
-    fn revoke(&self, server: &Server, token: &str) {
-        let blocks = inspect(token).unwrap();
-        let last = blocks.last().unwrap().revocation_id().to_owned();
-        RevocationList::append_to_file(&self.path("revoked.txt"), &[last], "abuse suite").unwrap();
-        server.reload_security().unwrap();
-    }
-}
-
-fn parse_grants(grants: &[&str]) -> Vec<Grant> {
-    grants.iter().map(|g| Grant::parse(g).unwrap()).collect()
-}
-
-fn in_an_hour() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(3600)
+/// The broker's files, with this module's users and ACL.
+fn secured() -> Secured {
+    Secured::new(&USERS, ACL)
 }
 
 /// A CONNECT with a fresh client id, clean start, user name and password.
@@ -185,7 +110,7 @@ async fn watcher(case: &Case) -> Raw {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_name_with_wildcards_gets_no_wildcard_rights_from_percent_u() {
-    let secured = Secured::new();
+    let secured = secured();
     run(
         |c| secured.configure(c),
         async |case| {
@@ -226,7 +151,7 @@ async fn a_user_name_with_wildcards_gets_no_wildcard_rights_from_percent_u() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_prefix_grants_nothing_beyond_the_filter_inside_it() {
-    let secured = Secured::new();
+    let secured = secured();
     run(
         |c| secured.configure(c),
         async |case| {
@@ -254,7 +179,7 @@ async fn share_prefix_grants_nothing_beyond_the_filter_inside_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_will_beyond_the_grant_is_refused_at_connect() {
-    let secured = Secured::new();
+    let secured = secured();
     run(
         |c| secured.configure(c),
         async |case| {
@@ -295,7 +220,7 @@ async fn a_will_beyond_the_grant_is_refused_at_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_will_whose_grant_is_withdrawn_before_it_fires_is_not_delivered() {
-    let secured = Secured::new();
+    let secured = secured();
     let withdrawn = ACL.replace("devices/%u/#", "other/%u/#");
     run(
         |c| secured.configure(c),
@@ -333,7 +258,7 @@ async fn a_will_whose_grant_is_withdrawn_before_it_fires_is_not_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tampered_and_foreign_tokens_are_refused() {
-    let secured = Secured::new();
+    let secured = secured();
     run(
         |c| secured.configure(c),
         async |case| {
@@ -366,7 +291,7 @@ async fn expired_tampered_and_foreign_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_while_connected_is_disconnected_0x87() {
-    let secured = Secured::new();
+    let secured = secured();
     run(
         |c| secured.configure(c),
         async |case| {
@@ -394,14 +319,14 @@ async fn a_token_revoked_while_connected_is_disconnected_0x87() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attenuated_token_attenuated_again_more_widely_is_not_widened() {
-    let secured = Secured::new();
+    let secured = secured();
     run(
         |c| secured.configure(c),
         async |case| {
             let site = secured.mint(&["publish:site/#"], in_an_hour());
-            let narrow = parse_grants(&["publish:site/1/dev/7/#"]);
+            let narrow = grants(&["publish:site/1/dev/7/#"]);
             let device = attenuate(&site, &narrow, None).unwrap();
-            let wide = parse_grants(&["publish:site/#"]);
+            let wide = grants(&["publish:site/#"]);
             let widened = attenuate(&device, &wide, None).unwrap();
             let mut client = admitted(case, with_token(&widened)).await;
             for (id, topic, expected) in [

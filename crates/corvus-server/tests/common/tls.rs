@@ -110,3 +110,19 @@ pub async fn tls_connect(
         .connect(name, tcp)
         .await
 }
+
+/// An `mqtts` listener on a free loopback port with these files.
+pub fn mqtts_listener(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> corvus_server::config::ListenerConfig {
+    use corvus_server::config::{ListenerConfig, ListenerKind};
+    ListenerConfig {
+        kind: ListenerKind::Mqtts,
+        cert,
+        key,
+        client_ca,
+        ..ListenerConfig::plain("127.0.0.1:0".parse().unwrap())
+    }
+}

@@ -335,8 +335,7 @@ impl Worker {
             ));
             return None;
         }
-        if !bodies.contains(&id) && !self.journal.has_body(id) {
-            bodies.insert(id);
+        if !self.journal.has_body(id) && bodies.insert(id) {
             records.push(Record::Message {
                 id,
                 message: message.clone(),

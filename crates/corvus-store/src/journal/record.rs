@@ -7,7 +7,6 @@ use std::fmt;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use corvus_core::{ClientId, Message};
 use mqtt_codec::{PacketId, QoS};
 
@@ -219,10 +218,7 @@ impl Record {
                 subscription_ids,
             } => {
                 w.head(kind::ENQUEUE);
-                w.str16("client id", client)?;
-                w.u64(*message);
-                w.u8(delivery_flags(*qos, *retain));
-                w.u32_list("subscription ids", subscription_ids)?;
+                w.delivery(client, *message, *qos, *retain, subscription_ids)?;
             }
             Record::Sent {
                 client,
@@ -259,10 +255,7 @@ impl Record {
                 sent,
             } => {
                 w.head(kind::COPIED);
-                w.str16("client id", client)?;
-                w.u64(*message);
-                w.u8(delivery_flags(*qos, *retain));
-                w.u32_list("subscription ids", subscription_ids)?;
+                w.delivery(client, *message, *qos, *retain, subscription_ids)?;
                 w.u64(queued_at.0);
                 match sent {
                     None => w.u8(0),
@@ -282,11 +275,8 @@ impl Record {
                 w.str16("client id", client)?;
                 w.u16(packet_id.get());
                 w.count32("copies", copies.len())?;
-                for copy in copies {
-                    w.str16("client id", &copy.client)?;
-                    w.u64(copy.message);
-                    w.u8(delivery_flags(copy.qos, copy.retain));
-                    w.u32_list("subscription ids", &copy.subscription_ids)?;
+                for c in copies {
+                    w.delivery(&c.client, c.message, c.qos, c.retain, &c.subscription_ids)?;
                 }
             }
             Record::InboundReleased { client, packet_id } => {
@@ -316,10 +306,13 @@ impl Record {
                 Record::Message { id, message }
             }
             kind::ENQUEUE => {
-                let client = r.client()?;
-                let message = r.u64("message id")?;
-                let (qos, retain) = r.delivery_flags()?;
-                let subscription_ids = r.u32_list("subscription ids")?;
+                let QueuedCopy {
+                    client,
+                    message,
+                    qos,
+                    retain,
+                    subscription_ids,
+                } = r.delivery()?;
                 Record::Enqueue {
                     client,
                     message,
@@ -358,17 +351,7 @@ impl Record {
                 let n = r.count32("copies", 15)?;
                 let mut copies = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let client = r.client()?;
-                    let message = r.u64("message id")?;
-                    let (qos, retain) = r.delivery_flags()?;
-                    let subscription_ids = r.u32_list("subscription ids")?;
-                    copies.push(QueuedCopy {
-                        client,
-                        message,
-                        qos,
-                        retain,
-                        subscription_ids,
-                    });
+                    copies.push(r.delivery()?);
                 }
                 Record::Received {
                     client,
@@ -382,10 +365,13 @@ impl Record {
                 Record::InboundReleased { client, packet_id }
             }
             _ => {
-                let client = r.client()?;
-                let message = r.u64("message id")?;
-                let (qos, retain) = r.delivery_flags()?;
-                let subscription_ids = r.u32_list("subscription ids")?;
+                let QueuedCopy {
+                    client,
+                    message,
+                    qos,
+                    retain,
+                    subscription_ids,
+                } = r.delivery()?;
                 let queued_at = Seq(r.u64("queued_at")?);
                 let at = r.pos;
                 let sent = match r.u8("sent state")? {
@@ -495,7 +481,7 @@ fn encode_message(w: &mut Writer, m: &Message) -> Result<(), EncodeRecordError> 
 fn decode_message(r: &mut Reader) -> Result<Message, RecordError> {
     let offset = r.pos;
     let bytes = r.bytes32("message")?;
-    let mut body = encoding::Reader::new(&bytes);
+    let mut body = encoding::Reader::new(bytes);
     encoding::read_message(&mut body)
         .and_then(|message| body.finish().map(|()| message))
         .map_err(|e| RecordError::Invalid {
@@ -553,6 +539,21 @@ impl Writer {
         self.count32(field, b.len())?;
         self.0.extend_from_slice(b);
         Ok(())
+    }
+    /// What every delivery record (`Enqueue`, `Copied`, each copy in a `Received`) starts
+    /// with: client id, message id, delivery flags, subscription ids.
+    fn delivery(
+        &mut self,
+        client: &str,
+        message: MessageId,
+        qos: QoS,
+        retain: bool,
+        subscription_ids: &[u32],
+    ) -> Result<(), EncodeRecordError> {
+        self.str16("client id", client)?;
+        self.u64(message);
+        self.u8(delivery_flags(qos, retain));
+        self.u32_list("subscription ids", subscription_ids)
     }
     fn u32_list(&mut self, field: &'static str, v: &[u32]) -> Result<(), EncodeRecordError> {
         self.count32(field, v.len())?;
@@ -627,13 +628,28 @@ impl<'a> Reader<'a> {
     fn client(&mut self) -> Result<ClientId, RecordError> {
         Ok(self.str16("client id")?.into())
     }
-    fn bytes32(&mut self, field: &'static str) -> Result<Bytes, RecordError> {
+    /// A length-prefixed field, borrowed: the message decoder copies what it keeps.
+    fn bytes32(&mut self, field: &'static str) -> Result<&'a [u8], RecordError> {
         let n = self.count32(field, 1)?;
-        Ok(Bytes::copy_from_slice(self.take(field, n)?))
+        self.take(field, n)
     }
     fn u32_list(&mut self, field: &'static str) -> Result<Vec<u32>, RecordError> {
         let n = self.count32(field, 4)?;
         (0..n).map(|_| self.u32(field)).collect()
+    }
+    /// The fields [`Writer::delivery`] writes.
+    fn delivery(&mut self) -> Result<QueuedCopy, RecordError> {
+        let client = self.client()?;
+        let message = self.u64("message id")?;
+        let (qos, retain) = self.delivery_flags()?;
+        let subscription_ids = self.u32_list("subscription ids")?;
+        Ok(QueuedCopy {
+            client,
+            message,
+            qos,
+            retain,
+            subscription_ids,
+        })
     }
     fn delivery_flags(&mut self) -> Result<(QoS, bool), RecordError> {
         let at = self.pos;

@@ -631,3 +631,17 @@ pub fn listeners_config(
     std::fs::write(&config, text).expect("write the config file");
     config
 }
+
+// ---- data directories ----
+
+/// The queue segment of data directory `data` that is appended to (the one with the highest
+/// base).
+pub fn last_segment(data: &Path) -> PathBuf {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(data.join("queue"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a queue segment")
+}
