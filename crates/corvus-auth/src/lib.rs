@@ -15,6 +15,7 @@ mod error;
 mod hash;
 mod password_file;
 pub mod pattern;
+pub mod scram;
 pub mod token;
 mod user;
 

@@ -1,5 +1,7 @@
-//! The password file: one `user:hash` per line, the hash an argon2id PHC string; blank lines
-//! and lines starting with `#` are comments. This module reads it, answers "is this the
+//! The password file: one `user:hash` per line, the hash an argon2id PHC string, optionally
+//! followed by a space and the user's SCRAM-SHA-256 verifiers (RFC 5803 form, see
+//! [`crate::scram`]) for clients that authenticate with AUTH instead of a password; blank
+//! lines and lines starting with `#` are comments. This module reads it, answers "is this the
 //! password of this user", and edits it in place for `corvus passwd`, keeping comments and the
 //! order of lines.
 
@@ -11,6 +13,7 @@ use argon2::PasswordHash;
 
 use crate::atomic_write::write_atomically;
 use crate::hash::{self, HashParams, Outcome};
+use crate::scram::{self, ScramCredentials};
 use crate::{validate_user_name, AuthError, LineError};
 
 /// A parsed password file. Cloning is cheap enough for a reload-and-swap; nothing in it is
@@ -39,6 +42,8 @@ enum Line {
         text: String,
         /// Boxed: a parsed hash holds fixed-size buffers, far bigger than a comment line.
         hash: Box<PasswordHash>,
+        /// For SCRAM-SHA-256 (AUTH), when the line has them.
+        scram: Option<Box<ScramCredentials>>,
     },
 }
 
@@ -108,7 +113,7 @@ impl PasswordFile {
             }
             // A PHC string has no spaces; stray ones around it are not worth refusing a file.
             let text = text.trim();
-            let hash = hash::parse_argon2id(text).map_err(|reason| {
+            let (hash, scram) = parse_verifiers(text).map_err(|reason| {
                 error(LineError::InvalidHash {
                     user: user.to_string(),
                     reason,
@@ -125,6 +130,7 @@ impl PasswordFile {
                 user: user.to_string(),
                 text: text.to_string(),
                 hash: Box::new(hash),
+                scram,
             });
         }
         Ok(file)
@@ -152,6 +158,42 @@ impl PasswordFile {
         };
         let outcome = hash::verify(password, hash);
         known && !password.is_empty() && outcome == Outcome::Match
+    }
+
+    /// What a SCRAM-SHA-256 exchange for `user` goes on with: the user's verifiers, or made-up
+    /// ones that are the same on every attempt (derived from the file's contents, which an
+    /// outsider does not know), so the broker's first answer does not tell whether the user
+    /// exists or has SCRAM credentials.
+    pub fn scram_lookup(&self, user: &str) -> scram::Lookup {
+        let entry = self.index.get(user).and_then(|&i| self.lines.get(i));
+        if let Some(Line::Entry {
+            scram: Some(credentials),
+            ..
+        }) = entry
+        {
+            return scram::Lookup::Known((**credentials).clone());
+        }
+        let secret = self.to_text();
+        let mut salt = scram::mock_salt(secret.as_bytes(), user);
+        salt.truncate(16);
+        // The iteration count most users have, so the made-up one blends in.
+        let iterations = self
+            .lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Entry { scram: Some(c), .. } => Some(c.iterations),
+                _ => None,
+            })
+            .next()
+            .unwrap_or(scram::MIN_ITERATIONS);
+        scram::Lookup::Unknown { salt, iterations }
+    }
+
+    /// True if some user can authenticate with SCRAM-SHA-256.
+    pub fn has_scram(&self) -> bool {
+        self.lines
+            .iter()
+            .any(|line| matches!(line, Line::Entry { scram: Some(_), .. }))
     }
 
     fn hash_of(&self, user: &str) -> Option<&PasswordHash> {
@@ -205,11 +247,12 @@ impl PasswordFile {
     /// hash that [`PasswordFile::parse`] would refuse.
     pub fn add_or_replace(&mut self, user: &str, hash: &str) -> Result<(), AuthError> {
         validate_user_name(user)?;
-        let parsed = hash::parse_argon2id(hash).map_err(AuthError::InvalidHash)?;
+        let (parsed, scram) = parse_verifiers(hash).map_err(AuthError::InvalidHash)?;
         let entry = Line::Entry {
             user: user.to_string(),
             text: hash.to_string(),
             hash: Box::new(parsed),
+            scram,
         };
         match self.index.get(user).and_then(|&i| self.lines.get_mut(i)) {
             Some(line) => *line = entry,
@@ -264,6 +307,20 @@ impl PasswordFile {
     pub fn save(&self, path: &Path) -> Result<(), AuthError> {
         write_atomically(path, self.to_text().as_bytes())
     }
+}
+
+/// The argon2id hash of a line, and its SCRAM verifiers if the line has them.
+fn parse_verifiers(text: &str) -> Result<(PasswordHash, Option<Box<ScramCredentials>>), String> {
+    let mut fields = text.split_whitespace();
+    let hash = hash::parse_argon2id(fields.next().unwrap_or_default())?;
+    let scram = fields
+        .next()
+        .map(|scram| ScramCredentials::parse(scram).map(Box::new))
+        .transpose()?;
+    if fields.next().is_some() {
+        return Err("expected the argon2id hash and at most the SCRAM verifiers after it".into());
+    }
+    Ok((hash, scram))
 }
 
 #[cfg(test)]
@@ -634,5 +691,51 @@ mod tests {
             debug.contains("alice") && !debug.contains("argon2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_line_may_carry_scram_verifiers_after_the_hash() {
+        let scram = ScramCredentials::generate(b"pw", 4096).unwrap();
+        let text = format!(
+            "alice:{} {}\nbob:{}\n",
+            hash("pw"),
+            scram.to_text(),
+            hash("x")
+        );
+        let file = parse(&text).unwrap();
+        assert!(
+            file.verify("alice", b"pw"),
+            "the argon2id hash still verifies"
+        );
+        assert!(file.has_scram());
+        assert!(matches!(file.scram_lookup("alice"), scram::Lookup::Known(c) if c == scram));
+        assert_eq!(file.to_text(), text, "saved as read");
+        // Unknown users and users without SCRAM verifiers get the same made-up salt each time,
+        // a different one per user, and the iteration count the real entries have.
+        let made_up = |user| match file.scram_lookup(user) {
+            scram::Lookup::Unknown { salt, iterations } => (salt, iterations),
+            scram::Lookup::Known(_) => panic!("{user} has no verifiers"),
+        };
+        assert_eq!(made_up("bob"), made_up("bob"));
+        assert_eq!(made_up("nobody").1, 4096);
+        assert_eq!(made_up("nobody").0.len(), 16);
+        assert_ne!(made_up("nobody").0, made_up("bob").0);
+
+        let (line, problem) = parse_error(&format!(
+            "alice:{} SCRAM-SHA-256$1:AA==$AA==:AA==\n",
+            hash("pw")
+        ));
+        assert_eq!(line, 1);
+        assert!(
+            matches!(problem, LineError::InvalidHash { .. }),
+            "{problem:?}"
+        );
+        let (_, problem) =
+            parse_error(&format!("alice:{} {} extra\n", hash("pw"), scram.to_text()));
+        assert!(
+            matches!(problem, LineError::InvalidHash { .. }),
+            "{problem:?}"
+        );
+        assert!(!PasswordFile::new().has_scram());
     }
 }

@@ -115,6 +115,9 @@ pub struct ListenerShared {
     pub broker: Arc<Broker>,
     pub security: Arc<Security>,
     pub auth: ListenerAuth,
+    /// The limits of this listener's connections (`[limits]` with its `[listener.limits]`);
+    /// sessions are created with the broker's (`broker.config`).
+    pub config: Arc<corvus_core::BrokerConfig>,
     /// PUBLISH packets per second a client may send, and how long it may stay beyond that.
     pub message_rate: Option<(u32, Duration)>,
 }
@@ -150,13 +153,13 @@ pub async fn serve<S>(
             // Until CONNECT, only a small packet: an unknown client may not make the broker
             // buffer much (raised to max_packet_size once it is connected).
             decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(
-                broker
+                listener
                     .config
                     .max_connect_size
-                    .min(broker.config.max_packet_size),
+                    .min(listener.config.max_packet_size),
             ),
         },
-        conn: Connection::new(broker.config.clone(), now()),
+        conn: Connection::new(listener.config.clone(), now()),
         actions: Vec::new(),
         id: broker.next_connection_id(),
         peer: accepted.peer,
@@ -236,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         };
         self.io
             .decoder
-            .set_max_packet_size(self.broker.config.max_packet_size);
+            .set_max_packet_size(self.listener.config.max_packet_size);
         let request = match self.conn.on_connect(*connect, now(), generated_client_id) {
             Ok(request) => request,
             Err(refusal) => {

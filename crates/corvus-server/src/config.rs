@@ -102,6 +102,81 @@ pub struct ListenerConfig {
     pub allow_anonymous: Option<bool>,
     /// With `client_ca`: the client certificate's name is the client's user name.
     pub cert_identity: Option<CertIdentity>,
+    /// `[listener.limits]`: per-connection limits of this listener, overriding `[limits]`.
+    #[serde(default)]
+    pub limits: ListenerLimits,
+}
+
+/// `[listener.limits]`: the limits of `[limits]` that apply to one connection or one source
+/// address, set for the connections one listener accepts; a key left out keeps `[limits]`'s
+/// value. Broker-wide limits (retained messages, session queues and their policy) are not
+/// here: naming one is an unknown key, refused.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimits {
+    pub max_packet_size: Option<u32>,
+    pub max_connect_size: Option<u32>,
+    pub receive_maximum: Option<u16>,
+    pub max_inflight: Option<u16>,
+    pub topic_alias_maximum: Option<u16>,
+    pub max_keep_alive: Option<u16>,
+    pub max_session_expiry: Option<u32>,
+    pub max_client_id_len: Option<usize>,
+    pub connect_timeout: Option<u64>,
+    pub max_topic_length: Option<usize>,
+    pub max_topic_levels: Option<usize>,
+    pub max_user_properties: Option<usize>,
+    pub max_user_property_bytes: Option<usize>,
+    pub max_subscriptions: Option<usize>,
+    /// Setting this or `connection_rate_per_source` gives the listener its own count of
+    /// connections per source address, apart from the other listeners'.
+    pub max_connections_per_source: Option<usize>,
+    pub connection_rate_per_source: Option<u32>,
+    pub max_message_rate: Option<u32>,
+    pub message_rate_grace: Option<u64>,
+}
+
+impl ListenerLimits {
+    /// `global` with these overrides applied: the limits in force on the listener.
+    pub fn apply(&self, global: &Limits) -> Limits {
+        let mut limits = global.clone();
+        // Naming every field: a new one that is not applied does not compile.
+        macro_rules! apply {
+            ($($key:ident),* $(,)?) => {{
+                let ListenerLimits { $($key),* } = self;
+                $(if let Some(value) = $key {
+                    limits.$key = *value;
+                })*
+            }};
+        }
+        apply!(
+            max_packet_size,
+            max_connect_size,
+            receive_maximum,
+            max_inflight,
+            topic_alias_maximum,
+            max_keep_alive,
+            max_session_expiry,
+            max_client_id_len,
+            connect_timeout,
+            max_topic_length,
+            max_topic_levels,
+            max_user_properties,
+            max_user_property_bytes,
+            max_subscriptions,
+            max_connections_per_source,
+            connection_rate_per_source,
+            max_message_rate,
+            message_rate_grace,
+        );
+        limits
+    }
+
+    /// Whether the listener counts connections per source address on its own (it sets a
+    /// source limit), rather than together with the listeners that do not.
+    pub fn own_source_limits(&self) -> bool {
+        self.max_connections_per_source.is_some() || self.connection_rate_per_source.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -139,6 +214,7 @@ impl ListenerConfig {
             path: None,
             allow_anonymous: None,
             cert_identity: None,
+            limits: ListenerLimits::default(),
         }
     }
 
@@ -377,29 +453,19 @@ impl Config {
                 "must be one of error, warn, info, debug, trace",
             );
         }
-        let l = &self.limits;
-        if l.max_packet_size < 64 {
-            return invalid("limits.max_packet_size", "must be at least 64 bytes");
-        }
-        if l.max_connect_size < 64 {
-            return invalid("limits.max_connect_size", "must be at least 64 bytes");
-        }
-        if l.receive_maximum == 0 {
-            return invalid("limits.receive_maximum", "must be at least 1");
-        }
-        if l.max_inflight == 0 || l.max_inflight == u16::MAX {
-            return invalid("limits.max_inflight", "must be between 1 and 65534");
-        }
-        if l.max_queued_messages == 0 {
+        self.limits.check(None)?;
+        if self.limits.max_queued_messages == 0 {
             return invalid("limits.max_queued_messages", "must be at least 1");
-        }
-        if l.connect_timeout == 0 {
-            return invalid("limits.connect_timeout", "must be at least 1 second");
         }
         if self.store.sync == SyncName::Interval && self.store.sync_interval_ms == 0 {
             return invalid("store.sync_interval_ms", "must be at least 1 millisecond");
         }
         for listener in &self.listeners {
+            // Only its overrides can fail: `[limits]` passed.
+            listener
+                .limits
+                .apply(&self.limits)
+                .check(Some(listener.bind))?;
             let kind = listener.kind;
             let tls =
                 listener.cert.is_some() || listener.key.is_some() || listener.client_ca.is_some();
@@ -481,9 +547,77 @@ impl Config {
         }
     }
 
-    /// The limits in the form the broker core takes.
+    /// The limits in force on `listener`: `[limits]` with its `[listener.limits]`.
+    pub fn listener_limits(&self, listener: &ListenerConfig) -> Limits {
+        listener.limits.apply(&self.limits)
+    }
+
+    /// The store's options, sized for the largest packet and the longest session expiry any
+    /// listener accepts.
+    pub fn store_options(&self) -> corvus_store::StoreOptions {
+        let mut largest = self.limits.clone();
+        for listener in &self.listeners {
+            let l = self.listener_limits(listener);
+            largest.max_packet_size = largest.max_packet_size.max(l.max_packet_size);
+            largest.max_session_expiry = largest.max_session_expiry.max(l.max_session_expiry);
+        }
+        self.store.options(&largest)
+    }
+
+    /// The limits in the form the broker core takes (`[limits]`; a listener's connections
+    /// take [`Limits::broker_config`] of [`Config::listener_limits`]).
     pub fn broker_config(&self) -> BrokerConfig {
-        let l = &self.limits;
+        self.limits.broker_config()
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.limits.connect_timeout()
+    }
+}
+
+impl Limits {
+    /// The rules every set of limits in force keeps: `[limits]` (`listener` `None`), and
+    /// each listener's with its overrides (the error then names the listener).
+    fn check(&self, listener: Option<SocketAddr>) -> Result<(), ConfigError> {
+        // The key as written: `limits.x` or `listener.limits.x`.
+        macro_rules! key {
+            ($name:literal) => {
+                match listener {
+                    None => concat!("limits.", $name),
+                    Some(_) => concat!("listener.limits.", $name),
+                }
+            };
+        }
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: match listener {
+                    None => message.to_owned(),
+                    Some(addr) => format!("{message} (listener {addr})"),
+                },
+            })
+        };
+        if self.max_packet_size < 64 {
+            return invalid(key!("max_packet_size"), "must be at least 64 bytes");
+        }
+        if self.max_connect_size < 64 {
+            return invalid(key!("max_connect_size"), "must be at least 64 bytes");
+        }
+        if self.receive_maximum == 0 {
+            return invalid(key!("receive_maximum"), "must be at least 1");
+        }
+        if self.max_inflight == 0 || self.max_inflight == u16::MAX {
+            return invalid(key!("max_inflight"), "must be between 1 and 65534");
+        }
+        if self.connect_timeout == 0 {
+            return invalid(key!("connect_timeout"), "must be at least 1 second");
+        }
+        Ok(())
+    }
+
+    /// These limits in the form the broker core takes.
+    pub fn broker_config(&self) -> BrokerConfig {
+        let l = self;
         BrokerConfig {
             max_packet_size: l.max_packet_size,
             max_connect_size: l.max_connect_size,
@@ -510,8 +644,20 @@ impl Config {
         }
     }
 
+    /// Time a new connection has to complete its CONNECT.
     pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.limits.connect_timeout)
+        Duration::from_secs(self.connect_timeout)
+    }
+
+    /// PUBLISH packets per second a client may send and how long it may stay beyond that
+    /// (`None`: no limit).
+    pub fn message_rate(&self) -> Option<(u32, Duration)> {
+        (self.max_message_rate > 0).then(|| {
+            (
+                self.max_message_rate,
+                Duration::from_secs(self.message_rate_grace),
+            )
+        })
     }
 }
 
@@ -528,6 +674,9 @@ mod tests {
         let config = Config::parse(&doc[start..end]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.listeners[0].kind, ListenerKind::Mqtts);
         assert!(config.listeners[0].tls_files().is_some());
+        let web = config.listener_limits(&config.listeners[1]);
+        assert_eq!(web.max_packet_size, 65536);
+        assert_eq!(web.max_queued_messages, config.limits.max_queued_messages);
     }
 
     #[test]
@@ -577,6 +726,90 @@ mod tests {
         let err =
             Config::parse("[store]\nsync = \"interval\"\nsync_interval_ms = 0\n").unwrap_err();
         assert!(err.to_string().contains("store.sync_interval_ms"), "{err}");
+    }
+
+    const TWO_LISTENERS: &str = "\
+listen = []
+[limits]
+max_topic_length = 100
+max_packet_size = 4096
+
+[[listener]]
+kind = \"mqtt\"
+bind = \"127.0.0.1:1884\"
+[listener.limits]
+max_packet_size = 128
+receive_maximum = 5
+connect_timeout = 3
+max_connections_per_source = 2
+
+[[listener]]
+kind = \"mqtt\"
+bind = \"127.0.0.1:1885\"
+";
+
+    #[test]
+    fn listener_limits_override_only_what_they_name() {
+        let config = Config::parse(TWO_LISTENERS).unwrap();
+        let [a, b] = &config.listeners[..] else {
+            panic!("two listeners")
+        };
+        let la = config.listener_limits(a);
+        assert_eq!(la.max_packet_size, 128);
+        assert_eq!(la.receive_maximum, 5);
+        assert_eq!(la.connect_timeout(), Duration::from_secs(3));
+        assert_eq!(la.max_connections_per_source, 2);
+        // Not named: `[limits]`'s, set or default.
+        assert_eq!(la.max_topic_length, 100);
+        assert_eq!(
+            la.max_queued_messages,
+            Limits::default().max_queued_messages
+        );
+        assert!(a.limits.own_source_limits());
+        let core = la.broker_config();
+        assert_eq!(
+            (
+                core.max_packet_size,
+                core.receive_maximum,
+                core.max_topic_length
+            ),
+            (128, 5, 100)
+        );
+        // A listener without `[listener.limits]` has `[limits]`, and shares its source counts.
+        assert_eq!(b.limits, ListenerLimits::default());
+        assert_eq!(config.listener_limits(b), config.limits);
+        assert!(!b.limits.own_source_limits());
+        // The store takes the largest packet any listener accepts.
+        assert_eq!(config.store_options().max_message, 4096);
+        let bigger = TWO_LISTENERS.replace("max_packet_size = 128", "max_packet_size = 9000");
+        let config = Config::parse(&bigger).unwrap();
+        assert_eq!(config.store_options().max_message, 9000);
+    }
+
+    #[test]
+    fn unknown_or_broker_wide_keys_in_listener_limits_are_refused_by_name() {
+        for key in [
+            "max_retained_messages = 5",
+            "max_queued_messages = 5",
+            "max_pakcet_size = 5",
+        ] {
+            let text = TWO_LISTENERS.replace("receive_maximum = 5", key);
+            let err = Config::parse(&text).unwrap_err().to_string();
+            let name = key.split(' ').next().unwrap();
+            assert!(err.contains(name), "{err}");
+            assert!(err.contains("line 11"), "{err}");
+        }
+    }
+
+    #[test]
+    fn listener_limits_are_validated_as_limits_are() {
+        let text = TWO_LISTENERS.replace("max_packet_size = 128", "max_packet_size = 10");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("listener.limits.max_packet_size"), "{err}");
+        assert!(err.contains("127.0.0.1:1884"), "{err}");
+        let text = TWO_LISTENERS.replace("receive_maximum = 5", "receive_maximum = 0");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("listener.limits.receive_maximum"), "{err}");
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Server, StartError> {
         let store = if config.store.enabled {
             let dir = config.data_dir.clone();
-            let options = config.store.options(&config.limits);
+            let options = config.store_options();
             let opened =
                 tokio::task::spawn_blocking(move || Store::open(&dir, options, clock::now()))
                     .await
@@ -138,18 +138,27 @@ impl Server {
         let mut addrs = Vec::new();
         let mut transports = Vec::new();
         let mut tls_listeners = Vec::new();
-        let sources = SourceLimits::new(
+        // Connections per source address are counted together on the listeners that keep
+        // `[limits]`' source limits, and apart on each listener that sets its own.
+        let shared_sources = SourceLimits::new(
             config.limits.max_connections_per_source,
             config.limits.connection_rate_per_source,
         );
-        let message_rate = (config.limits.max_message_rate > 0).then(|| {
-            (
-                config.limits.max_message_rate,
-                Duration::from_secs(config.limits.message_rate_grace),
-            )
-        });
+        let mut all_sources = vec![shared_sources.clone()];
         for listener in config.all_listeners() {
             let addr = listener.bind;
+            let limits = config.listener_limits(&listener);
+            let sources = match listener.limits.own_source_limits() {
+                false => shared_sources.clone(),
+                true => {
+                    let own = SourceLimits::new(
+                        limits.max_connections_per_source,
+                        limits.connection_rate_per_source,
+                    );
+                    all_sources.push(own.clone());
+                    own
+                }
+            };
             let policy = config.anonymous_policy(&listener);
             if policy.anonymous && !addr.ip().is_loopback() {
                 match security.is_configured() {
@@ -164,7 +173,12 @@ impl Server {
                     anonymous: policy.anonymous,
                     cert_identity: listener.cert_identity,
                 },
-                message_rate,
+                // Persisting or not is the broker's, whatever the listener.
+                config: Arc::new(corvus_core::BrokerConfig {
+                    persistence: broker.config.persistence,
+                    ..limits.broker_config()
+                }),
+                message_rate: limits.message_rate(),
             });
             // Certificates are checked before anything listens: a broken file stops the start.
             let tls = match listener.tls_files() {
@@ -185,7 +199,7 @@ impl Server {
                 tls,
                 websocket: listener.websocket_path().map(Arc::from),
                 // A WebSocket message may carry a whole packet and a little more.
-                max_message: config.limits.max_packet_size as usize + 64 * 1024,
+                max_message: limits.max_packet_size as usize + 64 * 1024,
             };
             let listener = TcpListener::bind(addr)
                 .await
@@ -199,12 +213,12 @@ impl Server {
                 listener,
                 transport,
                 shared,
-                sources.clone(),
-                config.connect_timeout(),
+                sources,
+                limits.connect_timeout(),
                 shutdown_rx.clone(),
             ));
         }
-        tasks.spawn(sweep_loop(broker.clone(), sources, shutdown_rx));
+        tasks.spawn(sweep_loop(broker.clone(), all_sources, shutdown_rx));
         Ok(Server {
             broker,
             addrs,
@@ -493,7 +507,7 @@ async fn accept_loop(
 
 async fn sweep_loop(
     broker: Arc<Broker>,
-    sources: Arc<SourceLimits>,
+    sources: Vec<Arc<SourceLimits>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
@@ -502,7 +516,10 @@ async fn sweep_loop(
         tokio::select! {
             _ = interval.tick() => {
                 broker.sweep(clock::now());
-                sources.sweep(std::time::Instant::now());
+                let now = std::time::Instant::now();
+                for sources in &sources {
+                    sources.sweep(now);
+                }
             }
             _ = shutdown.changed() => break,
         }
