@@ -25,7 +25,7 @@ pub mod types;
 
 pub use authorize::{AllowAll, Authorizer, Verdict};
 pub use config::{BrokerConfig, QueueFullPolicy};
-pub use connection::{Action, Closed, ConnectRequest, Connection, Refusal};
+pub use connection::{Action, Authentication, Closed, ConnectRequest, Connection, Refusal};
 pub use retained::RetainedStore;
 pub use session::{DropReason, Session, StoreEvent};
 pub use topic_tree::{Match, SharedGroup, SubscriptionEntry, SubscriptionTree};

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use corvus_core::{Action, ClientId, ConnectRequest, Connection};
+use corvus_core::{Action, Authentication, ClientId, ConnectRequest, Connection};
 use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{debug, info};
 
 use corvus_store::Ticket;
@@ -26,7 +26,9 @@ use crate::clock::now;
 use crate::held::HeldOutput;
 use crate::metrics::Metrics;
 use crate::rate::MessageRate;
-use crate::security::{Credentials, Identity, ListenerAuth, Security, TokenWatch};
+use crate::security::{
+    Credentials, Denied, Exchange, Identity, ListenerAuth, Security, TokenWatch,
+};
 use crate::sources::SourceSlot;
 
 /// How long a new connection waits for the previous owner of its session to let go.
@@ -175,6 +177,7 @@ pub async fn serve<S>(
             .message_rate
             .map(|(rate, grace)| MessageRate::new(rate, grace)),
         token: None,
+        reauth: None,
         listener,
     };
     task.run(accepted.certificate_name, connect_timeout, shutdown)
@@ -206,6 +209,17 @@ struct Task<S> {
     rate: Option<MessageRate>,
     /// The capability token the client connected with: watched for expiry and revocation.
     token: Option<TokenWatch>,
+    /// For a client that authenticated with AUTH: who it proved to be, and a
+    /// re-authentication under way.
+    reauth: Option<Reauth>,
+}
+
+/// Re-authentication (MQTT 5.0 section 4.12.1) of a client that authenticated with
+/// SCRAM-SHA-256 at CONNECT: it must prove again to be the same user.
+#[derive(Debug)]
+enum Reauth {
+    Proven(String),
+    Running { user: String, exchange: Exchange },
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
@@ -215,9 +229,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         connect_timeout: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // The whole CONNECT must arrive in time, and it must come first [MQTT-3.1.0-1].
+        // The whole CONNECT (and any AUTH exchange) must arrive in time, and CONNECT must
+        // come first [MQTT-3.1.0-1].
+        let deadline = Instant::now() + connect_timeout;
         let read = tokio::select! {
-            read = timeout(connect_timeout, self.io.read_packet(&self.broker.metrics)) => Some(read),
+            read = timeout_at(deadline, self.io.read_packet(&self.broker.metrics)) => Some(read),
             // A shutdown does not wait for a CONNECT.
             _ = shutdown.changed() => None,
         };
@@ -248,7 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 return;
             }
         };
-        if !self.admit(&request, certificate_name).await {
+        if !self.admit(&request, certificate_name, deadline).await {
             return;
         }
         let (kick_tx, mut kick_rx) = mpsc::channel(1);
@@ -264,22 +280,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 
     /// Authenticates the client and hands the connection what it may do; false (after
     /// sending the refusal) if it may not connect.
-    async fn admit(&mut self, request: &ConnectRequest, certificate_name: Option<String>) -> bool {
+    async fn admit(
+        &mut self,
+        request: &ConnectRequest,
+        certificate_name: Option<String>,
+        deadline: Instant,
+    ) -> bool {
         let security = self.listener.security.clone();
-        let credentials = Credentials {
-            username: request.username.as_ref().map(|u| u.as_str().to_owned()),
-            password: request.password.clone(),
-            certificate_name,
+        let authenticated = match &request.authentication {
+            Some(asked) => self.authenticate_enhanced(asked, deadline).await,
+            None => {
+                let credentials = Credentials {
+                    username: request.username.as_ref().map(|u| u.as_str().to_owned()),
+                    password: request.password.clone(),
+                    certificate_name,
+                };
+                security
+                    .authenticate(credentials, self.listener.auth)
+                    .await
+                    .map_err(Some)
+            }
         };
-        let refusal = match security.authenticate(credentials, self.listener.auth).await {
+        let refusal = match authenticated {
             Ok(identity) => {
                 let authorizer = security.authorizer(&identity, &request.client_id, &self.broker);
                 match self.conn.authorize(authorizer) {
                     Ok(()) => {
                         debug!(peer = %self.peer, client = %request.client_id, identity = %identity.describe(), "authenticated");
-                        if let Identity::Token(token) = &identity {
-                            self.token =
-                                Some(TokenWatch::new(token.clone(), security.revocations()));
+                        match &identity {
+                            Identity::Token(token) => {
+                                self.token =
+                                    Some(TokenWatch::new(token.clone(), security.revocations()));
+                            }
+                            Identity::User(user) if request.authentication.is_some() => {
+                                self.reauth = Some(Reauth::Proven(user.clone()));
+                            }
+                            _ => {}
                         }
                         return true;
                     }
@@ -289,13 +325,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     }
                 }
             }
-            Err(denied) => {
+            // The client broke off the exchange, or the network did.
+            Err(None) => return false,
+            Err(Some(denied)) => {
                 info!(peer = %self.peer, client = %request.client_id, reason = %denied.reason, why = %denied.why, "refused connection");
                 self.conn.refuse(denied.reason)
             }
         };
         self.send_refusal(refusal).await;
         false
+    }
+
+    /// Runs the enhanced authentication a CONNECT asks for, before CONNACK: one AUTH round
+    /// trip for SCRAM-SHA-256. `Err(None)`: the client left, broke the exchange's rules
+    /// (answered already) or ran out of time; nothing more to send.
+    async fn authenticate_enhanced(
+        &mut self,
+        asked: &Authentication,
+        deadline: Instant,
+    ) -> Result<Identity, Option<Denied>> {
+        let security = self.listener.security.clone();
+        if !security.knows_method(asked.method.as_str(), self.listener.auth) {
+            return Err(Some(Denied {
+                reason: ReasonCode::BadAuthenticationMethod,
+                why: format!("unknown authentication method {:?}", asked.method.as_str()),
+            }));
+        }
+        let (exchange, server_first) = security.scram_start(asked.data.as_deref())?;
+        self.conn.auth_continue(server_first, &mut self.actions);
+        self.flush_without_session().await;
+        let answer = match timeout_at(deadline, self.io.read_packet(&self.broker.metrics)).await {
+            Ok(Ok(Some(packet))) => packet,
+            Err(_) => {
+                debug!(peer = %self.peer, user = exchange.claimed_user(), "no AUTH answer in time");
+                return Err(None);
+            }
+            Ok(Err(ReadError::Decode(e))) => {
+                info!(peer = %self.peer, error = %e, "refused connection: bad packet during AUTH");
+                self.conn.on_decode_error(&e, &mut self.actions);
+                self.flush_without_session().await;
+                return Err(None);
+            }
+            Ok(Ok(None) | Err(ReadError::Io(_))) => return Err(None),
+        };
+        let data = match self.conn.on_auth_response(answer) {
+            Ok(data) => data,
+            Err(refusal) => {
+                info!(peer = %self.peer, reason = %refusal.reason, "refused connection: AUTH out of sequence");
+                self.send_refusal(refusal).await;
+                return Err(None);
+            }
+        };
+        let (identity, server_final) = security.scram_finish(exchange, data.as_deref())?;
+        let mut none = Vec::new();
+        self.conn.auth_succeeded(Some(server_final), &mut none);
+        Ok(identity)
     }
 
     /// Claims the client's session, taking it over from another connection if needed, and
@@ -581,6 +665,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let client = self.conn.client_id().cloned();
         let version = self.conn.version();
         let mut actions = std::mem::take(&mut self.actions);
+        let mut reauth_steps = Vec::new();
         for action in actions.drain(..) {
             match action {
                 Action::Send(packet) => {
@@ -611,11 +696,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     let ticket = self.broker.send_retained(handle, &filter, &entry, now());
                     self.need(ticket);
                 }
+                Action::Authenticate { restart, data } => reauth_steps.push((restart, data)),
                 Action::Close => {}
             }
         }
         // The vector keeps its capacity for the next call.
         self.actions = actions;
+        if !reauth_steps.is_empty() {
+            for (restart, data) in reauth_steps {
+                self.reauthenticate(restart, data);
+            }
+            // Only packets (AUTH, DISCONNECT) and Close come of it.
+            self.execute(handle);
+        }
+    }
+
+    /// A step of re-authentication: answers it, or disconnects the client (0x87) if it does
+    /// not prove to be the user it was.
+    fn reauthenticate(&mut self, restart: bool, data: Option<bytes::Bytes>) {
+        let security = self.listener.security.clone();
+        let failure = match (self.reauth.take(), restart) {
+            (Some(Reauth::Proven(user)), true) => match security.scram_start(data.as_deref()) {
+                Ok((exchange, server_first)) => {
+                    self.conn.auth_continue(server_first, &mut self.actions);
+                    self.reauth = Some(Reauth::Running { user, exchange });
+                    return;
+                }
+                Err(denied) => denied.why,
+            },
+            (Some(Reauth::Running { user, exchange }), false) => {
+                match security.scram_finish(exchange, data.as_deref()) {
+                    Ok((Identity::User(proven), server_final)) if proven == user => {
+                        debug!(peer = %self.peer, client = ?self.conn.client_id(), user = %user, "re-authenticated");
+                        self.conn
+                            .auth_succeeded(Some(server_final), &mut self.actions);
+                        self.reauth = Some(Reauth::Proven(user));
+                        return;
+                    }
+                    Ok((identity, _)) => format!(
+                        "proved to be {} instead of user {user:?}",
+                        identity.describe()
+                    ),
+                    Err(denied) => denied.why,
+                }
+            }
+            // The core asks only in sequence, and only of a client that used AUTH at CONNECT.
+            (state, _) => {
+                self.reauth = state;
+                "re-authentication out of sequence".into()
+            }
+        };
+        info!(peer = %self.peer, client = ?self.conn.client_id(), reason = %ReasonCode::NotAuthorized, why = %failure, "closing connection: re-authentication failed");
+        self.conn.auth_failed(&mut self.actions);
     }
 
     /// Sends a refused CONNECT its CONNACK (if it gets one).

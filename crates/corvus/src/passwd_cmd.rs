@@ -9,6 +9,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use corvus_auth::scram::ScramCredentials;
 use corvus_auth::{hash_password, AuthError, PasswordFile};
 
 /// Exit status of `delete` when the user is not in the file.
@@ -18,7 +19,8 @@ const EXIT_ERROR: i32 = 2;
 /// The longest password MQTT can carry (a two-byte length prefix).
 const MAX_PASSWORD: usize = 65_535;
 
-/// Manage a password file: one `user:argon2id-hash` line per user.
+/// Manage a password file: one `user:argon2id-hash` line per user (with SCRAM-SHA-256
+/// verifiers after the hash for users added with `--scram`).
 #[derive(Debug, Subcommand)]
 pub enum PasswdCommand {
     /// Add a user, or set a new password for an existing one.
@@ -39,6 +41,16 @@ pub enum PasswdCommand {
         /// The user name, taken literally (`+`, `#`, `/` and spaces included).
         #[arg(value_name = "USER")]
         user: String,
+        /// Also store SCRAM-SHA-256 verifiers, so that MQTT 5 clients can authenticate with
+        /// AUTH (method "SCRAM-SHA-256") without sending the password. They are weaker than
+        /// the argon2id hash against someone who steals the file (PBKDF2): see
+        /// docs/security.md.
+        #[arg(long)]
+        scram: bool,
+        /// PBKDF2 iterations of the SCRAM verifiers (at least 4096, RFC 7677); each client
+        /// pays them at every connection.
+        #[arg(long, value_name = "N", default_value_t = corvus_auth::scram::MIN_ITERATIONS, requires = "scram")]
+        scram_iterations: u32,
     },
     /// Remove a user.
     #[command(
@@ -58,7 +70,12 @@ pub enum PasswdCommand {
 /// Runs the subcommand and returns the process's exit status.
 pub fn run(cmd: &PasswdCommand) -> i32 {
     let (name, result) = match cmd {
-        PasswdCommand::Add { file, user } => ("add", add(file, user)),
+        PasswdCommand::Add {
+            file,
+            user,
+            scram,
+            scram_iterations,
+        } => ("add", add(file, user, scram.then_some(*scram_iterations))),
         PasswdCommand::Delete { file, user } => ("delete", delete(file, user)),
     };
     match result {
@@ -82,7 +99,8 @@ enum Done {
     NoUser(String),
 }
 
-fn add(path: &Path, user: &str) -> Result<Done, String> {
+/// Adds or replaces `user`; with `scram` (an iteration count), with SCRAM verifiers too.
+fn add(path: &Path, user: &str, scram: Option<u32>) -> Result<Done, String> {
     // Check everything that does not need the password first: no prompt for a doomed run.
     corvus_auth::validate_user_name(user).map_err(|e| e.to_string())?;
     let mut file = match PasswordFile::load(path) {
@@ -93,7 +111,11 @@ fn add(path: &Path, user: &str) -> Result<Done, String> {
         Err(e) => return Err(e.to_string()),
     };
     let password = read_password(user)?;
-    let hash = hash_password(&password).map_err(|e| e.to_string())?;
+    let mut hash = hash_password(&password).map_err(|e| e.to_string())?;
+    if let Some(iterations) = scram {
+        let verifiers = ScramCredentials::generate(&password, iterations)?;
+        hash = format!("{hash} {}", verifiers.to_text());
+    }
     let replaced = file.contains(user);
     file.add_or_replace(user, &hash)
         .and_then(|()| file.save(path))

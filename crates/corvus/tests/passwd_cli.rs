@@ -211,3 +211,40 @@ fn help_lists_the_passwd_commands() {
     out.assert_success();
     assert!(out.stdout.contains("passwd"), "{out}");
 }
+
+/// `--scram` stores SCRAM-SHA-256 verifiers after the hash; a SCRAM exchange with the password
+/// succeeds against them, and the argon2id hash still verifies CONNECT passwords.
+#[test]
+fn add_with_scram_stores_verifiers_that_a_scram_client_proves() {
+    use corvus_auth::scram::{start_exchange, Lookup, ScramClient};
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("passwd");
+    let path = file.to_str().unwrap();
+    let out = passwd(
+        &["add", path, "dev", "--scram", "--scram-iterations", "5000"],
+        b"pw\n",
+    );
+    out.assert_success();
+    let line = &lines(&file)[0];
+    assert!(line.starts_with(&format!("dev:{DEFAULT_PREFIX}")), "{line}");
+    assert!(line.contains(" SCRAM-SHA-256$5000:"), "{line}");
+    let loaded = PasswordFile::load(&file).unwrap();
+    assert!(loaded.verify("dev", b"pw"));
+    let (client, first) = ScramClient::start("dev", b"pw", "client-nonce");
+    let (server, server_first) =
+        start_exchange(first.as_bytes(), "server-nonce", |u| loaded.scram_lookup(u)).unwrap();
+    let (client, last) = client.respond(server_first.as_bytes()).unwrap();
+    let (user, server_final) = server.finish(last.as_bytes()).unwrap();
+    assert_eq!(user, "dev");
+    client.verify(server_final.as_bytes()).unwrap();
+    assert!(matches!(loaded.scram_lookup("dev"), Lookup::Known(_)));
+
+    // Too few iterations is refused before anything is written.
+    let out = passwd(
+        &["add", path, "weak", "--scram", "--scram-iterations", "10"],
+        b"pw\n",
+    );
+    assert_eq!(code(&out), Some(2), "{out}");
+    assert!(out.stderr.contains("iteration"), "{out}");
+    assert_eq!(lines(&file).len(), 1);
+}

@@ -25,10 +25,6 @@ impl Connection {
         let v5 = connect.protocol.is_v5();
         let props = &connect.properties;
 
-        if props.authentication_method.is_some() {
-            // No enhanced authentication method is known to this broker.
-            return Err(self.refuse(ReasonCode::BadAuthenticationMethod));
-        }
         let (client_id, assigned) = if connect.client_id.is_empty() {
             // 3.1.1 assigns an identifier only to clean sessions [MQTT-3.1.3-8]; 3.1 never.
             let allowed =
@@ -104,6 +100,13 @@ impl Connection {
             });
         }
         self.client_id = Some(client_id.clone());
+        let authentication = connect.properties.authentication_method.map(|method| {
+            self.start_authentication(method.clone());
+            Authentication {
+                method,
+                data: connect.properties.authentication_data,
+            }
+        });
         Ok(ConnectRequest {
             client_id,
             assigned_client_id: assigned,
@@ -111,6 +114,7 @@ impl Connection {
             username: connect.username,
             password: connect.password,
             protocol: connect.protocol,
+            authentication,
         })
     }
 
@@ -199,6 +203,7 @@ impl Connection {
             if config.max_keep_alive > 0 {
                 properties.server_keep_alive = Some(self.keep_alive);
             }
+            self.connack_authentication(&mut properties);
         }
         out.push(Action::Send(
             ConnAck {

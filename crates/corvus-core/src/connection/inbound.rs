@@ -50,10 +50,7 @@ impl Connection {
             Packet::Connect(_) => {
                 self.protocol_error(ReasonCode::ProtocolError, "second CONNECT", out)
             }
-            // No enhanced authentication was started, so there is nothing to continue.
-            Packet::Auth(_) => {
-                self.protocol_error(ReasonCode::ProtocolError, "unexpected AUTH", out)
-            }
+            Packet::Auth(auth) => self.on_auth(auth, out),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.protocol_error(ReasonCode::ProtocolError, "packet only a server sends", out)
             }

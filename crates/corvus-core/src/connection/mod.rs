@@ -23,8 +23,11 @@ use crate::types::{ClientId, Delivery, Message, Millis};
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod auth_tests;
 mod closing;
 mod connect;
+mod enhanced_auth;
 mod inbound;
 mod limits;
 mod outbound;
@@ -58,8 +61,23 @@ pub enum Action {
         filter: MqttString,
         entry: SubscriptionEntry,
     },
+    /// A step of re-authentication (MQTT 5.0 section 4.12.1) arrived: the runtime runs the
+    /// method with this data and answers with [`Connection::auth_continue`],
+    /// [`Connection::auth_succeeded`] or [`Connection::auth_failed`].
+    Authenticate {
+        /// True for the client's first message (AUTH 0x19), false for a continuation.
+        restart: bool,
+        data: Option<bytes::Bytes>,
+    },
     /// Close the connection once everything before has been written.
     Close,
+}
+
+/// The enhanced authentication a CONNECT asks for (MQTT 5.0 section 4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    pub method: MqttString,
+    pub data: Option<bytes::Bytes>,
 }
 
 /// What a CONNECT asks for, once it has passed the protocol checks.
@@ -72,6 +90,9 @@ pub struct ConnectRequest {
     pub username: Option<MqttString>,
     pub password: Option<bytes::Bytes>,
     pub protocol: ProtocolVersion,
+    /// Set when the client names an authentication method: the runtime runs it (or refuses
+    /// an unknown one with 0x8C) instead of checking the user name and password.
+    pub authentication: Option<Authentication>,
 }
 
 /// A refused CONNECT: what to send (if anything) before closing.
@@ -124,6 +145,9 @@ pub struct Connection {
     /// What the client may do; everything until the runtime says otherwise
     /// ([`Connection::authorize`]).
     authorizer: Arc<dyn Authorizer>,
+    /// Enhanced authentication: the method named in CONNECT, the data for the CONNACK, and
+    /// whether a re-authentication is under way.
+    auth: enhanced_auth::AuthState,
 }
 
 /// Reason strings are for people; keep them short so they never threaten a packet limit.
@@ -149,6 +173,7 @@ impl Connection {
             session_expiry: 0,
             resend_later: VecDeque::new(),
             authorizer: Arc::new(AllowAll),
+            auth: Default::default(),
         }
     }
 

@@ -8,6 +8,10 @@
 //! 3. The password file, for any other user name.
 //! 4. No credentials: anonymous, if the listener allows it.
 //!
+//! A v5 client that names an authentication method in CONNECT is authenticated by that
+//! method alone (`enhanced.rs`: SCRAM-SHA-256 against the password file), or refused with
+//! 0x8C if the broker does not know it.
+//!
 //! With nothing configured, anonymous clients (on loopback listeners only, see
 //! `Config::validate`) may do everything. Once anything is configured, what is not granted
 //! is denied: users and anonymous clients get their ACL rules, token holders their token's
@@ -15,6 +19,7 @@
 
 mod authorizer;
 mod bounded;
+mod enhanced;
 mod token_watch;
 
 use std::path::PathBuf;
@@ -33,6 +38,7 @@ use tokio::sync::watch;
 pub use authorizer::RetainedQuota;
 use authorizer::{ClientAuthorizer, Granted};
 use bounded::BoundedBlocking;
+pub use enhanced::Exchange;
 pub use token_watch::TokenWatch;
 
 use crate::broker::Broker;
@@ -234,12 +240,7 @@ impl Security {
                 )),
             };
         }
-        let passwords = self
-            .passwords
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match (username, passwords) {
+        match (username, self.passwords()) {
             (Some(user), Some(passwords)) => {
                 let password = password.unwrap_or_default();
                 let (user, ok) = self
@@ -267,6 +268,14 @@ impl Security {
             _ if self.configured => Ok(Identity::Anonymous),
             _ => Ok(Identity::Everything),
         }
+    }
+
+    /// The password file as loaded now.
+    fn passwords(&self) -> Option<Arc<PasswordFile>> {
+        self.passwords
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn authenticate_token(
@@ -355,6 +364,9 @@ impl Security {
         }
         if self.password_file.is_some() {
             methods.push("password file");
+        }
+        if self.passwords().is_some_and(|p| p.has_scram()) {
+            methods.push("SCRAM-SHA-256 (v5 AUTH)");
         }
         if self.acl_file.is_some() {
             methods.push("ACL file");

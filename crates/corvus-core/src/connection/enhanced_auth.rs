@@ -1,0 +1,124 @@
+//! Enhanced authentication (MQTT 5.0 section 4.12): the AUTH exchange before CONNACK, and
+//! re-authentication after it. The core knows no method: it enforces the exchange's rules
+//! (the same method throughout, who may send which reason code, one exchange at a time) and
+//! carries the method's data; the runtime runs the method.
+
+use bytes::Bytes;
+use mqtt_codec::{Auth, AuthProperties};
+
+use super::*;
+
+#[derive(Debug, Default)]
+pub(super) struct AuthState {
+    /// The method named in CONNECT; without one, AUTH is a protocol error
+    /// [MQTT-4.12.0-7] and the broker never sends one [MQTT-4.12.0-6].
+    method: Option<MqttString>,
+    /// The method's last word before CONNACK (its Authentication Data).
+    connack_data: Option<Bytes>,
+    /// A re-authentication is under way.
+    reauthenticating: bool,
+}
+
+impl Connection {
+    /// Remembers the method a CONNECT names.
+    pub(super) fn start_authentication(&mut self, method: MqttString) {
+        self.auth.method = Some(method);
+    }
+
+    fn auth_packet(&self, reason_code: ReasonCode, data: Option<Bytes>) -> Packet {
+        Packet::Auth(Auth {
+            reason_code,
+            properties: AuthProperties {
+                authentication_method: self.auth.method.clone(),
+                authentication_data: data,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Sends the method's next challenge (AUTH 0x18), before CONNACK or while
+    /// re-authenticating.
+    pub fn auth_continue(&mut self, data: Bytes, out: &mut Vec<Action>) {
+        if self.auth.method.is_some() && self.state != State::Closed {
+            out.push(Action::Send(
+                self.auth_packet(ReasonCode::ContinueAuthentication, Some(data)),
+            ));
+        }
+    }
+
+    /// Before CONNACK: the client's answer to [`Connection::auth_continue`], the next
+    /// packet it sent. Returns its data, or the refusal if the client broke the exchange's
+    /// rules (anything but AUTH 0x18 with the same method).
+    pub fn on_auth_response(&mut self, packet: Packet) -> Result<Option<Bytes>, Refusal> {
+        match packet {
+            Packet::Auth(auth)
+                if auth.reason_code == ReasonCode::ContinueAuthentication
+                    && auth.properties.authentication_method == self.auth.method =>
+            {
+                Ok(auth.properties.authentication_data)
+            }
+            // The client gave up: nothing to answer.
+            Packet::Disconnect(disconnect) => {
+                self.state = State::Closed;
+                Err(Refusal {
+                    reason: disconnect.reason_code,
+                    connack: None,
+                })
+            }
+            _ => Err(self.refuse(ReasonCode::ProtocolError)),
+        }
+    }
+
+    /// The method accepted the client: its last data goes in the CONNACK, or, when
+    /// re-authenticating, in AUTH 0x00.
+    pub fn auth_succeeded(&mut self, data: Option<Bytes>, out: &mut Vec<Action>) {
+        if self.state == State::Connected && self.auth.reauthenticating {
+            self.auth.reauthenticating = false;
+            out.push(Action::Send(self.auth_packet(ReasonCode::Success, data)));
+        } else if self.state == State::AwaitingConnect {
+            self.auth.connack_data = data;
+        }
+    }
+
+    /// Re-authentication failed: DISCONNECT 0x87 and close [MQTT-4.12.1-2].
+    pub fn auth_failed(&mut self, out: &mut Vec<Action>) {
+        self.protocol_error(ReasonCode::NotAuthorized, "re-authentication failed", out);
+    }
+
+    /// AUTH while connected: the start or a step of re-authentication.
+    pub(super) fn on_auth(&mut self, auth: Auth, out: &mut Vec<Action>) {
+        if self.auth.method.is_none() {
+            return self.protocol_error(
+                ReasonCode::ProtocolError,
+                "AUTH without enhanced authentication at CONNECT",
+                out,
+            );
+        }
+        if auth.properties.authentication_method != self.auth.method {
+            // The method stays the one of CONNECT [MQTT-4.12.1-1].
+            return self.protocol_error(
+                ReasonCode::ProtocolError,
+                "AUTH with another authentication method",
+                out,
+            );
+        }
+        let restart = match (auth.reason_code, self.auth.reauthenticating) {
+            (ReasonCode::ReAuthenticate, false) => true,
+            (ReasonCode::ContinueAuthentication, true) => false,
+            _ => {
+                return self.protocol_error(ReasonCode::ProtocolError, "AUTH out of sequence", out)
+            }
+        };
+        self.auth.reauthenticating = true;
+        out.push(Action::Authenticate {
+            restart,
+            data: auth.properties.authentication_data,
+        });
+    }
+
+    /// The CONNACK names the method of an exchange, and carries its last data.
+    pub(super) fn connack_authentication(&mut self, properties: &mut ConnAckProperties) {
+        properties.authentication_method = self.auth.method.clone();
+        properties.authentication_data = self.auth.connack_data.take();
+    }
+}

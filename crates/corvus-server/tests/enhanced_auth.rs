@@ -1,0 +1,324 @@
+//! MQTT 5.0 enhanced authentication over real sockets: SCRAM-SHA-256 against the password
+//! file's SCRAM verifiers, before CONNACK and as re-authentication, and every way a client
+//! can get it wrong.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::auth::{password, Secured};
+use common::*;
+use corvus_auth::scram::{fresh_nonce, ScramClient, ScramClientFinal, ScramCredentials};
+use corvus_auth::PasswordFile;
+use corvus_server::Server;
+use mqtt_codec::{
+    Auth, AuthProperties, ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode,
+};
+
+const METHOD: &str = "SCRAM-SHA-256";
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+/// Each user publishes and subscribes under `devices/<user>/#` only.
+const ACL: &str = r#"
+[[rule]]
+everyone = true
+allow = ["publish", "subscribe"]
+topics = ["devices/%u/#"]
+"#;
+
+/// alice and bob have SCRAM verifiers; carol only her argon2id hash.
+async fn start() -> (Server, SocketAddr, Secured) {
+    let files = Secured::new(&["alice", "bob", "carol"], ACL);
+    let path = files.path("passwd");
+    let mut passwords = PasswordFile::load(&path).unwrap();
+    for user in ["alice", "bob"] {
+        let hash = passwords_line(&passwords, user);
+        let scram = ScramCredentials::generate(password(user).as_bytes(), 4096).unwrap();
+        passwords
+            .add_or_replace(user, &format!("{hash} {}", scram.to_text()))
+            .unwrap();
+    }
+    passwords.save(&path).unwrap();
+    let (server, addr) = start_with(|c| {
+        files.configure(c);
+        c.limits.connect_timeout = 2;
+    })
+    .await;
+    (server, addr, files)
+}
+
+/// The argon2id hash on `user`'s line.
+fn passwords_line(passwords: &PasswordFile, user: &str) -> String {
+    let text = passwords.to_text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .unwrap();
+    line[user.len() + 1..].to_string()
+}
+
+fn auth_packet(reason_code: ReasonCode, method: &str, data: &str) -> Packet {
+    Packet::Auth(Auth {
+        reason_code,
+        properties: AuthProperties {
+            authentication_method: Some(s(method)),
+            authentication_data: Some(Bytes::copy_from_slice(data.as_bytes())),
+            ..Default::default()
+        },
+    })
+}
+
+/// The data of an AUTH 0x18 naming the method.
+async fn recv_challenge(raw: &mut Raw) -> Bytes {
+    match raw.recv().await {
+        Packet::Auth(auth) => {
+            assert_eq!(auth.reason_code, ReasonCode::ContinueAuthentication);
+            assert_eq!(
+                auth.properties
+                    .authentication_method
+                    .as_ref()
+                    .map(|m| m.as_str()),
+                Some(METHOD)
+            );
+            auth.properties.authentication_data.unwrap()
+        }
+        other => panic!("expected AUTH 0x18, got {other:?}"),
+    }
+}
+
+async fn recv_connack(raw: &mut Raw) -> ConnAck {
+    match raw.recv().await {
+        Packet::ConnAck(ack) => *ack,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// CONNECT with SCRAM as `user`/`pass`, through to the server-first message.
+async fn begin(
+    addr: SocketAddr,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> (Raw, ScramClient, Bytes) {
+    let (client, first) = ScramClient::start(user, pass.as_bytes(), &fresh_nonce().unwrap());
+    let mut raw = Raw::open(addr, V5).await;
+    let mut connect = Connect::new(V5, s(client_id));
+    connect.properties.authentication_method = Some(s(METHOD));
+    connect.properties.authentication_data = Some(Bytes::from(first));
+    raw.send(connect.into()).await;
+    let server_first = recv_challenge(&mut raw).await;
+    (raw, client, server_first)
+}
+
+/// A whole SCRAM CONNECT; returns the client, the CONNACK and the client's last state.
+async fn scram_connect(
+    addr: SocketAddr,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> (Raw, ConnAck, ScramClientFinal) {
+    let (mut raw, client, server_first) = begin(addr, client_id, user, pass).await;
+    let (last, client_final) = client.respond(&server_first).unwrap();
+    raw.send(auth_packet(
+        ReasonCode::ContinueAuthentication,
+        METHOD,
+        &client_final,
+    ))
+    .await;
+    let ack = recv_connack(&mut raw).await;
+    (raw, ack, last)
+}
+
+#[tokio::test]
+async fn scram_proves_the_user_and_the_broker_and_the_acl_follows_the_user() {
+    let (server, addr, _files) = start().await;
+    let (mut raw, ack, last) = scram_connect(addr, "a1", "alice", &password("alice")).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        ack.properties
+            .authentication_method
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some(METHOD)
+    );
+    // The broker proves it holds alice's verifier.
+    last.verify(&ack.properties.authentication_data.unwrap())
+        .unwrap();
+    // alice's rules, not anyone else's.
+    assert_eq!(
+        raw.subscribe(1, "devices/alice/#", QoS::AtLeastOnce).await,
+        [ReasonCode::GrantedQoS1]
+    );
+    assert_eq!(
+        raw.subscribe(2, "devices/bob/#", QoS::AtLeastOnce).await,
+        [ReasonCode::NotAuthorized]
+    );
+    assert_eq!(
+        raw.publish("devices/bob/t", b"no", QoS::AtLeastOnce, false, 3)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    raw.publish("devices/alice/t", b"hi", QoS::AtMostOnce, false, 0)
+        .await;
+    assert_eq!(&raw.recv_publish().await.payload[..], b"hi");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_unknown_users_and_users_without_verifiers_get_0x86_after_one_round() {
+    let (server, addr, _files) = start().await;
+    for (user, pass) in [
+        ("alice", "wrong"),
+        ("mallory", "yrollam"),
+        ("carol", password("carol").as_str()),
+    ] {
+        let (mut raw, ack, _) = scram_connect(addr, "x", user, pass).await;
+        assert_eq!(ack.reason_code, ReasonCode::BadUserNameOrPassword, "{user}");
+        assert!(ack.properties.authentication_data.is_none());
+        assert!(raw.expect_close().await.is_empty(), "{user}");
+    }
+    // Users who do not exist get a first answer shaped like a real one, the same each time.
+    let salt_of = |first: &Bytes| {
+        let text = std::str::from_utf8(first).unwrap().to_owned();
+        text.split(',').skip(1).collect::<Vec<_>>().join(",")
+    };
+    let (_, _, first) = begin(addr, "y", "mallory", "x").await;
+    let (_, _, again) = begin(addr, "y", "mallory", "x").await;
+    assert_eq!(salt_of(&first), salt_of(&again));
+    assert!(salt_of(&first).ends_with(",i=4096"), "{}", salt_of(&first));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_0x8c_even_with_scram_configured() {
+    let (server, addr, _files) = start().await;
+    for method in ["PLAIN", "SCRAM-SHA-1", "scram-sha-256"] {
+        let mut raw = Raw::open(addr, V5).await;
+        let mut connect = Connect::new(V5, s("m"));
+        connect.properties.authentication_method = Some(s(method));
+        raw.send(connect.into()).await;
+        let ack = recv_connack(&mut raw).await;
+        assert_eq!(
+            ack.reason_code,
+            ReasonCode::BadAuthenticationMethod,
+            "{method}"
+        );
+        assert!(raw.expect_close().await.is_empty());
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn anything_but_the_next_auth_before_connack_is_0x82_and_silence_times_out() {
+    let (server, addr, _files) = start().await;
+    let wrong_answers = [
+        Packet::PingReq,
+        auth_packet(ReasonCode::ContinueAuthentication, "PLAIN", "x"),
+        auth_packet(ReasonCode::ReAuthenticate, METHOD, "x"),
+    ];
+    for wrong in wrong_answers {
+        let (mut raw, _, _) = begin(addr, "w", "alice", &password("alice")).await;
+        raw.send(wrong.clone()).await;
+        let ack = recv_connack(&mut raw).await;
+        assert_eq!(ack.reason_code, ReasonCode::ProtocolError, "{wrong:?}");
+        assert!(raw.expect_close().await.is_empty());
+    }
+    // A malformed SCRAM message is refused, not answered.
+    let (mut raw, _, _) = begin(addr, "w", "alice", &password("alice")).await;
+    raw.send(auth_packet(
+        ReasonCode::ContinueAuthentication,
+        METHOD,
+        "c=biws,r=x",
+    ))
+    .await;
+    assert_eq!(
+        recv_connack(&mut raw).await.reason_code,
+        ReasonCode::NotAuthorized
+    );
+    // A client that never answers is closed at the connect timeout (2 s here).
+    let (mut raw, _, _) = begin(addr, "w", "alice", &password("alice")).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), raw.expect_close()).await;
+    assert!(closed.is_ok_and(|packets| packets.is_empty()));
+    assert!(server.broker().session("w").is_none());
+    server.shutdown().await;
+}
+
+/// Runs a re-authentication as `user`/`pass` on a connected client; returns what the broker
+/// sent last.
+async fn reauthenticate(raw: &mut Raw, user: &str, pass: &str) -> Packet {
+    let (client, first) = ScramClient::start(user, pass.as_bytes(), &fresh_nonce().unwrap());
+    raw.send(auth_packet(ReasonCode::ReAuthenticate, METHOD, &first))
+        .await;
+    let server_first = recv_challenge(raw).await;
+    let (last, client_final) = client.respond(&server_first).unwrap();
+    raw.send(auth_packet(
+        ReasonCode::ContinueAuthentication,
+        METHOD,
+        &client_final,
+    ))
+    .await;
+    let answer = raw.recv().await;
+    if let Packet::Auth(auth) = &answer {
+        last.verify(auth.properties.authentication_data.as_ref().unwrap())
+            .unwrap();
+    }
+    answer
+}
+
+#[tokio::test]
+async fn re_authentication_keeps_the_connection_only_for_the_same_user() {
+    let (server, addr, _files) = start().await;
+    let (mut raw, ack, _) = scram_connect(addr, "r", "alice", &password("alice")).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    for _ in 0..2 {
+        match reauthenticate(&mut raw, "alice", &password("alice")).await {
+            Packet::Auth(auth) => assert_eq!(auth.reason_code, ReasonCode::Success),
+            other => panic!("expected AUTH 0x00, got {other:?}"),
+        }
+        raw.send(Packet::PingReq).await;
+        assert_eq!(raw.recv().await, Packet::PingResp);
+    }
+
+    // bob's valid password does not make alice's connection bob's.
+    match reauthenticate(&mut raw, "bob", &password("bob")).await {
+        Packet::Disconnect(d) => assert_eq!(d.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+    assert!(raw.expect_close().await.is_empty());
+
+    // A wrong password disconnects with 0x87.
+    let (mut raw, _, _) = scram_connect(addr, "r", "alice", &password("alice")).await;
+    let (client, first) = ScramClient::start("alice", b"wrong", &fresh_nonce().unwrap());
+    raw.send(auth_packet(ReasonCode::ReAuthenticate, METHOD, &first))
+        .await;
+    let server_first = recv_challenge(&mut raw).await;
+    let (_, client_final) = client.respond(&server_first).unwrap();
+    raw.send(auth_packet(
+        ReasonCode::ContinueAuthentication,
+        METHOD,
+        &client_final,
+    ))
+    .await;
+    raw.expect_disconnect(ReasonCode::NotAuthorized).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_authenticated_with_a_password_cannot_re_authenticate() {
+    let (server, addr, _files) = start().await;
+    let (mut raw, _) = Raw::connect_with(addr, V5, "p", |c| {
+        c.username = Some(s("alice"));
+        c.password = Some(Bytes::from(password("alice")));
+    })
+    .await;
+    raw.send(auth_packet(
+        ReasonCode::ReAuthenticate,
+        METHOD,
+        "n,,n=alice,r=x",
+    ))
+    .await;
+    raw.expect_disconnect(ReasonCode::ProtocolError).await;
+    server.shutdown().await;
+}
