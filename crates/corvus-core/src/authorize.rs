@@ -50,9 +50,24 @@ pub trait Authorizer: Send + Sync + Debug {
     /// May the client subscribe with `filter`? A shared subscription is asked with its
     /// `$share/{group}/` prefix taken off: the group name grants nothing.
     fn subscribe(&self, filter: &str) -> bool;
+
+    /// Who the client is, as an opaque text the runtime persists with the session and turns
+    /// back into an authorizer after a restart, so that a recovered will is checked again
+    /// when it fires. Its meaning is the runtime's; the core only carries it. `None`:
+    /// nothing to persist, and the runtime decides what a recovered session without one may
+    /// do (a runtime with authorization configured should deny it everything).
+    ///
+    /// It may hold a secret (a bearer token): never log it.
+    fn principal(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Everything is allowed: the loopback-only default with no authentication configured.
+///
+/// Its [`principal`](Authorizer::principal) is `None`: "everything" is not an identity the
+/// core can vouch for after a restart, so what a recovered session may do is the runtime's
+/// rule, not a grant written to disk.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 

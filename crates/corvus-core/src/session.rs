@@ -197,7 +197,9 @@ pub struct Session {
     pub armed_will: Option<ArmedWill>,
     pub counters: SessionCounters,
     /// What the client of the last connection may do: its will is checked again when it
-    /// fires. `None` for a session recovered from the store (the identity is not persisted).
+    /// fires. For a session recovered from the store, the runtime's authorizer for the
+    /// persisted [`Authorizer::principal`]. `None`: wills are not checked (a session the
+    /// runtime built without one).
     pub authorizer: Option<Arc<dyn Authorizer>>,
     limits: QueueLimits,
     store_events: Vec<StoreEvent>,
@@ -646,19 +648,39 @@ impl Session {
         }
     }
 
+    /// Takes the pending will because the session ends now, before its delay passed (a
+    /// will is published at the latest when its session ends [MQTT-3.1.3-9]): the will to
+    /// publish, if the client may still publish it.
+    pub fn take_ending_will(&mut self) -> Option<Arc<Message>> {
+        let will = self.pending_will.take()?;
+        self.authorized_will(will.message)
+    }
+
     /// The will, if the client may still publish it (ACLs may have changed since CONNECT);
     /// otherwise it is dropped and counted.
     fn authorized_will(&mut self, will: Arc<Message>) -> Option<Arc<Message>> {
-        let verdict = match &self.authorizer {
-            Some(authorizer) => authorizer.publish(&will.topic, will.retain, will.payload.len()),
-            None => Verdict::Allowed,
-        };
-        match verdict.refusal() {
-            None => Some(will),
-            Some((_, drop, _)) => {
-                self.counters.count(drop);
-                None
-            }
+        authorized_will(self.authorizer.as_deref(), will, &mut self.counters)
+    }
+}
+
+/// A will that fires, if `authorizer` lets its client publish it; otherwise it is dropped and
+/// counted in `counters`. Without an authorizer it is not checked. The one check every will
+/// goes through, including those of sessions that ended while the broker was down (which
+/// have no [`Session`] any more).
+pub fn authorized_will(
+    authorizer: Option<&dyn Authorizer>,
+    will: Arc<Message>,
+    counters: &mut SessionCounters,
+) -> Option<Arc<Message>> {
+    let verdict = match authorizer {
+        Some(authorizer) => authorizer.publish(&will.topic, will.retain, will.payload.len()),
+        None => Verdict::Allowed,
+    };
+    match verdict.refusal() {
+        None => Some(will),
+        Some((_, drop, _)) => {
+            counters.count(drop);
+            None
         }
     }
 }
@@ -853,6 +875,65 @@ mod tests {
             "the session ends now"
         );
         assert!(s.pending_will.is_none());
+    }
+
+    /// Refuses every PUBLISH, with a principal, like a recovered client whose grant is gone.
+    #[derive(Debug)]
+    struct Refuses;
+
+    impl Authorizer for Refuses {
+        fn publish(&self, _topic: &str, _retain: bool, _payload_len: usize) -> Verdict {
+            Verdict::NotAuthorized
+        }
+        fn subscribe(&self, _filter: &str) -> bool {
+            false
+        }
+        fn principal(&self) -> Option<String> {
+            Some("user:gone".into())
+        }
+    }
+
+    /// Every way a will fires goes through the session's authorizer: at release, when its
+    /// delay passes, when its session ends; and a will with no session left (it ended while
+    /// the broker was down) through the same check. Refused wills are counted.
+    #[test]
+    fn every_firing_will_is_checked_by_the_sessions_authorizer() {
+        let message = || delivery(QoS::AtLeastOnce, b"gone", None).message;
+        let pending = |due_at| PendingWill {
+            message: message(),
+            due_at,
+        };
+        let mut s = session(10, 1000, QueueFullPolicy::DropNewest);
+        s.expiry_interval = 60;
+        s.authorizer = Some(Arc::new(Refuses));
+        s.armed_will = Some(ArmedWill {
+            message: message(),
+            delay_secs: 0,
+        });
+        assert_eq!(s.release_armed_will(1_000, false), None);
+        s.pending_will = Some(pending(2_000));
+        assert_eq!(s.take_due_will(1_999), None, "not due yet");
+        assert!(s.pending_will.is_some());
+        assert_eq!(s.take_due_will(2_000), None, "due, refused");
+        assert!(s.pending_will.is_none(), "a refused will is gone");
+        s.pending_will = Some(pending(9_000));
+        assert_eq!(s.take_ending_will(), None);
+        assert!(s.pending_will.is_none());
+        assert_eq!(s.counters.dropped(DropReason::NotAuthorized), 3);
+
+        s.authorizer = Some(Arc::new(crate::authorize::AllowAll));
+        s.pending_will = Some(pending(9_000));
+        assert!(s.take_ending_will().is_some(), "allowed");
+
+        let mut counters = SessionCounters::default();
+        assert!(authorized_will(None, message(), &mut counters).is_some());
+        assert_eq!(
+            authorized_will(Some(&Refuses), message(), &mut counters),
+            None
+        );
+        assert_eq!(counters.dropped(DropReason::NotAuthorized), 1);
+        assert_eq!(Refuses.principal().as_deref(), Some("user:gone"));
+        assert_eq!(crate::authorize::AllowAll.principal(), None);
     }
 
     #[test]

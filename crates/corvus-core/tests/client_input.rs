@@ -704,6 +704,9 @@ impl Harness {
                         session.enqueue(retained_delivery(&message, &entry), self.now);
                     }
                 }
+                Action::Authenticate { .. } => {
+                    panic!("re-authentication without a method accepted at CONNECT")
+                }
                 Action::Close => outcome.closed = true,
             }
         }
@@ -859,7 +862,15 @@ impl Harness {
         };
         self.generated += 1;
         let generated = format!("gen{}", self.generated);
-        let request = match conn.on_connect(*connect, self.now, || generated) {
+        // Like the broker, this runtime refuses an authentication method it does not know
+        // (it knows none).
+        let connected = conn
+            .on_connect(*connect, self.now, || generated)
+            .and_then(|request| match request.authentication {
+                Some(_) => Err(conn.refuse(ReasonCode::BadAuthenticationMethod)),
+                None => Ok(request),
+            });
+        let request = match connected {
             Ok(request) => request,
             Err(refusal) => {
                 assert!(!refusal.reason.is_success());

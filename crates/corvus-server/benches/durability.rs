@@ -279,6 +279,7 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
                 pending_will: None,
                 armed_will: None,
                 last_packet_id: 0,
+                principal: None,
             },
         }]);
         let body = Bytes::from(vec![b'x'; payload]);
@@ -325,11 +326,15 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
         .map(|s| s.queue.len())
         .sum();
     assert_eq!(queued, n, "every queued message recovered");
+    let allow_all = |_: Option<&str>, _: &str, _: &Arc<corvus_server::Broker>| {
+        Arc::new(corvus_core::AllowAll) as Arc<dyn corvus_core::Authorizer>
+    };
     let (broker, _) = corvus_server::Broker::with_store(
         Config::default().broker_config(),
         Arc::new(store),
         recovered,
         now,
+        &allow_all,
     );
     let rebuilt = started.elapsed();
     drop(broker);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use corvus_core::retained::RetainedStore;
 use corvus_core::router::{plan_deliveries, retained_delivery};
-use corvus_core::session::Enqueued;
+use corvus_core::session::{authorized_will, Enqueued, SessionCounters};
 use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
 use corvus_core::{BrokerConfig, ClientId, Delivery, Message, Millis, Session};
 use corvus_store::{Recovered, Store, StoreOp, Ticket};
@@ -238,18 +238,31 @@ impl Broker {
     /// A broker that persists to `store`, starting from what it recovered. Returns the
     /// broker and the wills due now (to publish): those of sessions that expired while it was
     /// down, and those of connections it had when it stopped without their ending (a crash).
+    ///
+    /// Every recovered session gets the authorizer `restore` makes from the principal in its
+    /// record (`persist::restore_session`), and every will is checked with it as when a will
+    /// fires normally (`corvus_core::session::authorized_will`): the wills returned are the
+    /// ones still allowed; the others are counted as dropped.
     pub fn with_store(
         config: BrokerConfig,
         store: Arc<Store>,
         recovered: Recovered,
         now: Millis,
-    ) -> (Broker, Vec<Arc<Message>>) {
-        let broker = Broker::build(config, Some(store));
+        restore: &persist::RestoreAuthorizer<'_>,
+    ) -> (Arc<Broker>, Vec<Arc<Message>>) {
+        let broker = Arc::new(Broker::build(config, Some(store)));
         let Recovered {
             state, mut queues, ..
         } = recovered;
         let mut records = Vec::new();
         let mut wills: Vec<Arc<Message>> = Vec::new();
+        // Retained messages first: a retained will is checked against the retained quota.
+        {
+            let mut retained = write(&broker.retained);
+            for message in state.retained {
+                retained.set(Arc::new(message));
+            }
+        }
         {
             let mut sessions = write(&broker.sessions);
             let mut tree = write(&broker.tree);
@@ -257,7 +270,7 @@ impl Broker {
                 let client = loaded.client_id.clone();
                 let was_online = loaded.record.disconnected_at.is_none();
                 let queue = queues.sessions.remove(&client);
-                let mut session = persist::restore_session(&broker, loaded, queue, now);
+                let mut session = persist::restore_session(&broker, loaded, queue, now, restore);
                 for (filter, entry) in session.subscriptions() {
                     tree.subscribe(&client, filter, entry.clone());
                 }
@@ -268,25 +281,31 @@ impl Broker {
                     // Its expiry counts from now: record when that was, and the will's fate.
                     records.push(persist::record_op(&session));
                 }
+                // A will refused here is counted now.
+                broker.settle_into(&mut session, &mut records);
                 let handle = SessionHandle::new(session);
                 handle.stored.store(true, Ordering::Release);
                 sessions.insert(client, Arc::new(handle));
             }
         }
-        {
-            let mut retained = write(&broker.retained);
-            for message in state.retained {
-                retained.set(Arc::new(message));
-            }
-        }
         broker.persist(records);
-        wills.extend(
-            state
-                .expired_wills
-                .into_iter()
-                .map(|(_, will)| will.message)
-                .filter(|m| !m.is_expired(now)),
-        );
+        // Their sessions are gone: each is checked with the authorizer its record's principal
+        // stands for, and a refusal counted, as for a session's own will.
+        let mut counters = SessionCounters::default();
+        for expired in state.expired_wills {
+            if expired.will.message.is_expired(now) {
+                continue;
+            }
+            let authorizer = restore(expired.principal.as_deref(), &expired.client_id, &broker);
+            wills.extend(authorized_will(
+                Some(&*authorizer),
+                expired.will.message,
+                &mut counters,
+            ));
+        }
+        for (reason, n) in counters.take_unreported() {
+            broker.metrics.count_drops(reason, n);
+        }
         (broker, wills)
     }
 
@@ -318,6 +337,12 @@ impl Broker {
         read(&self.sessions).len()
     }
 
+    /// Every session's handle at this moment, copied out so that the caller looks at each
+    /// session without holding the registry (periodic statistics; as costly as `sweep`).
+    pub fn session_handles(&self) -> Vec<Arc<SessionHandle>> {
+        read(&self.sessions).values().cloned().collect()
+    }
+
     /// Fires due delayed wills and ends expired sessions. Called periodically.
     pub fn sweep(&self, now: Millis) {
         let handles: Vec<(ClientId, Arc<SessionHandle>)> = read(&self.sessions)
@@ -335,10 +360,13 @@ impl Broker {
                 if session.drop_expired(now) > 0 {
                     self.settle(&mut session);
                 }
+                let had_will = session.pending_will.is_some();
                 let will = session.take_due_will(now);
                 let expired = session.is_expired(now);
-                if will.is_some() && !expired {
-                    self.persist(handle.record_op(&session).into_iter().collect());
+                if had_will && session.pending_will.is_none() && !expired {
+                    // Fired or refused (and counted): either way it is gone from the record.
+                    let record = handle.record_op(&session).into_iter().collect();
+                    self.settle_with(&mut session, record);
                 }
                 (will, expired)
             };
@@ -372,6 +400,16 @@ impl Broker {
 
     pub fn retained_count(&self) -> usize {
         read(&self.retained).len()
+    }
+
+    /// Topic and payload bytes of the retained messages held (as the quota counts them).
+    pub fn retained_bytes(&self) -> usize {
+        read(&self.retained).bytes()
+    }
+
+    /// The retained messages matching `filter` (valid, non-shared), except expired ones.
+    pub fn retained_matching(&self, filter: &str, now: Millis) -> Vec<Arc<Message>> {
+        read(&self.retained).matching(filter, now)
     }
 
     // ---- routing ----
@@ -537,9 +575,11 @@ impl SessionOwnership for Broker {
     fn reset_session(&self, handle: &SessionHandle, now: Millis) {
         let (client, filters, will) = {
             let mut session = handle.lock();
+            // Checked with the old session's authorizer (the new connection's is not set
+            // yet), and counted by the settle if refused.
+            let will = session.take_ending_will();
             self.settle(&mut session);
             let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
-            let will = session.pending_will.take().map(|w| w.message);
             let client = session.client_id().clone();
             *session = Session::new(client.clone(), &self.config);
             self.persist(handle.delete_op(&client).into_iter().collect());
@@ -582,9 +622,10 @@ impl SessionOwnership for Broker {
         let (filters, will) = {
             let mut session = handle.lock();
             let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
+            let will = session.take_ending_will();
             self.settle(&mut session);
             self.persist(handle.delete_op(client).into_iter().collect());
-            (filters, session.pending_will.take().map(|w| w.message))
+            (filters, will)
         };
         {
             let mut tree = write(&self.tree);

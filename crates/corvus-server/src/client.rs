@@ -24,6 +24,7 @@ use crate::broker::{
 };
 use crate::clock::now;
 use crate::held::HeldOutput;
+use crate::listener_metrics::ListenerFigures;
 use crate::metrics::Metrics;
 use crate::rate::MessageRate;
 use crate::security::{
@@ -62,6 +63,8 @@ enum End {
 
 struct Io<S> {
     stream: S,
+    /// The listener's figures, which count its bytes too.
+    figures: Arc<ListenerFigures>,
     read_buf: BytesMut,
     write_buf: BytesMut,
     decoder: Decoder,
@@ -86,6 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         }
         let n = self.stream.read_buf(&mut self.read_buf).await?;
         Metrics::add(&metrics.bytes_received, n as u64);
+        Metrics::add(&self.figures.bytes_received, n as u64);
         Ok(n)
     }
 
@@ -98,6 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
             Metrics::add(&metrics.bytes_sent, n as u64);
+            Metrics::add(&self.figures.bytes_sent, n as u64);
         }
         self.stream.flush().await
     }
@@ -122,6 +127,8 @@ pub struct ListenerShared {
     pub config: Arc<corvus_core::BrokerConfig>,
     /// PUBLISH packets per second a client may send, and how long it may stay beyond that.
     pub message_rate: Option<(u32, Duration)>,
+    /// This listener's connections and bytes.
+    pub figures: Arc<ListenerFigures>,
 }
 
 /// One accepted connection, before MQTT.
@@ -147,9 +154,12 @@ pub async fn serve<S>(
     let broker = listener.broker.clone();
     Metrics::add(&broker.metrics.connections_total, 1);
     Metrics::add(&broker.metrics.connections_current, 1);
+    let figures = listener.figures.clone();
+    figures.connected();
     let mut task = Task {
         io: Io {
             stream,
+            figures: figures.clone(),
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::new(),
             // Until CONNECT, only a small packet: an unknown client may not make the broker
@@ -183,6 +193,7 @@ pub async fn serve<S>(
     task.run(accepted.certificate_name, connect_timeout, shutdown)
         .await;
     drop(accepted.slot);
+    figures.disconnected();
     broker
         .metrics
         .connections_current
@@ -244,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             Ok(Ok(None)) => return,
             Ok(Err(ReadError::Io(_))) => return,
             Ok(Err(ReadError::Decode(e))) => {
-                info!(peer = %self.peer, error = %e, "refused connection: bad CONNECT");
+                info!(peer = %self.peer, error = %e, reason = %e.reason_code(), "refused connection: bad CONNECT");
                 self.conn.on_decode_error(&e, &mut self.actions);
                 self.flush_without_session().await;
                 return;
@@ -256,10 +267,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         self.io
             .decoder
             .set_max_packet_size(self.listener.config.max_packet_size);
+        // Named in the log if the CONNECT is refused (as sent: it may be empty or invalid).
+        let asked_id = connect.client_id.clone();
         let request = match self.conn.on_connect(*connect, now(), generated_client_id) {
             Ok(request) => request,
             Err(refusal) => {
-                info!(peer = %self.peer, reason = %refusal.reason, "refused connection");
+                info!(peer = %self.peer, client = %asked_id, reason = %refusal.reason, "refused connection");
                 self.send_refusal(refusal).await;
                 return;
             }
@@ -361,7 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 return Err(None);
             }
             Ok(Err(ReadError::Decode(e))) => {
-                info!(peer = %self.peer, error = %e, "refused connection: bad packet during AUTH");
+                info!(peer = %self.peer, client = %self.client_label(), error = %e, reason = %e.reason_code(), "refused connection: bad packet during AUTH");
                 self.conn.on_decode_error(&e, &mut self.actions);
                 self.flush_without_session().await;
                 return Err(None);
@@ -371,7 +384,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let data = match self.conn.on_auth_response(answer) {
             Ok(data) => data,
             Err(refusal) => {
-                info!(peer = %self.peer, reason = %refusal.reason, "refused connection: AUTH out of sequence");
+                info!(peer = %self.peer, client = %self.client_label(), reason = %refusal.reason, "refused connection: AUTH out of sequence");
                 self.send_refusal(refusal).await;
                 return Err(None);
             }
@@ -399,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 Claim::Owned { handle, existed } => break (handle, existed),
                 Claim::Busy(_) if Instant::now() >= give_up => {
                     // The previous connection did not let go in time; the client may retry.
-                    info!(peer = %self.peer, client = %request.client_id, "refused connection: session still owned by another connection");
+                    info!(peer = %self.peer, client = %request.client_id, reason = %ReasonCode::ServerBusy, "refused connection: session still owned by another connection");
                     let refusal = self.conn.refuse(ReasonCode::ServerBusy);
                     self.send_refusal(refusal).await;
                     return None;
@@ -449,8 +462,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             loop {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
-                        if matches!(packet, Packet::Publish(_)) {
+                        if let Packet::Publish(publish) = &packet {
                             published += 1;
+                            self.broker
+                                .metrics
+                                .count_publish_received(publish.qos, publish.payload.len());
                         }
                         let now = now();
                         let ticket = {
@@ -465,7 +481,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        info!(peer = %self.peer, client = ?self.conn.client_id(), error = %e, reason = %e.reason_code(), "closing connection: bad packet");
+                        info!(peer = %self.peer, client = %self.client_label(), error = %e, reason = %e.reason_code(), "closing connection: bad packet");
                         self.conn.on_decode_error(&e, &mut self.actions);
                         self.execute(handle);
                         break;
@@ -479,7 +495,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 let now = std::time::Instant::now();
                 rate.record(published, now);
                 if rate.over_for_too_long(now) {
-                    info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: message rate too high");
+                    info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::MessageRateTooHigh, "closing connection: message rate too high");
                     self.conn.protocol_error(
                         ReasonCode::MessageRateTooHigh,
                         "message rate too high",
@@ -551,7 +567,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     if token_expiry.is_some_and(|at| now >= at) {
                         self.close_unauthorized(handle, "token expired");
                     } else if keep_alive.is_some_and(|at| now >= at) {
-                        info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: keep alive timeout");
+                        info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::KeepAliveTimeout, "closing connection: keep alive timeout");
                         self.conn.on_keep_alive_timeout(&mut self.actions);
                         self.execute(handle);
                     }
@@ -563,9 +579,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
     }
 
+    /// The client id for logs (empty before CONNECT is read).
+    fn client_label(&self) -> &str {
+        self.conn.client_id().map_or("", |id| id.as_ref())
+    }
+
     /// The client's token no longer holds: DISCONNECT 0x87 and close.
     fn close_unauthorized(&mut self, handle: &SessionHandle, why: &str) {
-        info!(peer = %self.peer, client = ?self.conn.client_id(), "closing connection: {why}");
+        info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::NotAuthorized, "closing connection: {why}");
         self.conn
             .protocol_error(ReasonCode::NotAuthorized, why, &mut self.actions);
         self.execute(handle);
@@ -618,7 +639,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let mut successor = None;
         match end {
             End::TakenOver(done) => {
-                info!(peer = %self.peer, client = %client, "session taken over by a new connection");
+                info!(peer = %self.peer, client = %client, reason = %ReasonCode::SessionTakenOver, "session taken over by a new connection");
                 self.conn.on_taken_over(&mut self.actions);
                 successor = Some(done);
             }
@@ -727,7 +748,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             (Some(Reauth::Running { user, exchange }), false) => {
                 match security.scram_finish(exchange, data.as_deref()) {
                     Ok((Identity::User(proven), server_final)) if proven == user => {
-                        debug!(peer = %self.peer, client = ?self.conn.client_id(), user = %user, "re-authenticated");
+                        debug!(peer = %self.peer, client = %self.client_label(), user = %user, "re-authenticated");
                         self.conn
                             .auth_succeeded(Some(server_final), &mut self.actions);
                         self.reauth = Some(Reauth::Proven(user));
@@ -746,12 +767,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 "re-authentication out of sequence".into()
             }
         };
-        info!(peer = %self.peer, client = ?self.conn.client_id(), reason = %ReasonCode::NotAuthorized, why = %failure, "closing connection: re-authentication failed");
+        info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::NotAuthorized, why = %failure, "closing connection: re-authentication failed");
         self.conn.auth_failed(&mut self.actions);
     }
 
     /// Sends a refused CONNECT its CONNACK (if it gets one).
     async fn send_refusal(&mut self, refusal: corvus_core::Refusal) {
+        if refusal.connack.is_some() {
+            self.broker.metrics.count_refused_connect(refusal.reason);
+        }
         self.actions
             .extend(refusal.connack.map(|p| Action::Send(*p)));
         self.flush_without_session().await;
@@ -776,11 +800,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 
 fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics: &Metrics) {
     match packet.encode(version, buf) {
-        Ok(()) => {
-            if matches!(packet, Packet::Publish(_)) {
+        Ok(()) => match packet {
+            Packet::Publish(publish) => {
                 Metrics::add(&metrics.messages_sent, 1);
+                metrics.count_publish_sent(publish.qos, publish.payload.len());
             }
-        }
+            Packet::Disconnect(disconnect) => metrics.count_disconnect(disconnect.reason_code),
+            _ => {}
+        },
         // Every packet the broker builds is valid by construction; this would be a bug.
         Err(e) => tracing::error!(error = %e, "could not encode an outgoing packet"),
     }

@@ -33,9 +33,23 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub data_dir: PathBuf,
     pub log_level: String,
+    /// Seconds between two publications of the `$SYS/broker/...` topics (0: none).
+    pub sys_interval: u64,
     pub limits: Limits,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub http: HttpConfig,
+}
+
+/// The HTTP endpoint (`[http]`): Prometheus metrics, health checks and the admin API
+/// (docs/operations.md). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: Option<SocketAddr>,
+    /// The bearer token every request but `/healthz` and `/readyz` must carry. Without one,
+    /// only clients on loopback are answered.
+    pub token: Option<String>,
 }
 
 /// Authentication and authorization (`[auth]`). With none of it set, only anonymous clients
@@ -193,6 +207,16 @@ pub enum ListenerKind {
 }
 
 impl ListenerKind {
+    /// The name in the config (`mqtt`, `mqtts`, `ws`, `wss`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Mqtt => "mqtt",
+            ListenerKind::Mqtts => "mqtts",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+
     fn is_tls(self) -> bool {
         matches!(self, ListenerKind::Mqtts | ListenerKind::Wss)
     }
@@ -373,9 +397,11 @@ impl Default for Config {
             listeners: Vec::new(),
             data_dir: PathBuf::from("./corvus-data"),
             log_level: "info".into(),
+            sys_interval: 10,
             limits: Limits::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -413,6 +439,9 @@ impl Default for Limits {
 }
 
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// The longest `sys_interval`: beyond an hour, the 15-minute load averages would say nothing.
+pub const MAX_SYS_INTERVAL: u64 = 3600;
 
 impl Config {
     /// Reads and validates a config file.
@@ -454,6 +483,12 @@ impl Config {
             );
         }
         self.limits.check(None)?;
+        if self.sys_interval > MAX_SYS_INTERVAL {
+            return invalid(
+                "sys_interval",
+                "must be 0 (no $SYS topics) or at most 3600 seconds",
+            );
+        }
         if self.limits.max_queued_messages == 0 {
             return invalid("limits.max_queued_messages", "must be at least 1");
         }

@@ -8,11 +8,15 @@ mod client;
 pub mod clock;
 pub mod config;
 mod held;
+pub mod http;
+pub mod listener_metrics;
 pub mod metrics;
 pub mod persist;
 mod rate;
 pub mod security;
 pub mod sources;
+pub mod stats;
+mod sys;
 pub mod tls;
 pub mod ws;
 
@@ -29,6 +33,7 @@ pub use broker::{Broker, MessageRouting};
 use client::{Accepted, ListenerShared};
 pub use config::{Config, ConfigError};
 pub use corvus_store::{Recovered, Store};
+pub use listener_metrics::ListenerFigures;
 use security::{ListenerAuth, Security};
 use sources::{SourceLimits, SourceRefusal};
 
@@ -70,7 +75,9 @@ pub struct Server {
     /// for nothing), for people.
     transports: Vec<String>,
     /// The TLS listeners' certificate files and live acceptors, for [`Server::reload_tls`].
-    tls_listeners: Vec<LiveTls>,
+    tls_listeners: Arc<Vec<LiveTls>>,
+    /// Where the HTTP endpoint listens, when it does.
+    http_addr: Option<SocketAddr>,
     security: Arc<Security>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -124,9 +131,18 @@ impl Server {
                 }
                 recovered_summary = Some(recovered.summary());
                 let now = clock::now();
-                let (broker, wills) =
-                    Broker::with_store(config.broker_config(), Arc::new(store), recovered, now);
-                let broker = Arc::new(broker);
+                // Recovered sessions are authorized as their recorded principal is now, and
+                // the wills returned are those still allowed.
+                let restore = |principal: Option<&str>, client_id: &str, broker: &Arc<Broker>| {
+                    security.restore_authorizer(principal, client_id, broker)
+                };
+                let (broker, wills) = Broker::with_store(
+                    config.broker_config(),
+                    Arc::new(store),
+                    recovered,
+                    now,
+                    &restore,
+                );
                 for will in wills {
                     broker.publish(will, None, now);
                 }
@@ -145,6 +161,7 @@ impl Server {
             config.limits.connection_rate_per_source,
         );
         let mut all_sources = vec![shared_sources.clone()];
+        let mut listener_figures = Vec::new();
         for listener in config.all_listeners() {
             let addr = listener.bind;
             let limits = config.listener_limits(&listener);
@@ -166,20 +183,6 @@ impl Server {
                     false => warn!("listener {addr}: no authentication configured and allow_anonymous = true: anyone who can reach it may do everything"),
                 }
             }
-            let shared = Arc::new(ListenerShared {
-                broker: broker.clone(),
-                security: security.clone(),
-                auth: ListenerAuth {
-                    anonymous: policy.anonymous,
-                    cert_identity: listener.cert_identity,
-                },
-                // Persisting or not is the broker's, whatever the listener.
-                config: Arc::new(corvus_core::BrokerConfig {
-                    persistence: broker.config.persistence,
-                    ..limits.broker_config()
-                }),
-                message_rate: limits.message_rate(),
-            });
             // Certificates are checked before anything listens: a broken file stops the start.
             let tls = match listener.tls_files() {
                 None => None,
@@ -201,6 +204,8 @@ impl Server {
                 // A WebSocket message may carry a whole packet and a little more.
                 max_message: limits.max_packet_size as usize + 64 * 1024,
             };
+            let listener_kind = listener.kind.name();
+            let cert_identity = listener.cert_identity;
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -209,6 +214,23 @@ impl Server {
                 .map_err(|source| StartError::Bind { addr, source })?;
             addrs.push(local);
             transports.push(transport.describe());
+            let figures = Arc::new(ListenerFigures::new(local, listener_kind));
+            listener_figures.push(figures.clone());
+            let shared = Arc::new(ListenerShared {
+                broker: broker.clone(),
+                security: security.clone(),
+                auth: ListenerAuth {
+                    anonymous: policy.anonymous,
+                    cert_identity,
+                },
+                // Persisting or not is the broker's, whatever the listener.
+                config: Arc::new(corvus_core::BrokerConfig {
+                    persistence: broker.config.persistence,
+                    ..limits.broker_config()
+                }),
+                message_rate: limits.message_rate(),
+                figures: figures.clone(),
+            });
             tasks.spawn(accept_loop(
                 listener,
                 transport,
@@ -218,11 +240,43 @@ impl Server {
                 shutdown_rx.clone(),
             ));
         }
+        let tls_listeners = Arc::new(tls_listeners);
+        let http_addr = match config.http.listen {
+            None => None,
+            Some(addr) => {
+                if !addr.ip().is_loopback() && config.http.token.is_none() {
+                    warn!("http {addr}: no [http] token configured, so only clients on loopback are answered");
+                }
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                let (tls, security) = (tls_listeners.clone(), security.clone());
+                let state = Arc::new(http::HttpState {
+                    broker: broker.clone(),
+                    token: config.http.token.clone(),
+                    reload: Arc::new(move || reload_all(&tls, &security)),
+                    ready: true.into(),
+                    started: std::time::Instant::now(),
+                    listeners: listener_figures,
+                });
+                tasks.spawn(http::serve(listener, state, shutdown_rx.clone()));
+                Some(local)
+            }
+        };
+        tasks.spawn(sys::run(
+            broker.clone(),
+            Duration::from_secs(config.sys_interval),
+            shutdown_rx.clone(),
+        ));
         tasks.spawn(sweep_loop(broker.clone(), all_sources, shutdown_rx));
         Ok(Server {
             broker,
             addrs,
             transports,
+            http_addr,
             tls_listeners,
             security,
             shutdown,
@@ -245,20 +299,14 @@ impl Server {
     /// listener's files are broken, nothing changes and the error says which. Returns how
     /// many listeners were reloaded.
     pub fn reload_tls(&self) -> Result<usize, StartError> {
-        let fresh = self
-            .tls_listeners
-            .iter()
-            .map(|live| {
-                tls::acceptor(&live.files).map_err(|source| StartError::Tls {
-                    addr: live.addr,
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (live, acceptor) in self.tls_listeners.iter().zip(fresh) {
-            *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-        }
+        let fresh = fresh_acceptors(&self.tls_listeners)?;
+        install_acceptors(&self.tls_listeners, fresh);
         Ok(self.tls_listeners.len())
+    }
+
+    /// Where the HTTP endpoint listens (`[http] listen`), if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Reads the password file, the ACL file and the revocation list again (SIGHUP): all
@@ -304,6 +352,37 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || store.close(SHUTDOWN_GRACE)).await;
         }
     }
+}
+
+/// New acceptors from every TLS listener's files, or the first error (naming the listener).
+fn fresh_acceptors(listeners: &[LiveTls]) -> Result<Vec<tokio_rustls::TlsAcceptor>, StartError> {
+    listeners
+        .iter()
+        .map(|live| {
+            tls::acceptor(&live.files).map_err(|source| StartError::Tls {
+                addr: live.addr,
+                source,
+            })
+        })
+        .collect()
+}
+
+fn install_acceptors(listeners: &[LiveTls], fresh: Vec<tokio_rustls::TlsAcceptor>) {
+    for (live, acceptor) in listeners.iter().zip(fresh) {
+        *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+    }
+}
+
+/// Reloads certificates and the security files, all or nothing (`POST /api/v1/reload`):
+/// what was reloaded, or why nothing was.
+fn reload_all(tls: &[LiveTls], security: &Security) -> Result<String, String> {
+    let fresh = fresh_acceptors(tls).map_err(|e| e.to_string())?;
+    security.reload().map_err(|e| e.to_string())?;
+    install_acceptors(tls, fresh);
+    Ok(format!(
+        "reloaded the certificates of {} TLS listener(s) and the security files",
+        tls.len()
+    ))
 }
 
 /// A TLS listener's acceptor, replaced when certificates are reloaded.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use corvus_core::session::{InFlight, StoreEvent};
-use corvus_core::{ClientId, Session};
+use corvus_core::{Authorizer, ClientId, Session};
 use corvus_store::journal::ReplayedSession;
 use corvus_store::keyed::{LoadedSession, SessionRecord};
 use corvus_store::StoreOp;
@@ -24,6 +24,7 @@ pub fn session_record(session: &Session) -> SessionRecord {
         pending_will: session.pending_will.clone(),
         armed_will: session.armed_will.clone(),
         last_packet_id: session.last_packet_id(),
+        principal: session.authorizer.as_ref().and_then(|a| a.principal()),
     }
 }
 
@@ -58,16 +59,28 @@ pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
     }));
 }
 
+/// Makes the authorizer of a recovered session from its record's principal and its client id
+/// (the runtime's rules: `Security::restore_authorizer`).
+pub type RestoreAuthorizer<'a> =
+    dyn Fn(Option<&str>, &str, &Arc<Broker>) -> Arc<dyn Authorizer> + 'a;
+
 /// Rebuilds a session from what the store recovered. It starts offline: a session that was
-/// online when the broker stopped counts its expiry from `now`.
+/// online when the broker stopped counts its expiry from `now`. Its authorizer, which checks
+/// its wills when they fire, is made by `restore` from the principal recorded with it.
 pub fn restore_session(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     loaded: LoadedSession,
     queue: Option<ReplayedSession>,
     now: corvus_core::Millis,
+    restore: &RestoreAuthorizer<'_>,
 ) -> Session {
     let mut session = Session::new(loaded.client_id.clone(), &broker.config);
     let record = loaded.record;
+    session.authorizer = Some(restore(
+        record.principal.as_deref(),
+        &loaded.client_id,
+        broker,
+    ));
     session.expiry_interval = record.expiry_interval;
     session.online = false;
     session.disconnected_at = Some(record.disconnected_at.unwrap_or(now));

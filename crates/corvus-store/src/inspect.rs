@@ -926,6 +926,7 @@ mod tests {
             armed_will: None,
             pending_will: None,
             last_packet_id: 1,
+            principal: None,
         };
         keyed
             .put_session("a", &session(Some(1_700_000_000_000)))
@@ -1127,6 +1128,7 @@ mod tests {
             armed_will: None,
             pending_will: None,
             last_packet_id: 0,
+            principal: None,
         };
         keyed.put_session("pub", &session).unwrap();
         keyed.put_session("sub", &session).unwrap();

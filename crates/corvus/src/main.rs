@@ -10,9 +10,13 @@ use corvus_server::config::LOG_LEVELS;
 use corvus_server::{Config, Server};
 use tracing::info;
 
+mod check_config;
+mod logging;
 mod passwd_cmd;
 mod store_cmd;
 mod token_cmd;
+
+use logging::{LogFormat, LogHandle, LogSettings};
 
 /// Corvus, a distributed MQTT broker (MQTT 3.1.1 and 5.0).
 ///
@@ -29,6 +33,12 @@ struct Cli {
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<SocketAddr>,
 
+    /// Serve Prometheus metrics, health checks and the admin API over HTTP here: an address
+    /// (e.g. 127.0.0.1:8080), or a port alone for loopback (8080). Off by default. Without
+    /// `[http] token` in the config, only clients on loopback are answered.
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_listen)]
+    http_listen: Option<SocketAddr>,
+
     /// A TOML config file. Unknown keys and bad values are refused with the key and line.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -37,9 +47,19 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// How much to log.
+    /// How much to log. RUST_LOG, when set, replaces it (e.g. RUST_LOG=corvus_server=debug).
     #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(LOG_LEVELS))]
     log_level: Option<String>,
+
+    /// How to write the log: human-readable text, or one JSON object per line. With json on
+    /// standard output, the start summary is logged too, so that every line is JSON.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Append the log to this file (created with mode 0600) instead of standard output: the
+    /// log then goes to the file only; the start summary is still printed, and logged too.
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
 }
 
 /// Subcommands; without one, `corvus` runs the broker.
@@ -54,6 +74,19 @@ enum Command {
     /// Capability tokens: `keygen`, `mint`, `attenuate`, `revoke` and `inspect`.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Check a config file as the broker would at start, without starting it: parse it,
+    /// validate it, and read every file it names (certificates, keys, password, ACL, token
+    /// key, revocation list). Binds no port and leaves the data directory alone.
+    #[command(
+        after_help = "Example: corvus check-config /etc/corvus/corvus.toml\n\n\
+                      Exit status: 0 if the broker would start with it (a summary is printed); \
+                      1 if not (the message names the file and the problem); 2 on bad arguments."
+    )]
+    CheckConfig {
+        /// The TOML config file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 impl Cli {
@@ -72,9 +105,21 @@ impl Cli {
         if let Some(level) = &self.log_level {
             config.log_level = level.clone();
         }
+        if let Some(addr) = self.http_listen {
+            config.http.listen = Some(addr);
+        }
         config.validate()?;
         Ok(config)
     }
+}
+
+/// `--http-listen`: an address, or a port alone meaning loopback.
+fn parse_http_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is neither an address (127.0.0.1:8080) nor a port"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,16 +133,23 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::Token(cmd)) = &cli.command {
         std::process::exit(token_cmd::run(cmd));
     }
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        std::process::exit(check_config::run(file));
+    }
     let config = cli.config()?;
-    init_logging(&config.log_level);
+    let log = logging::init(&LogSettings {
+        level: config.log_level.clone(),
+        format: cli.log_format,
+        file: cli.log_file.clone(),
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, log))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
     // One broker per data directory: the lock is held until the process exits.
     let _data_lock = match config.store.enabled {
@@ -114,18 +166,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => "state kept in memory only (store.enabled = false): a restart loses it".into(),
     };
-    println!(
+    log.announce(&format!(
         "Corvus {} listening for MQTT on {}; {storage}.",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
-    );
-    println!("Authentication: {}.", server.security_description());
+    ));
+    log.announce(&format!(
+        "Authentication: {}.",
+        server.security_description()
+    ));
     let all_local = config
         .all_listeners()
         .iter()
         .all(|l| l.bind.ip().is_loopback());
+    if let Some(http) = server.http_addr() {
+        log.announce(&format!(
+            "HTTP: metrics on http://{http}/metrics, admin API under http://{http}/api/v1/."
+        ));
+    }
     if all_local {
-        println!("Only this machine can connect. To listen publicly, configure authentication (docs/security.md).");
+        log.announce("Only this machine can connect. To listen publicly, configure authentication (docs/security.md).");
     }
     // SIGHUP reloads the TLS certificates, the password and ACL files and the revocation
     // list; SIGINT or SIGTERM stops.
@@ -142,18 +202,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     info!("shutting down");
     server.shutdown().await;
     Ok(())
-}
-
-fn init_logging(level: &str) {
-    // RUST_LOG, when set, refines the level (e.g. RUST_LOG=corvus_server=debug).
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        // Colour codes only for a terminal, not in files and pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
 }
 
 /// SIGINT and SIGTERM (and SIGHUP), watched from before the broker starts: a signal that

@@ -77,6 +77,7 @@ fn populate(dir: &Path) {
             delay_secs: 5,
         }),
         last_packet_id: 0,
+        principal: None,
     };
     keyed
         .put_session("kitchen", &session(Some(1_700_000_000_000)))

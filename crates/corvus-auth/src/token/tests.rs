@@ -582,3 +582,27 @@ fn key_files() {
     );
     assert!(PublicKey::parse("# nothing\n").is_err());
 }
+
+/// A verified token keeps its text (trimmed) so that it can be verified again later, e.g.
+/// for a session recovered after a restart; its `Debug` never shows it.
+#[test]
+fn a_verified_token_keeps_its_text_for_verifying_again_and_hides_it_from_debug() {
+    let key = RootKey::generate();
+    let token = mint_with(&key, &["publish:site/1/#"], now() + days(1));
+    let verified = verify_ok(&format!("  {token}\n"), &key, now());
+    assert_eq!(verified.text(), token);
+    let again = verify_ok(verified.text(), &key, now());
+    assert_eq!(again.revocation_ids(), verified.revocation_ids());
+    assert!(matches!(
+        verify(
+            verified.text(),
+            &key.public_key(),
+            now() + days(2),
+            &RevocationList::new()
+        ),
+        Err(TokenError::Expired { .. })
+    ));
+    let debug = format!("{verified:?}");
+    assert!(!debug.contains(&token), "{debug}");
+    assert!(debug.contains("VerifiedToken"));
+}

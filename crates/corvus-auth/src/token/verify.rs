@@ -23,11 +23,23 @@ const LIMITS: AuthorizerLimits = AuthorizerLimits {
 };
 
 /// A token whose signature, expiry, revocation and own checks passed at some `now`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifiedToken {
     blocks: Vec<BlockInfo>,
     expires_at: SystemTime,
     revocation_ids: Vec<String>,
+    /// The token as verified (whitespace trimmed): a bearer secret, never in `Debug`.
+    text: String,
+}
+
+impl std::fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("blocks", &self.blocks)
+            .field("expires_at", &self.expires_at)
+            .field("revocation_ids", &self.revocation_ids)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifiedToken {
@@ -47,6 +59,13 @@ impl VerifiedToken {
     /// The revocation ids of its blocks, in hex, authority block first.
     pub fn revocation_ids(&self) -> &[String] {
         &self.revocation_ids
+    }
+
+    /// The token as it was verified (surrounding whitespace trimmed), to verify it again
+    /// later, e.g. when the broker recovers a session it authorized. A bearer secret: never
+    /// log it.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The authority block's label (`corvus token mint --id`), for logs.
@@ -82,7 +101,8 @@ pub fn verify(
     now: SystemTime,
     revoked: &RevocationList,
 ) -> Result<VerifiedToken, TokenError> {
-    let biscuit = decode_verified(token, key)?;
+    let text = token_text(token)?.to_owned();
+    let biscuit = decode_verified(&text, key)?;
     // Only now, with the signatures checked, do the blocks say what their signers wrote.
     let blocks = read_blocks(
         biscuit.block_count(),
@@ -104,6 +124,7 @@ pub fn verify(
             .collect(),
         blocks,
         expires_at,
+        text,
     };
     if let Some(id) = verified.revoked_id(revoked) {
         return Err(TokenError::Revoked { id: id.to_string() });

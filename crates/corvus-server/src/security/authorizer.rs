@@ -107,4 +107,9 @@ impl Authorizer for ClientAuthorizer {
     fn subscribe(&self, filter: &str) -> bool {
         self.granted.allows(Access::Subscribe, filter)
     }
+
+    /// See `principal.rs`: `everything`, `anonymous`, `user:{name}` or `token:{token}`.
+    fn principal(&self) -> Option<String> {
+        Some(super::principal::Principal::of(&self.granted).to_text())
+    }
 }

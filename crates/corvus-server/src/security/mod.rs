@@ -20,6 +20,7 @@
 mod authorizer;
 mod bounded;
 mod enhanced;
+mod principal;
 mod token_watch;
 
 use std::path::PathBuf;

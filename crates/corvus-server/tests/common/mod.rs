@@ -28,6 +28,8 @@ pub async fn start_with(tune: impl FnOnce(&mut Config)) -> (Server, SocketAddr) 
     let mut config = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         data_dir: fresh_data_dir(),
+        // No $SYS messages (retained) unless a test asks: they would change what tests count.
+        sys_interval: 0,
         ..Config::default()
     };
     tune(&mut config);

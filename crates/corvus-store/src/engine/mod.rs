@@ -417,6 +417,7 @@ impl Store {
                 pending_will: None,
                 armed_will: None,
                 last_packet_id: 0,
+                principal: None,
             };
             keyed.put_session(client, &record)?;
             let at = state

@@ -45,6 +45,7 @@ fn session(client: &str) -> Op {
             armed_will: None,
             pending_will: None,
             last_packet_id: 0,
+            principal: None,
         },
     }
 }

@@ -157,8 +157,17 @@ pub struct LoadedState {
     /// Pending wills of the sessions that expired while the broker was down: a will is due at
     /// the latest when its session ends, so the broker should publish these (unless the
     /// message itself expired). They are deleted from the store with their session.
-    pub expired_wills: Vec<(ClientId, PendingWill)>,
+    pub expired_wills: Vec<ExpiredWill>,
     pub report: LoadReport,
+}
+
+/// The pending will of a session that expired while the broker was down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredWill {
+    pub client_id: ClientId,
+    pub will: PendingWill,
+    /// The session record's [`SessionRecord::principal`]: who may (or may not) publish it.
+    pub principal: Option<String>,
 }
 
 /// The keyed state database.
@@ -799,7 +808,11 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
             Ok((cid, record)) if record.is_expired(now) => {
                 delete_session_in(&mut sessions_t, &mut subs_t, &k)?;
                 if let Some(will) = record.pending_will {
-                    state.expired_wills.push((cid.clone(), will));
+                    state.expired_wills.push(ExpiredWill {
+                        client_id: cid.clone(),
+                        will,
+                        principal: record.principal,
+                    });
                 }
                 state.report.expired_sessions.push(cid);
             }

@@ -20,8 +20,9 @@ pub(crate) use crate::encoding::{
 pub use crate::encoding::{DecodeError, RECORD_VERSION};
 
 /// What the store keeps about one session (its subscriptions are kept in their own table, its
-/// inbound QoS 2 packet ids in the queue journal).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// inbound QoS 2 packet ids in the queue journal). Its `Debug` does not show a token held in
+/// the principal.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Session Expiry Interval in seconds; `corvus_core::session::NEVER_EXPIRES` for ever.
     pub expiry_interval: u32,
@@ -34,6 +35,31 @@ pub struct SessionRecord {
     pub armed_will: Option<ArmedWill>,
     /// The last packet id handed out towards the client.
     pub last_packet_id: u16,
+    /// Who the client that armed the will is (`corvus_core::Authorizer::principal`), so
+    /// that a recovered will is checked again when it fires; opaque to the store. `None` in
+    /// records written before it was kept (flag bit 3 absent). May hold a bearer token.
+    pub principal: Option<String>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A `token:` principal is a bearer secret.
+        let principal = self
+            .principal
+            .as_deref()
+            .map(|p| match p.starts_with("token:") {
+                true => "token:…",
+                false => p,
+            });
+        f.debug_struct("SessionRecord")
+            .field("expiry_interval", &self.expiry_interval)
+            .field("disconnected_at", &self.disconnected_at)
+            .field("pending_will", &self.pending_will)
+            .field("armed_will", &self.armed_will)
+            .field("last_packet_id", &self.last_packet_id)
+            .field("principal", &principal)
+            .finish()
+    }
 }
 
 impl SessionRecord {
@@ -55,6 +81,9 @@ impl SessionRecord {
 const S_DISCONNECTED: u8 = 1 << 0;
 const S_WILL: u8 = 1 << 1;
 const S_ARMED_WILL: u8 = 1 << 2;
+/// Added after the first release of record version 1: records without it still decode (as
+/// no principal); a build from before it quarantines records with it.
+const S_PRINCIPAL: u8 = 1 << 3;
 
 /// Encodes a session record.
 pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
@@ -71,6 +100,9 @@ pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
     if s.armed_will.is_some() {
         flags |= S_ARMED_WILL;
     }
+    if s.principal.is_some() {
+        flags |= S_PRINCIPAL;
+    }
     w.u8(flags);
     if let Some(at) = s.disconnected_at {
         w.u64(at);
@@ -83,6 +115,9 @@ pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
         w.u32(will.delay_secs);
         write_message(&mut w, &will.message);
     }
+    if let Some(principal) = &s.principal {
+        w.bytes32(principal.as_bytes());
+    }
     w.finish()
 }
 
@@ -92,7 +127,7 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, DecodeError> {
     let expiry_interval = r.u32("session expiry interval")?;
     let last_packet_id = r.u16("last packet id")?;
     let flags = r.u8("session flags")?;
-    if flags & !(S_DISCONNECTED | S_WILL | S_ARMED_WILL) != 0 {
+    if flags & !(S_DISCONNECTED | S_WILL | S_ARMED_WILL | S_PRINCIPAL) != 0 {
         return Err(DecodeError::Invalid("session flags"));
     }
     let disconnected_at = if flags & S_DISCONNECTED != 0 {
@@ -117,6 +152,13 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, DecodeError> {
     } else {
         None
     };
+    let principal = if flags & S_PRINCIPAL != 0 {
+        let b = r.bytes32("principal")?;
+        let text = std::str::from_utf8(b).map_err(|_| DecodeError::Invalid("principal"))?;
+        Some(text.to_owned())
+    } else {
+        None
+    };
     r.finish()?;
     Ok(SessionRecord {
         expiry_interval,
@@ -124,6 +166,7 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, DecodeError> {
         pending_will,
         armed_will,
         last_packet_id,
+        principal,
     })
 }
 

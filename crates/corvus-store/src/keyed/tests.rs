@@ -61,6 +61,7 @@ fn session(disconnected_at: Option<u64>, expiry: u32) -> SessionRecord {
         armed_will: None,
         pending_will: None,
         last_packet_id: 42,
+        principal: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn session_record_round_trips() {
                 due_at: 99,
             }),
             last_packet_id: u16::MAX,
+            principal: None,
         },
         // Online, with its connection's will armed (and one left pending by an earlier
         // connection is not possible then, but the format holds both).
@@ -121,12 +123,76 @@ fn session_record_round_trips() {
                 due_at: 99,
             }),
             last_packet_id: 7,
+            principal: Some("token:EnEKBwoFc2l0ZS0x…ü".into()),
+        },
+        SessionRecord {
+            principal: Some(String::new()),
+            ..session(Some(1), 5)
         },
     ] {
         let bytes = encode_session(&rec);
         assert_eq!(bytes[0], RECORD_VERSION);
         assert_eq!(decode_session(&bytes).unwrap(), rec);
     }
+}
+
+/// A session record as builds before the principal wrote it (flags bits 0-2 only) still
+/// decodes, with no principal; the principal is flag bit 3 and a `bytes32` at the end.
+#[test]
+fn a_session_record_of_the_layout_before_the_principal_decodes_without_one() {
+    let mut old = vec![1]; // record version
+    old.extend_from_slice(&600u32.to_le_bytes()); // session expiry interval
+    old.extend_from_slice(&9u16.to_le_bytes()); // last packet id
+    old.push(0b011); // disconnected_at, pending will
+    old.extend_from_slice(&1_000u64.to_le_bytes()); // disconnected_at
+    old.extend_from_slice(&5_000u64.to_le_bytes()); // will due_at
+    old.extend_from_slice(&6u16.to_le_bytes()); // message: topic
+    old.extend_from_slice(b"a/will");
+    old.extend_from_slice(&4u32.to_le_bytes()); // payload
+    old.extend_from_slice(b"gone");
+    old.push(0b001); // QoS 1, no retain, no expiry, no publisher
+    old.push(0); // no properties
+    old.extend_from_slice(&0u32.to_le_bytes()); // no user properties
+    old.extend_from_slice(&0u32.to_le_bytes()); // no subscription identifiers
+    let rec = decode_session(&old).expect("the old layout decodes");
+    assert_eq!(rec.principal, None);
+    assert_eq!(rec.expiry_interval, 600);
+    assert_eq!(rec.last_packet_id, 9);
+    assert_eq!(rec.disconnected_at, Some(1_000));
+    let will = rec.pending_will.clone().expect("its will");
+    assert_eq!(will.due_at, 5_000);
+    assert_eq!(will.message.topic.as_str(), "a/will");
+    assert_eq!(&will.message.payload[..], b"gone");
+    assert_eq!(will.message.qos, QoS::AtLeastOnce);
+    // Written again, it is the same bytes: no principal adds nothing.
+    assert_eq!(encode_session(&rec), old);
+
+    // The same record with a principal: flag bit 3, then its bytes32 at the very end.
+    let with = encode_session(&SessionRecord {
+        principal: Some("user:alice".into()),
+        ..rec
+    });
+    assert_eq!(with[7], 0b1011);
+    assert_eq!(&with[8..old.len()], &old[8..]);
+    assert_eq!(&with[old.len()..old.len() + 4], &10u32.to_le_bytes());
+    assert_eq!(&with[old.len() + 4..], b"user:alice");
+
+    // Its Debug never shows a token.
+    let token = SessionRecord {
+        principal: Some("token:secret".into()),
+        ..decode_session(&with).unwrap()
+    };
+    assert!(!format!("{token:?}").contains("secret"));
+
+    // A principal that is not UTF-8 is an error, not a panic.
+    let mut bad = with.clone();
+    let end = bad.len();
+    bad[end - 1] = 0xff;
+    assert_eq!(decode_session(&bad), Err(DecodeError::Invalid("principal")));
+    // Flag bits past bit 3 are still unknown.
+    let mut unknown = old.clone();
+    unknown[7] |= 0b1_0000;
+    assert!(decode_session(&unknown).is_err());
 }
 
 #[test]
@@ -166,6 +232,7 @@ fn every_truncation_and_bad_version_is_an_error() {
             due_at: 9,
         }),
         last_packet_id: 3,
+        principal: Some("user:alice".into()),
     };
     let bytes = encode_session(&rec);
     for n in 0..bytes.len() {
@@ -240,6 +307,7 @@ fn every_record_type_round_trips_through_the_store_and_a_reopen() {
             due_at: u64::MAX,
         }),
         last_packet_id: 17,
+        principal: Some("user:alice".into()),
     };
     {
         let (store, report) = KeyedStore::open(dir.path()).unwrap();
@@ -363,6 +431,7 @@ fn expired_sessions_and_retained_are_deleted_on_load() {
         &SessionRecord {
             armed_will: None,
             pending_will: Some(will.clone()),
+            principal: Some("user:gone".into()),
             ..session(Some(1000), 10)
         },
     )
@@ -385,7 +454,14 @@ fn expired_sessions_and_retained_are_deleted_on_load() {
         .collect();
     assert_eq!(ids, ["edge", "forever", "online"]);
     assert_eq!(state.report.expired_sessions, vec![ClientId::from("gone")]);
-    assert_eq!(state.expired_wills, vec![(ClientId::from("gone"), will)]);
+    assert_eq!(
+        state.expired_wills,
+        vec![ExpiredWill {
+            client_id: ClientId::from("gone"),
+            will,
+            principal: Some("user:gone".into()),
+        }]
+    );
     assert_eq!(state.report.expired_retained, 1);
     let topics: Vec<_> = state.retained.iter().map(|m| m.topic.to_string()).collect();
     assert_eq!(topics, ["eternal", "young"]);
@@ -764,6 +840,7 @@ proptest! {
                                 due_at: 3,
                             }),
                             last_packet_id: l,
+                            principal: None,
                         };
                         batch.put_session(&cid(c), &rec);
                         pending.sessions.insert(cid(c), rec);

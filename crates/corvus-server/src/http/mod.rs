@@ -1,0 +1,243 @@
+//! The broker's HTTP endpoint (`[http] listen`, `--http-listen`): Prometheus metrics,
+//! health checks and the JSON admin API, for operators and their tools.
+//!
+//! This module owns the server (HTTP/1.1 on hyper), who may ask (a bearer token from the
+//! config; without one, only clients on loopback), and the routing. What each endpoint says
+//! is in its own module: `prometheus.rs` for `/metrics`, `api.rs` for `/api/v1/...`.
+//!
+//! Requests are small and answers are built in memory: bodies larger than
+//! [`MAX_BODY`] are refused, and each connection must send its request head within
+//! [`HEADER_TIMEOUT`].
+
+mod api;
+mod prometheus;
+mod query;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::broker::Broker;
+
+/// The most a request body may carry (the API takes small JSON documents, if any).
+const MAX_BODY: usize = 64 * 1024;
+/// A connection that has not sent a whole request head by then is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What reloading does, given by the server (`POST /api/v1/reload`): a summary of what was
+/// reloaded, or why nothing was.
+pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// Everything the endpoint reads or acts on.
+pub struct HttpState {
+    pub broker: Arc<Broker>,
+    /// The bearer token every request but the health checks must carry; `None`: only
+    /// clients on loopback are answered.
+    pub token: Option<String>,
+    pub reload: Reload,
+    /// Whether the broker serves MQTT (false once shutdown begins).
+    pub ready: AtomicBool,
+    pub started: Instant,
+    /// The MQTT listeners, for per-listener figures.
+    pub listeners: Vec<Arc<crate::ListenerFigures>>,
+}
+
+impl std::fmt::Debug for HttpState {
+    // Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+pub type Body = Full<Bytes>;
+
+/// Serves HTTP on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    debug!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        // Finished connections leave the set as new ones come.
+        while connections.try_join_next().is_some() {}
+        let state = state.clone();
+        let mut stop = shutdown.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, peer, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(%peer, error = %e, "http connection ended");
+                    }
+                }
+                _ = stop.changed() => connection.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+    state.ready.store(false, Ordering::Release);
+    connections.shutdown().await;
+}
+
+/// One request: checks who asks, then routes.
+async fn handle(state: &HttpState, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    // Health checks say nothing secret and must work for probes without credentials.
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => {
+            return match state.ready.load(Ordering::Acquire) {
+                true => text(StatusCode::OK, "ready\n"),
+                false => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+            }
+        }
+        _ => {}
+    }
+    if let Some(refusal) = refusal(state, peer, request.headers().get(AUTHORIZATION)) {
+        info!(%peer, %method, path = %path, "refused http request: {}", refusal.status());
+        return refusal;
+    }
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+    };
+    let response = match (&method, path.as_str()) {
+        (&Method::GET, "/metrics") => Response::builder()
+            .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(Body::from(prometheus::render(state))),
+        _ => match api::route(state, &method, &path, query.as_deref(), &body) {
+            Some(response) => return response,
+            None => return text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+    };
+    response.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+}
+
+/// With a token configured, the request must carry it (`Authorization: Bearer <token>`);
+/// without one, only loopback clients are answered. The refusal to send, if any.
+fn refusal(
+    state: &HttpState,
+    peer: SocketAddr,
+    header: Option<&HeaderValue>,
+) -> Option<Response<Body>> {
+    let Some(token) = &state.token else {
+        return (!peer.ip().is_loopback()).then(|| {
+            text(
+                StatusCode::FORBIDDEN,
+                "no http token configured: answering loopback clients only\n",
+            )
+        });
+    };
+    let presented = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => None,
+        _ => {
+            let mut refusal = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+            refusal
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Some(refusal)
+        }
+    }
+}
+
+/// Compares without stopping at the first difference (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(token: Option<&str>) -> HttpState {
+        HttpState {
+            broker: Arc::new(Broker::new(corvus_core::BrokerConfig::default())),
+            token: token.map(str::to_owned),
+            reload: Arc::new(|| Ok(String::new())),
+            ready: AtomicBool::new(true),
+            started: Instant::now(),
+            listeners: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_is_answered() {
+        let open = state(None);
+        assert!(refusal(&open, "127.0.0.1:5000".parse().unwrap(), None).is_none());
+        assert!(refusal(&open, "[::1]:5000".parse().unwrap(), None).is_none());
+        let refused = refusal(&open, "192.0.2.7:5000".parse().unwrap(), None).unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn with_a_token_everyone_must_present_it() {
+        let guarded = state(Some("s3cret"));
+        let bearer = |v: &'static str| HeaderValue::from_static(v);
+        for peer in ["127.0.0.1:5000", "192.0.2.7:5000"] {
+            let peer = peer.parse().unwrap();
+            assert!(refusal(&guarded, peer, Some(&bearer("Bearer s3cret"))).is_none());
+            for wrong in [None, Some(bearer("Bearer s3cre")), Some(bearer("s3cret"))] {
+                let refused = refusal(&guarded, peer, wrong.as_ref()).unwrap();
+                assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+                assert!(refused.headers().contains_key(WWW_AUTHENTICATE));
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

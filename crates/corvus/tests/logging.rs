@@ -1,0 +1,207 @@
+//! The broker's log on the real binary: `--log-format json` writes one JSON object per line
+//! with the shape tracing-subscriber gives it; `--log-file` appends the log to a private file
+//! instead of standard output; a refused connection is logged once, with its client id, peer
+//! address and reason code, and never with the password or token it presented.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::CLIENT_TIMEOUT;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Every line of `text` as JSON; panics, naming the line, if one is not a JSON object.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(value) if value.is_object() => value,
+            _ => panic!("not a JSON object: {line:?}\n--- log ---\n{text}"),
+        })
+        .collect()
+}
+
+/// `fields.message` of a JSON log line.
+fn message(line: &Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or_default()
+}
+
+#[cfg(unix)]
+#[test]
+fn json_log_lines_are_objects_with_timestamp_level_and_message() {
+    let mut broker =
+        support::Broker::start_with("log-json", &["--log-format".as_ref(), "json".as_ref()]);
+    // Some traffic: a connection that closes without a CONNECT.
+    drop(TcpStream::connect(broker.addr).unwrap());
+    let status = broker.terminate(WAIT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = broker.log();
+    let lines = json_lines(&log);
+    for line in &lines {
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert!(line["level"].is_string(), "{line}");
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    let start = lines
+        .iter()
+        .find(|l| message(l).contains("listening for MQTT on"))
+        .unwrap_or_else(|| panic!("no start line: {log}"));
+    assert_eq!(start["level"], "INFO", "{start}");
+    assert!(message(start).contains(&broker.addr.to_string()), "{start}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| message(l).starts_with("Authentication:")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| message(l) == "shutting down"), "{log}");
+}
+
+#[cfg(unix)]
+#[test]
+fn log_file_gets_the_log_instead_of_standard_output_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corvus.log");
+    let mut broker =
+        support::Broker::start_with("log-file", &["--log-file".as_ref(), file.as_os_str()]);
+    let status = broker.terminate(WAIT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let logged = std::fs::read_to_string(&file).unwrap();
+    assert!(logged.contains("listening for MQTT on"), "{logged}");
+    assert!(logged.contains(" INFO "), "{logged}");
+    assert!(logged.contains("shutting down"), "{logged}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "log file mode {mode:o}");
+    // Log events only in the file; the start summary is still printed (plain) on stdout.
+    let log = broker.log();
+    assert!(!log.contains("shutting down"), "{log}");
+    assert!(!log.contains(" INFO "), "{log}");
+}
+
+#[test]
+fn an_unwritable_log_file_stops_the_start_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-such-dir").join("corvus.log");
+    let out = support::run(
+        "corvus --log-file",
+        Command::new(env!("CARGO_BIN_EXE_corvus"))
+            .env_remove("RUST_LOG")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--log-file")
+            .arg(&file),
+        CLIENT_TIMEOUT,
+    );
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains(&file.display().to_string()), "{out}");
+}
+
+/// Sends a 3.1.1 CONNECT with these credentials and returns the CONNACK return code and
+/// the client's own address (the peer address the broker sees).
+fn connect(addr: SocketAddr, client_id: &'static str, user: &str, password: &str) -> (u8, String) {
+    use mqtt_codec::{Connect, MqttString, ProtocolVersion};
+    let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::from_static(client_id));
+    connect.username = Some(MqttString::try_from(user).unwrap());
+    connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+    let mut bytes = bytes::BytesMut::new();
+    mqtt_codec::Packet::from(connect)
+        .encode(ProtocolVersion::V3_1_1, &mut bytes)
+        .unwrap();
+    let mut stream = TcpStream::connect(addr).expect("connect to the broker");
+    let local = stream.local_addr().unwrap().to_string();
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).expect("a CONNACK");
+    assert_eq!(connack[..2], [0x20, 2], "{connack:?}");
+    (connack[3], local)
+}
+
+fn corvus_token(args: &[&str], namespace: &Path) -> String {
+    let out = support::run(
+        "corvus token",
+        Command::new(env!("CARGO_BIN_EXE_corvus"))
+            .arg("token")
+            .args(args)
+            .arg(namespace),
+        CLIENT_TIMEOUT,
+    );
+    out.assert_success();
+    out.stdout.trim().to_owned()
+}
+
+/// A wrong password and a token from another namespace: each refusal is logged exactly once
+/// with the client id, the peer address and the reason code, and neither the password nor
+/// the token appears anywhere in the log.
+#[cfg(unix)]
+#[test]
+fn a_refused_connection_is_logged_once_with_client_peer_and_reason_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cheap = corvus_auth::HashParams::new(64, 1, 1).unwrap();
+    let mut users = corvus_auth::PasswordFile::new();
+    let hash = corvus_auth::hash_password_with(b"right-password", &cheap).unwrap();
+    users.add_or_replace("alice", &hash).unwrap();
+    users.save(&dir.path().join("passwd")).unwrap();
+    corvus_token(&["keygen", "--out"], &dir.path().join("site"));
+    corvus_token(&["keygen", "--out"], &dir.path().join("other"));
+    let foreign_token = corvus_token(
+        &["mint", "--grant", "publish:x", "--expires", "1h", "--key"],
+        &dir.path().join("other.key"),
+    );
+    assert!(foreign_token.len() > 20, "{foreign_token}");
+    let config = dir.path().join("corvus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\npassword_file = '{}'\ntoken_public_key = '{}'\n",
+            dir.path().join("passwd").display(),
+            dir.path().join("site.pub").display()
+        ),
+    )
+    .unwrap();
+    let mut broker = support::Broker::start_with(
+        "log-refusal",
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
+        ],
+    );
+    let password = "wrong-Password-4711";
+    let (code, password_peer) = connect(broker.addr, "log-test-password", "alice", password);
+    assert_eq!(code, 4, "bad user name or password");
+    let (code, token_peer) = connect(broker.addr, "log-test-token", "token", &foreign_token);
+    assert_eq!(code, 4, "bad user name or password");
+    let status = broker.terminate(WAIT).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+
+    let log = broker.log();
+    for secret in [password, foreign_token.as_str()] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+    let lines = json_lines(&log);
+    for (client, peer) in [
+        ("log-test-password", password_peer),
+        ("log-test-token", token_peer),
+    ] {
+        let refusals: Vec<&Value> = lines
+            .iter()
+            .filter(|l| message(l).starts_with("refused connection"))
+            .filter(|l| l["fields"]["client"] == client || l["fields"]["peer"] == peer.as_str())
+            .collect();
+        assert_eq!(refusals.len(), 1, "{client}: {refusals:#?}\n{log}");
+        let fields = &refusals[0]["fields"];
+        assert_eq!(fields["client"], client, "{fields}");
+        assert_eq!(fields["peer"], peer.as_str(), "{fields}");
+        let reason = fields["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("0x86"), "reason code: {fields}");
+        assert_eq!(refusals[0]["level"], "INFO", "{}", refusals[0]);
+    }
+}
