@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use corvus_core::connection::is_reserved_topic;
 use corvus_core::retained::RetainedStore;
 use corvus_core::router::{plan_deliveries, retained_delivery};
 use corvus_core::session::{authorized_will, Enqueued, SessionCounters};
@@ -200,6 +201,10 @@ pub struct Broker {
     sessions: RwLock<HashMap<ClientId, Arc<SessionHandle>>>,
     tree: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
+    /// The broker's own `$SYS` messages (`sys.rs`) are retained apart: in memory only,
+    /// never persisted, outside the clients' retained quota and figures. Only a `$SYS`
+    /// filter can match them (a filter starting with a wildcard never does).
+    sys_retained: RwLock<RetainedStore>,
     pub metrics: Metrics,
     next_connection: AtomicU64,
     store: Option<Arc<Store>>,
@@ -229,6 +234,7 @@ impl Broker {
             sessions: RwLock::new(HashMap::new()),
             tree: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::new()),
+            sys_retained: RwLock::new(RetainedStore::new()),
             metrics: Metrics::default(),
             next_connection: AtomicU64::new(1),
             store,
@@ -259,9 +265,17 @@ impl Broker {
         // Retained messages first: a retained will is checked against the retained quota.
         {
             let mut retained = write(&broker.retained);
+            let mut stale = Vec::new();
             for message in state.retained {
-                retained.set(Arc::new(message));
+                // `$SYS` messages an earlier version persisted: never served again.
+                match is_reserved_topic(&message.topic) {
+                    true => stale.push(StoreOp::DeleteRetained(message.topic)),
+                    false => {
+                        retained.set(Arc::new(message));
+                    }
+                }
             }
+            broker.persist(stale);
         }
         {
             let mut sessions = write(&broker.sessions);
@@ -407,9 +421,12 @@ impl Broker {
         read(&self.retained).bytes()
     }
 
-    /// The retained messages matching `filter` (valid, non-shared), except expired ones.
-    pub fn retained_matching(&self, filter: &str, now: Millis) -> Vec<Arc<Message>> {
-        read(&self.retained).matching(filter, now)
+    /// Where messages retained on `topic`, or matching `filter`, are held.
+    fn retained_for(&self, topic_or_filter: &str) -> &RwLock<RetainedStore> {
+        match is_reserved_topic(topic_or_filter) {
+            true => &self.sys_retained,
+            false => &self.retained,
+        }
     }
 
     // ---- routing ----
@@ -644,9 +661,10 @@ impl MessageRouting for Broker {
     /// the topic's retained message (or clears that, for an empty payload). Returns the
     /// number of sessions it was queued for.
     fn publish(&self, message: Arc<Message>, receipt: Option<Receipt>, now: Millis) -> Routed {
-        Metrics::add(&self.metrics.messages_received, 1);
         let mut ticket = None;
-        if message.retain {
+        if message.retain && is_reserved_topic(&message.topic) {
+            write(&self.sys_retained).set(message.clone());
+        } else if message.retain {
             let mut retained = write(&self.retained);
             retained.set(message.clone());
             // Written under the index lock, so the store sees retained changes in the order
@@ -698,7 +716,7 @@ impl MessageRouting for Broker {
         entry: &SubscriptionEntry,
         now: Millis,
     ) -> Option<Ticket> {
-        let messages = read(&self.retained).matching(filter, now);
+        let messages = read(self.retained_for(filter)).matching(filter, now);
         if messages.is_empty() {
             return None;
         }

@@ -63,8 +63,6 @@ enum End {
 
 struct Io<S> {
     stream: S,
-    /// The listener's figures, which count its bytes too.
-    figures: Arc<ListenerFigures>,
     read_buf: BytesMut,
     write_buf: BytesMut,
     decoder: Decoder,
@@ -72,37 +70,38 @@ struct Io<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Reads until one packet is complete.
-    async fn read_packet(&mut self, metrics: &Metrics) -> Result<Option<Packet>, ReadError> {
+    async fn read_packet(
+        &mut self,
+        figures: &ListenerFigures,
+    ) -> Result<Option<Packet>, ReadError> {
         loop {
             if let Some(packet) = self.decoder.decode(&mut self.read_buf)? {
                 return Ok(Some(packet));
             }
-            if self.read_more(metrics).await? == 0 {
+            if self.read_more(figures).await? == 0 {
                 return Ok(None);
             }
         }
     }
 
-    async fn read_more(&mut self, metrics: &Metrics) -> std::io::Result<usize> {
+    async fn read_more(&mut self, figures: &ListenerFigures) -> std::io::Result<usize> {
         if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
             self.read_buf.reserve(READ_CHUNK);
         }
         let n = self.stream.read_buf(&mut self.read_buf).await?;
-        Metrics::add(&metrics.bytes_received, n as u64);
-        Metrics::add(&self.figures.bytes_received, n as u64);
+        Metrics::add(&figures.bytes_received, n as u64);
         Ok(n)
     }
 
     /// Writes the buffer out. Cancel-safe: what was written leaves the buffer as it goes, so
     /// a flush given up (takeover, shutdown) and started again never repeats bytes.
-    async fn flush(&mut self, metrics: &Metrics) -> std::io::Result<()> {
+    async fn flush(&mut self, figures: &ListenerFigures) -> std::io::Result<()> {
         while !self.write_buf.is_empty() {
             let n = self.stream.write_buf(&mut self.write_buf).await?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
-            Metrics::add(&metrics.bytes_sent, n as u64);
-            Metrics::add(&self.figures.bytes_sent, n as u64);
+            Metrics::add(&figures.bytes_sent, n as u64);
         }
         self.stream.flush().await
     }
@@ -152,14 +151,11 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let broker = listener.broker.clone();
-    Metrics::add(&broker.metrics.connections_total, 1);
-    Metrics::add(&broker.metrics.connections_current, 1);
     let figures = listener.figures.clone();
     figures.connected();
     let mut task = Task {
         io: Io {
             stream,
-            figures: figures.clone(),
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::new(),
             // Until CONNECT, only a small packet: an unknown client may not make the broker
@@ -194,10 +190,6 @@ pub async fn serve<S>(
         .await;
     drop(accepted.slot);
     figures.disconnected();
-    broker
-        .metrics
-        .connections_current
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 struct Task<S> {
@@ -244,7 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         // come first [MQTT-3.1.0-1].
         let deadline = Instant::now() + connect_timeout;
         let read = tokio::select! {
-            read = timeout_at(deadline, self.io.read_packet(&self.broker.metrics)) => Some(read),
+            read = timeout_at(deadline, self.io.read_packet(&self.listener.figures)) => Some(read),
             // A shutdown does not wait for a CONNECT.
             _ = shutdown.changed() => None,
         };
@@ -367,7 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let (exchange, server_first) = security.scram_start(asked.data.as_deref())?;
         self.conn.auth_continue(server_first, &mut self.actions);
         self.flush_without_session().await;
-        let answer = match timeout_at(deadline, self.io.read_packet(&self.broker.metrics)).await {
+        let answer = match timeout_at(deadline, self.io.read_packet(&self.listener.figures)).await {
             Ok(Ok(Some(packet))) => packet,
             Err(_) => {
                 debug!(peer = %self.peer, user = exchange.claimed_user(), "no AUTH answer in time");
@@ -507,7 +499,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             let more = self.fill_outgoing(handle);
             self.release_held();
             let flushed = tokio::select! {
-                r = self.io.flush(&self.broker.metrics) => r,
+                r = self.io.flush(&self.listener.figures) => r,
                 Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
                 // A client that stopped reading must not hold up shutdown.
                 _ = shutdown.changed() => return End::Shutdown,
@@ -543,7 +535,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
             let reading = !backlogged && throttle_end.is_none();
             tokio::select! {
-                read = self.io.read_more(&self.broker.metrics), if reading => match read {
+                read = self.io.read_more(&self.listener.figures), if reading => match read {
                     Ok(0) | Err(_) => return End::Network,
                     Ok(_) => {}
                 },
@@ -651,7 +643,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             let _ = timeout(HELD_GRACE, rx.wait_for(|&d| d >= wanted)).await;
             self.release_held();
         }
-        let _ = timeout(Duration::from_secs(1), self.io.flush(&self.broker.metrics)).await;
+        let _ = timeout(
+            Duration::from_secs(1),
+            self.io.flush(&self.listener.figures),
+        )
+        .await;
         let now = now();
         // The session is settled (offline, will published or pending, ended if it expires
         // with the connection) before the client sees the close, so whatever it does next
@@ -773,9 +769,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 
     /// Sends a refused CONNECT its CONNACK (if it gets one).
     async fn send_refusal(&mut self, refusal: corvus_core::Refusal) {
-        if refusal.connack.is_some() {
-            self.broker.metrics.count_refused_connect(refusal.reason);
-        }
         self.actions
             .extend(refusal.connack.map(|p| Action::Send(*p)));
         self.flush_without_session().await;
@@ -794,7 +787,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 );
             }
         }
-        let _ = self.io.flush(&self.broker.metrics).await;
+        let _ = self.io.flush(&self.listener.figures).await;
     }
 }
 
@@ -802,10 +795,12 @@ fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics
     match packet.encode(version, buf) {
         Ok(()) => match packet {
             Packet::Publish(publish) => {
-                Metrics::add(&metrics.messages_sent, 1);
-                metrics.count_publish_sent(publish.qos, publish.payload.len());
+                metrics.count_publish_sent(publish.qos, publish.payload.len())
             }
             Packet::Disconnect(disconnect) => metrics.count_disconnect(disconnect.reason_code),
+            Packet::ConnAck(ack) if !ack.reason_code.is_success() => {
+                metrics.count_refused_connect(ack.reason_code)
+            }
             _ => {}
         },
         // Every packet the broker builds is valid by construction; this would be a bug.

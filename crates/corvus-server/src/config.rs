@@ -492,6 +492,17 @@ impl Config {
         if self.limits.max_queued_messages == 0 {
             return invalid("limits.max_queued_messages", "must be at least 1");
         }
+        if self
+            .http
+            .token
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return invalid(
+                "http.token",
+                "must not be empty (leave it out to answer loopback only)",
+            );
+        }
         if self.store.sync == SyncName::Interval && self.store.sync_interval_ms == 0 {
             return invalid("store.sync_interval_ms", "must be at least 1 millisecond");
         }
@@ -604,10 +615,6 @@ impl Config {
     pub fn broker_config(&self) -> BrokerConfig {
         self.limits.broker_config()
     }
-
-    pub fn connect_timeout(&self) -> Duration {
-        self.limits.connect_timeout()
-    }
 }
 
 impl Limits {
@@ -652,28 +659,27 @@ impl Limits {
 
     /// These limits in the form the broker core takes.
     pub fn broker_config(&self) -> BrokerConfig {
-        let l = self;
         BrokerConfig {
-            max_packet_size: l.max_packet_size,
-            max_connect_size: l.max_connect_size,
-            receive_maximum: l.receive_maximum,
-            max_inflight: l.max_inflight,
-            topic_alias_maximum: l.topic_alias_maximum,
-            max_keep_alive: l.max_keep_alive,
-            max_session_expiry: l.max_session_expiry,
-            max_queued_messages: l.max_queued_messages,
-            max_queued_bytes: l.max_queued_bytes,
-            queue_qos0_offline: l.queue_qos0_offline,
-            queue_full_policy: match l.queue_full_policy {
+            max_packet_size: self.max_packet_size,
+            max_connect_size: self.max_connect_size,
+            receive_maximum: self.receive_maximum,
+            max_inflight: self.max_inflight,
+            topic_alias_maximum: self.topic_alias_maximum,
+            max_keep_alive: self.max_keep_alive,
+            max_session_expiry: self.max_session_expiry,
+            max_queued_messages: self.max_queued_messages,
+            max_queued_bytes: self.max_queued_bytes,
+            queue_qos0_offline: self.queue_qos0_offline,
+            queue_full_policy: match self.queue_full_policy {
                 QueueFullPolicyName::DropNewest => QueueFullPolicy::DropNewest,
                 QueueFullPolicyName::DropOldest => QueueFullPolicy::DropOldest,
             },
-            max_client_id_len: l.max_client_id_len,
-            max_topic_length: l.max_topic_length,
-            max_topic_levels: l.max_topic_levels,
-            max_user_properties: l.max_user_properties,
-            max_user_property_bytes: l.max_user_property_bytes,
-            max_subscriptions: l.max_subscriptions,
+            max_client_id_len: self.max_client_id_len,
+            max_topic_length: self.max_topic_length,
+            max_topic_levels: self.max_topic_levels,
+            max_user_properties: self.max_user_properties,
+            max_user_property_bytes: self.max_user_property_bytes,
+            max_subscriptions: self.max_subscriptions,
             // The broker sets it: whether it was given a store.
             persistence: false,
         }
@@ -834,6 +840,14 @@ bind = \"127.0.0.1:1885\"
             assert!(err.contains(name), "{err}");
             assert!(err.contains("line 11"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_empty_http_token_is_refused() {
+        let error = Config::parse("[http]\ntoken = \"  \"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http.token"), "{error}");
     }
 
     #[test]

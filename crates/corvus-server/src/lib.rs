@@ -75,7 +75,7 @@ pub struct Server {
     /// for nothing), for people.
     transports: Vec<String>,
     /// The TLS listeners' certificate files and live acceptors, for [`Server::reload_tls`].
-    tls_listeners: Arc<Vec<LiveTls>>,
+    tls_listeners: Vec<LiveTls>,
     /// Where the HTTP endpoint listens, when it does.
     http_addr: Option<SocketAddr>,
     security: Arc<Security>,
@@ -161,7 +161,6 @@ impl Server {
             config.limits.connection_rate_per_source,
         );
         let mut all_sources = vec![shared_sources.clone()];
-        let mut listener_figures = Vec::new();
         for listener in config.all_listeners() {
             let addr = listener.bind;
             let limits = config.listener_limits(&listener);
@@ -214,8 +213,7 @@ impl Server {
                 .map_err(|source| StartError::Bind { addr, source })?;
             addrs.push(local);
             transports.push(transport.describe());
-            let figures = Arc::new(ListenerFigures::new(local, listener_kind));
-            listener_figures.push(figures.clone());
+            let figures = broker.metrics.register_listener(local, listener_kind);
             let shared = Arc::new(ListenerShared {
                 broker: broker.clone(),
                 security: security.clone(),
@@ -240,7 +238,6 @@ impl Server {
                 shutdown_rx.clone(),
             ));
         }
-        let tls_listeners = Arc::new(tls_listeners);
         let http_addr = match config.http.listen {
             None => None,
             Some(addr) => {
@@ -253,14 +250,10 @@ impl Server {
                 let local = listener
                     .local_addr()
                     .map_err(|source| StartError::Bind { addr, source })?;
-                let (tls, security) = (tls_listeners.clone(), security.clone());
                 let state = Arc::new(http::HttpState {
                     broker: broker.clone(),
                     token: config.http.token.clone(),
-                    reload: Arc::new(move || reload_all(&tls, &security)),
-                    ready: true.into(),
                     started: std::time::Instant::now(),
-                    listeners: listener_figures,
                 });
                 tasks.spawn(http::serve(listener, state, shutdown_rx.clone()));
                 Some(local)
@@ -302,6 +295,19 @@ impl Server {
         let fresh = fresh_acceptors(&self.tls_listeners)?;
         install_acceptors(&self.tls_listeners, fresh);
         Ok(self.tls_listeners.len())
+    }
+
+    /// Reloads the TLS certificates and the password file, ACL file and revocation list
+    /// (SIGHUP), all or nothing: what was reloaded, or why nothing was (the running ones
+    /// stay).
+    pub fn reload(&self) -> Result<String, String> {
+        let fresh = fresh_acceptors(&self.tls_listeners).map_err(|e| e.to_string())?;
+        self.security.reload().map_err(|e| e.to_string())?;
+        install_acceptors(&self.tls_listeners, fresh);
+        Ok(format!(
+            "reloaded the certificates of {} TLS listener(s), the password file, ACL file and revocation list",
+            self.tls_listeners.len()
+        ))
     }
 
     /// Where the HTTP endpoint listens (`[http] listen`), if it does.
@@ -371,18 +377,6 @@ fn install_acceptors(listeners: &[LiveTls], fresh: Vec<tokio_rustls::TlsAcceptor
     for (live, acceptor) in listeners.iter().zip(fresh) {
         *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
     }
-}
-
-/// Reloads certificates and the security files, all or nothing (`POST /api/v1/reload`):
-/// what was reloaded, or why nothing was.
-fn reload_all(tls: &[LiveTls], security: &Security) -> Result<String, String> {
-    let fresh = fresh_acceptors(tls).map_err(|e| e.to_string())?;
-    security.reload().map_err(|e| e.to_string())?;
-    install_acceptors(tls, fresh);
-    Ok(format!(
-        "reloaded the certificates of {} TLS listener(s) and the security files",
-        tls.len()
-    ))
 }
 
 /// A TLS listener's acceptor, replaced when certificates are reloaded.

@@ -2,32 +2,27 @@
 //! reads them; nothing here formats anything.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use corvus_core::DropReason;
 
+use crate::listener_metrics::ListenerFigures;
 pub use crate::sources::SourceLimit;
 
 #[derive(Debug)]
 pub struct Metrics {
-    pub connections_current: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub messages_received: AtomicU64,
-    pub messages_sent: AtomicU64,
-    pub bytes_received: AtomicU64,
-    pub bytes_sent: AtomicU64,
+    /// Each listener's connections and bytes; the broker's are their sums.
+    listeners: Mutex<Vec<Arc<ListenerFigures>>>,
     dropped: [AtomicU64; DropReason::ALL.len()],
     refused_too_many: AtomicU64,
     refused_too_fast: AtomicU64,
-    /// Messages the broker published itself on `$SYS` (counted in `sys.rs`). Routing counts
-    /// them in `messages_received` like any message; statistics take them out again.
-    pub sys_published: AtomicU64,
     /// PUBLISH packets and their payload bytes, by QoS, received from clients and sent to
     /// them.
     publish_received: [AtomicU64; 3],
     publish_received_bytes: [AtomicU64; 3],
     publish_sent: [AtomicU64; 3],
     publish_sent_bytes: [AtomicU64; 3],
-    /// Refused CONNECTs by the CONNACK reason code sent (or that would have been sent).
+    /// Refused CONNECTs by the reason code of the CONNACK sent.
     refused_by_code: [AtomicU64; 256],
     /// DISCONNECTs the broker sent, by reason code.
     disconnects_by_code: [AtomicU64; 256],
@@ -44,16 +39,10 @@ fn by_code(counters: &[AtomicU64; 256]) -> impl Iterator<Item = (u8, u64)> + '_ 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            connections_current: AtomicU64::new(0),
-            connections_total: AtomicU64::new(0),
-            messages_received: AtomicU64::new(0),
-            messages_sent: AtomicU64::new(0),
-            bytes_received: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
+            listeners: Mutex::new(Vec::new()),
             dropped: Default::default(),
             refused_too_many: AtomicU64::new(0),
             refused_too_fast: AtomicU64::new(0),
-            sys_published: AtomicU64::new(0),
             publish_received: Default::default(),
             publish_received_bytes: Default::default(),
             publish_sent: Default::default(),
@@ -66,6 +55,50 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A new listener's figures, counted from now on.
+    pub fn register_listener(
+        &self,
+        addr: std::net::SocketAddr,
+        kind: &'static str,
+    ) -> Arc<ListenerFigures> {
+        let figures = Arc::new(ListenerFigures::new(addr, kind));
+        self.listeners().push(figures.clone());
+        figures
+    }
+
+    /// The listeners' figures, in the order they started.
+    pub fn listeners(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ListenerFigures>>> {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One figure summed over the listeners.
+    fn sum(&self, field: fn(&ListenerFigures) -> &AtomicU64) -> u64 {
+        self.listeners()
+            .iter()
+            .map(|l| Metrics::get(field(l)))
+            .sum()
+    }
+
+    /// MQTT network connections open now, all listeners.
+    pub fn connections_current(&self) -> u64 {
+        self.sum(|l| &l.connections_current)
+    }
+
+    /// Connections accepted since start, all listeners.
+    pub fn connections_total(&self) -> u64 {
+        self.sum(|l| &l.connections_total)
+    }
+
+    /// Bytes read from clients, all listeners.
+    pub fn bytes_received(&self) -> u64 {
+        self.sum(|l| &l.bytes_received)
+    }
+
+    /// Bytes written to clients, all listeners.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sum(|l| &l.bytes_sent)
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -111,6 +144,17 @@ impl Metrics {
             Metrics::get(&self.publish_received[i]),
             Metrics::get(&self.publish_received_bytes[i]),
         )
+    }
+
+    /// PUBLISH packets received from clients, all QoS together (the broker's own messages,
+    /// wills and `$SYS`, are not received).
+    pub fn messages_received(&self) -> u64 {
+        self.publish_received.iter().map(Metrics::get).sum()
+    }
+
+    /// PUBLISH packets sent to clients, all QoS together.
+    pub fn messages_sent(&self) -> u64 {
+        self.publish_sent.iter().map(Metrics::get).sum()
     }
 
     /// (packets, payload bytes) sent with this QoS.

@@ -27,6 +27,8 @@ impl SourceRefusal {
     }
 }
 
+/// A new variant must join [`SourceLimit::ALL`] (the exhaustive match in `label` is the
+/// reminder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceLimit {
     /// `max_connections_per_source` open already.
@@ -36,6 +38,9 @@ pub enum SourceLimit {
 }
 
 impl SourceLimit {
+    /// Every per-source limit a connection can be refused by.
+    pub const ALL: [SourceLimit; 2] = [SourceLimit::TooMany, SourceLimit::TooFast];
+
     pub fn describe(self) -> &'static str {
         match self {
             SourceLimit::TooMany => "too many connections open from this address",

@@ -14,19 +14,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use corvus_core::DropReason;
-use serde::Serialize;
 
 use crate::broker::Broker;
-use crate::metrics::{Metrics, SourceLimit};
-
-/// Every per-source limit a connection can be refused by.
-pub const SOURCE_LIMITS: [SourceLimit; 2] = [SourceLimit::TooMany, SourceLimit::TooFast];
-
-// A new `SourceLimit` must be added to `SOURCE_LIMITS`: this match stops compiling until
-// someone looks.
-const _: fn(SourceLimit) = |limit| match limit {
-    SourceLimit::TooMany | SourceLimit::TooFast => {}
-};
+use crate::metrics::SourceLimit;
 
 /// The load average windows, as Mosquitto's: 1, 5 and 15 minutes.
 pub const LOAD_WINDOWS: [Duration; 3] = [
@@ -37,7 +27,7 @@ pub const LOAD_WINDOWS: [Duration; 3] = [
 
 /// A snapshot of the broker. Counters ("since start") only grow while the broker runs;
 /// gauges ("now") are what holds at the moment of the snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerStats {
     /// Seconds since the broker started serving.
     pub uptime_seconds: u64,
@@ -62,8 +52,8 @@ pub struct BrokerStats {
     /// Counter: connections refused by a per-source limit since start, before any MQTT, by
     /// the limit's label (`source_connections`, `source_rate`).
     pub connections_refused: BTreeMap<&'static str, u64>,
-    /// Counter: application messages routed since start: PUBLISH accepted from clients (a
-    /// QoS 2 message once) and wills. The broker's own `$SYS` messages are not counted.
+    /// Counter: PUBLISH packets received from clients since start, as Mosquitto counts them
+    /// (a re-sent one again). The broker's own messages (wills, `$SYS`) are not counted.
     pub messages_received: u64,
     /// Counter: PUBLISH packets written to clients since start (resends and `$SYS` messages
     /// included).
@@ -75,7 +65,7 @@ pub struct BrokerStats {
     /// Gauge: subscriptions, one per (client, filter); a client in a shared group counts
     /// once.
     pub subscriptions: u64,
-    /// Gauge: retained messages held, `$SYS` ones included.
+    /// Gauge: retained messages of clients held (`$SYS`'s own are apart).
     pub retained_messages: u64,
     /// Gauge: bytes of retained messages held, topic plus payload (as the quota counts them).
     pub retained_bytes: u64,
@@ -126,19 +116,16 @@ impl BrokerStats {
             clients_total,
             clients_disconnected: clients_total - clients_connected,
             clients_maximum: clients_connected,
-            connections_open: Metrics::get(&metrics.connections_current),
-            connections_total: Metrics::get(&metrics.connections_total),
-            connections_refused: SOURCE_LIMITS
+            connections_open: metrics.connections_current(),
+            connections_total: metrics.connections_total(),
+            connections_refused: SourceLimit::ALL
                 .iter()
                 .map(|&limit| (limit.label(), metrics.refused(limit)))
                 .collect(),
-            // Read in this order, the `$SYS` count can only be too high, never let the
-            // difference wrap: `sys.rs` counts a message before routing counts it.
-            messages_received: Metrics::get(&metrics.messages_received)
-                .saturating_sub(Metrics::get(&metrics.sys_published)),
-            messages_sent: Metrics::get(&metrics.messages_sent),
-            bytes_received: Metrics::get(&metrics.bytes_received),
-            bytes_sent: Metrics::get(&metrics.bytes_sent),
+            messages_received: metrics.messages_received(),
+            messages_sent: metrics.messages_sent(),
+            bytes_received: metrics.bytes_received(),
+            bytes_sent: metrics.bytes_sent(),
             subscriptions: broker.subscription_count() as u64,
             retained_messages: broker.retained_count() as u64,
             retained_bytes: broker.retained_bytes() as u64,
@@ -165,7 +152,7 @@ impl BrokerStats {
 }
 
 /// One rate averaged over the three windows, in units per minute (Mosquitto's unit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Load {
     pub one_minute: f64,
     pub five_minutes: f64,
@@ -197,9 +184,9 @@ impl Load {
 }
 
 /// Every load average the broker keeps, each per minute.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BrokerLoad {
-    /// Messages routed per minute (`BrokerStats::messages_received`).
+    /// PUBLISH packets received per minute (`BrokerStats::messages_received`).
     pub messages_received: Load,
     /// PUBLISH packets sent per minute.
     pub messages_sent: Load,
@@ -443,7 +430,7 @@ mod tests {
             stats.messages_dropped_by_reason.len(),
             DropReason::ALL.len()
         );
-        assert_eq!(stats.connections_refused.len(), SOURCE_LIMITS.len());
+        assert_eq!(stats.connections_refused.len(), SourceLimit::ALL.len());
         // One client connects: connected, and the maximum remembers it after it leaves.
         let owner = Owner {
             connection: 1,
@@ -472,9 +459,16 @@ mod tests {
             ),
             (1, 0, 1, 1)
         );
-        // The broker's own $SYS messages are not received messages.
-        Metrics::add(&broker.metrics.messages_received, 5);
-        Metrics::add(&broker.metrics.sys_published, 2);
+        // Clients' PUBLISH packets, every QoS.
+        broker
+            .metrics
+            .count_publish_received(mqtt_codec::QoS::AtMostOnce, 1);
+        broker
+            .metrics
+            .count_publish_received(mqtt_codec::QoS::ExactlyOnce, 1);
+        broker
+            .metrics
+            .count_publish_received(mqtt_codec::QoS::AtLeastOnce, 1);
         let stats = tracker.snapshot(&broker, start + Duration::from_secs(54));
         assert_eq!(stats.messages_received, 3);
         assert!(stats.load.messages_received.one_minute > 0.0);

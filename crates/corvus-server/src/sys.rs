@@ -14,10 +14,9 @@
 //!   (uptime changes at every tick anyway).
 //! - The first tick comes one interval after start, not at once: a broker that lives a few
 //!   seconds publishes nothing.
-//! - Being retained, the messages are held with the clients' retained messages: they count
-//!   in the retained figures and the quota check, and the store persists them (see the
-//!   module-level note on [`run`]). At start, whatever `$SYS/broker/...` the store brought
-//!   back from the last run is deleted, so no stale value is served.
+//! - Being retained, the messages are held by the broker apart from the clients' retained
+//!   messages (`Broker::publish`): in memory only, never persisted, outside the retained
+//!   quota and figures; a restart starts them afresh.
 //!
 //! This module must not compute statistics (that is `stats.rs`) nor deliver anything itself.
 
@@ -32,7 +31,6 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, MessageRouting};
 use crate::clock;
-use crate::metrics::Metrics;
 use crate::stats::{BrokerStats, Load, StatsTracker};
 
 /// Where every topic of this module lives.
@@ -41,17 +39,10 @@ pub const PREFIX: &str = "$SYS/broker/";
 /// What `$SYS/broker/version` says.
 pub const VERSION: &str = concat!("corvus ", env!("CARGO_PKG_VERSION"));
 
-/// Publishes the `$SYS` topics every `interval` until shutdown; with a zero interval, only
-/// deletes what a previous run left retained, and returns.
-///
-/// Note: the messages are retained in the broker's one retained store, so the store
-/// persists each change (a handful of small writes per tick), and they count against
-/// `limits.max_retained_messages`/`max_retained_bytes` (45 messages, a few KiB).
-/// Keeping them out of both would take a change to `Broker::publish` and to the quota
-/// check (`Broker::retained_admits`).
+/// Publishes the `$SYS` topics every `interval` until shutdown (never, with a zero
+/// interval).
 pub async fn run(broker: Arc<Broker>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
     let started = Instant::now();
-    clear_stale(&broker, clock::now());
     if interval.is_zero() {
         return;
     }
@@ -67,17 +58,6 @@ pub async fn run(broker: Arc<Broker>, interval: Duration, mut shutdown: watch::R
             _ = shutdown.changed() => break,
         }
     }
-}
-
-/// Deletes the retained `$SYS/broker/...` messages (a previous run's, recovered from the
-/// store). Returns how many.
-pub fn clear_stale(broker: &Broker, now: Millis) -> usize {
-    let stale = broker.retained_matching(&format!("{PREFIX}#"), now);
-    for message in &stale {
-        // An empty retained payload deletes the topic's retained message.
-        publish(broker, &message.topic, Bytes::new(), now);
-    }
-    stale.len()
 }
 
 /// The `$SYS` topics' state between ticks: the statistics tracker and what each topic last
@@ -120,8 +100,6 @@ fn publish(broker: &Broker, topic: &str, payload: Bytes, now: Millis) {
     let Ok(topic) = MqttString::try_from(topic) else {
         return;
     };
-    // Counted before routing counts it as received (see `BrokerStats::messages_received`).
-    Metrics::add(&broker.metrics.sys_published, 1);
     let message = Message {
         topic,
         payload,
@@ -283,29 +261,13 @@ mod tests {
         let at = start + Duration::from_secs(10);
         let all = topics(&stats()).len();
         assert_eq!(sys.tick(&broker, at, 0), all);
-        // They are retained, and the broker's own messages are not received messages.
-        assert_eq!(broker.retained_count(), all);
-        assert_eq!(Metrics::get(&broker.metrics.sys_published), all as u64);
-        // At the same moment, only the retained figures move (they now count $SYS itself,
-        // and their own new values), and they settle.
-        let before = sys.last.clone();
-        let mut ticks = 0;
-        while sys.tick(&broker, at, 0) > 0 {
-            ticks += 1;
-            assert!(ticks < 5, "the retained figures settle");
-        }
-        for (topic, value) in &sys.last {
-            if before[topic] != *value {
-                assert!(topic.contains("/retained messages/"), "{topic} changed");
-            }
-        }
+        // Retained apart: not in the clients' retained figures, so nothing moved.
+        assert_eq!(broker.retained_count(), 0);
+        assert_eq!(sys.tick(&broker, at, 0), 0);
         // Ten seconds on, the uptime.
         assert_eq!(sys.tick(&broker, at + Duration::from_secs(10), 0), 1);
         let snapshot = sys.tracker.snapshot(&broker, at + Duration::from_secs(10));
         assert_eq!(snapshot.messages_received, 0);
-        // A restart deletes what the last run left.
-        assert_eq!(clear_stale(&broker, 0), all);
-        assert_eq!(broker.retained_count(), 0);
     }
 
     #[test]

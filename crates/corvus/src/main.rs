@@ -190,13 +190,11 @@ async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     // SIGHUP reloads the TLS certificates, the password and ACL files and the revocation
     // list; SIGINT or SIGTERM stops.
     while signals.wait().await? == Signal::Reload {
-        match server.reload_tls() {
-            Ok(n) => info!("reloaded the certificates of {n} TLS listener(s)"),
-            Err(e) => tracing::error!("reload failed, the running certificates stay: {e}"),
-        }
-        match server.reload_security() {
-            Ok(()) => info!("reloaded the password file, ACL file and revocation list"),
-            Err(e) => tracing::error!("reload failed, the running security settings stay: {e}"),
+        match server.reload() {
+            Ok(done) => info!("{done}"),
+            Err(e) => tracing::error!(
+                "reload failed, the running certificates and security settings stay: {e}"
+            ),
         }
     }
     info!("shutting down");

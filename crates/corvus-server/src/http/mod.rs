@@ -1,45 +1,36 @@
 //! The broker's HTTP endpoint (`[http] listen`, `--http-listen`): Prometheus metrics,
-//! health checks and the JSON admin API, for operators and their tools.
+//! and health checks, for operators and their tools (the JSON admin API will join them).
 //!
 //! This module owns the server (HTTP/1.1 on hyper), who may ask (a bearer token from the
 //! config; without one, only clients on loopback), and the routing. What each endpoint says
-//! is in its own module: `prometheus.rs` for `/metrics`, `api.rs` for `/api/v1/...`.
+//! is in its own module: `prometheus.rs` for `/metrics`.
 //!
-//! Requests are small and answers are built in memory: bodies larger than
-//! [`MAX_BODY`] are refused, and each connection must send its request head within
-//! [`HEADER_TIMEOUT`].
+//! Answers are built in memory; no endpoint reads a request body; each connection must send
+//! its request head within [`HEADER_TIMEOUT`].
 
-mod api;
 mod prometheus;
-mod query;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::broker::Broker;
 
-/// The most a request body may carry (the API takes small JSON documents, if any).
-const MAX_BODY: usize = 64 * 1024;
 /// A connection that has not sent a whole request head by then is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What reloading does, given by the server (`POST /api/v1/reload`): a summary of what was
-/// reloaded, or why nothing was.
-pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 /// Everything the endpoint reads or acts on.
 pub struct HttpState {
@@ -47,12 +38,7 @@ pub struct HttpState {
     /// The bearer token every request but the health checks must carry; `None`: only
     /// clients on loopback are answered.
     pub token: Option<String>,
-    pub reload: Reload,
-    /// Whether the broker serves MQTT (false once shutdown begins).
-    pub ready: AtomicBool,
     pub started: Instant,
-    /// The MQTT listeners, for per-listener figures.
-    pub listeners: Vec<Arc<crate::ListenerFigures>>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -99,54 +85,49 @@ pub async fn serve(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        debug!(%peer, error = %e, "http connection ended");
-                    }
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                // The request being answered is finished, then the connection closes.
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
                 }
-                _ = stop.changed() => connection.as_mut().graceful_shutdown(),
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "http connection ended");
             }
         });
     }
-    state.ready.store(false, Ordering::Release);
-    connections.shutdown().await;
+    // The server's shutdown grace bounds this wait.
+    while connections.join_next().await.is_some() {}
 }
 
 /// One request: checks who asks, then routes.
 async fn handle(state: &HttpState, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
     // Health checks say nothing secret and must work for probes without credentials.
     match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => {
-            return match state.ready.load(Ordering::Acquire) {
-                true => text(StatusCode::OK, "ready\n"),
-                false => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-            }
-        }
+        // The endpoint starts once the store is recovered and every listener bound.
+        (&Method::GET, "/readyz") => return text(StatusCode::OK, "ready\n"),
         _ => {}
     }
     if let Some(refusal) = refusal(state, peer, request.headers().get(AUTHORIZATION)) {
         info!(%peer, %method, path = %path, "refused http request: {}", refusal.status());
         return refusal;
     }
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
-    };
-    let response = match (&method, path.as_str()) {
-        (&Method::GET, "/metrics") => Response::builder()
-            .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-            .body(Body::from(prometheus::render(state))),
-        _ => match api::route(state, &method, &path, query.as_deref(), &body) {
-            Some(response) => return response,
-            None => return text(StatusCode::NOT_FOUND, "not found\n"),
-        },
-    };
-    response.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+    match (&method, path.as_str()) {
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Body::from(prometheus::render(state)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
 }
 
 /// With a token configured, the request must carry it (`Authorization: Bearer <token>`);
@@ -168,7 +149,7 @@ fn refusal(
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
     match presented {
-        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => None,
+        Some(presented) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => None,
         _ => {
             let mut refusal = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
             refusal
@@ -177,11 +158,6 @@ fn refusal(
             Some(refusal)
         }
     }
-}
-
-/// Compares without stopping at the first difference (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -202,10 +178,7 @@ mod tests {
         HttpState {
             broker: Arc::new(Broker::new(corvus_core::BrokerConfig::default())),
             token: token.map(str::to_owned),
-            reload: Arc::new(|| Ok(String::new())),
-            ready: AtomicBool::new(true),
             started: Instant::now(),
-            listeners: Vec::new(),
         }
     }
 
@@ -231,13 +204,5 @@ mod tests {
                 assert!(refused.headers().contains_key(WWW_AUTHENTICATE));
             }
         }
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
     }
 }

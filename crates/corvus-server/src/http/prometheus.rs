@@ -9,6 +9,7 @@ use mqtt_codec::{QoS, ReasonCode};
 
 use super::HttpState;
 use crate::metrics::{Metrics, SourceLimit};
+use crate::stats::BrokerStats;
 
 /// Builds the exposition text, one family after another.
 struct Exposition(String);
@@ -70,28 +71,46 @@ const QOS: [(QoS, &str); 3] = [
     (QoS::ExactlyOnce, "2"),
 ];
 
+/// The exposition. Takes a [`BrokerStats`] snapshot, which walks the sessions: fine at
+/// scrape intervals.
 pub fn render(state: &HttpState) -> String {
     let broker = &state.broker;
     let metrics = &broker.metrics;
+    let stats = BrokerStats::collect(broker, state.started.elapsed());
     let mut out = Exposition(String::with_capacity(8 * 1024));
 
     out.single(
         "corvus_uptime_seconds",
         "gauge",
         "Seconds since the broker started.",
-        state.started.elapsed().as_secs(),
+        stats.uptime_seconds,
     );
     out.single(
         "corvus_connections",
         "gauge",
         "Network connections open now (MQTT, all listeners).",
-        Metrics::get(&metrics.connections_current),
+        stats.connections_open,
     );
     out.single(
         "corvus_connections_total",
         "counter",
         "Network connections accepted since start.",
-        Metrics::get(&metrics.connections_total),
+        stats.connections_total,
+    );
+    out.family(
+        "corvus_sessions",
+        "gauge",
+        "Sessions held, by whether their client is connected.",
+    );
+    out.sample(
+        "corvus_sessions",
+        &[("state", "online")],
+        stats.clients_connected,
+    );
+    out.sample(
+        "corvus_sessions",
+        &[("state", "offline")],
+        stats.clients_disconnected,
     );
 
     out.family(
@@ -99,13 +118,10 @@ pub fn render(state: &HttpState) -> String {
         "counter",
         "Connections refused, by reason: a per-source limit before any MQTT, or the CONNACK reason code.",
     );
-    for (limit, reason) in [
-        (SourceLimit::TooMany, "too_many_from_source"),
-        (SourceLimit::TooFast, "too_fast_from_source"),
-    ] {
+    for limit in SourceLimit::ALL {
         out.sample(
             "corvus_connections_refused_total",
-            &[("reason", reason)],
+            &[("reason", limit.label())],
             metrics.refused(limit),
         );
     }
@@ -159,13 +175,13 @@ pub fn render(state: &HttpState) -> String {
         "corvus_bytes_received_total",
         "counter",
         "Bytes read from clients (MQTT, all listeners).",
-        Metrics::get(&metrics.bytes_received),
+        stats.bytes_received,
     );
     out.single(
         "corvus_bytes_sent_total",
         "counter",
         "Bytes written to clients (MQTT, all listeners).",
-        Metrics::get(&metrics.bytes_sent),
+        stats.bytes_sent,
     );
 
     out.family(
@@ -184,17 +200,41 @@ pub fn render(state: &HttpState) -> String {
     out.single(
         "corvus_retained_messages",
         "gauge",
-        "Retained messages held.",
-        broker.retained_count(),
+        "Retained messages of clients held.",
+        stats.retained_messages,
+    );
+    out.single(
+        "corvus_retained_bytes",
+        "gauge",
+        "Topic and payload bytes of the retained messages held (as the quota counts them).",
+        stats.retained_bytes,
     );
     out.single(
         "corvus_subscriptions",
         "gauge",
         "Subscriptions of all sessions (shared ones included).",
-        broker.subscription_count(),
+        stats.subscriptions,
+    );
+    out.single(
+        "corvus_queued_messages",
+        "gauge",
+        "Messages waiting in session queues, connected or not, not yet in flight.",
+        stats.messages_queued,
+    );
+    out.single(
+        "corvus_queued_bytes",
+        "gauge",
+        "Payload bytes of the queued messages.",
+        stats.messages_queued_bytes,
+    );
+    out.single(
+        "corvus_inflight_messages",
+        "gauge",
+        "QoS 1 and 2 messages sent and not yet acknowledged.",
+        stats.messages_inflight,
     );
 
-    listeners(&mut out, &state.listeners);
+    listeners(&mut out, &metrics.listeners());
     out.0
 }
 

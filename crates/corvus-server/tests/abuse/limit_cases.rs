@@ -335,8 +335,7 @@ async fn disperse(case: &Case, crowd: Crowd) {
         case.server
             .broker()
             .metrics
-            .connections_current
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .connections_current()
     };
     let settled = tokio::time::timeout(WAIT, async {
         while current() != SENTINEL_CONNECTIONS as u64 {

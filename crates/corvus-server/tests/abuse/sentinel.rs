@@ -283,7 +283,7 @@ async fn assert_let_go(server: &Server) {
     let broker = server.broker();
     let load = || {
         (
-            broker.metrics.connections_current.load(Ordering::Relaxed),
+            broker.metrics.connections_current(),
             broker.session_count(),
         )
     };
