@@ -30,6 +30,19 @@ pub struct PasswordFile {
     /// (the entry it copies may have changed). None only if it could not be built, see
     /// [`PasswordFile::verify`].
     dummy: OnceLock<Option<PasswordHash>>,
+    /// What SCRAM exchanges for unknown users go on with: built on first use, and again
+    /// after an edit, as `dummy` is.
+    scram_mock: OnceLock<ScramMock>,
+}
+
+/// The made-up SCRAM parameters of users without verifiers.
+#[derive(Clone)]
+struct ScramMock {
+    /// The key of their salts: a digest of the first entry, a secret to outsiders that
+    /// stays the same while that entry does.
+    key: [u8; 32],
+    /// The first SCRAM entry's iteration count, so the made-up one blends in.
+    iterations: u32,
 }
 
 #[derive(Clone)]
@@ -66,7 +79,7 @@ impl PasswordFile {
     /// defaults unless set). With entries, the dummy copies the dearest entry's parameters.
     pub fn with_params(mut self, params: HashParams) -> Self {
         self.params = params;
-        self.dummy = OnceLock::new();
+        self.edited();
         self
     }
 
@@ -161,9 +174,9 @@ impl PasswordFile {
     }
 
     /// What a SCRAM-SHA-256 exchange for `user` goes on with: the user's verifiers, or made-up
-    /// ones that are the same on every attempt (derived from the file's contents, which an
-    /// outsider does not know), so the broker's first answer does not tell whether the user
-    /// exists or has SCRAM credentials.
+    /// ones that are the same on every attempt (see [`ScramMock`]), found as fast as real
+    /// ones, so the broker's first answer does not tell whether the user exists or has SCRAM
+    /// credentials.
     pub fn scram_lookup(&self, user: &str) -> scram::Lookup {
         let entry = self.index.get(user).and_then(|&i| self.lines.get(i));
         if let Some(Line::Entry {
@@ -173,27 +186,38 @@ impl PasswordFile {
         {
             return scram::Lookup::Known((**credentials).clone());
         }
-        let secret = self.to_text();
-        let mut salt = scram::mock_salt(secret.as_bytes(), user);
-        salt.truncate(16);
-        // The iteration count most users have, so the made-up one blends in.
-        let iterations = self
-            .lines
-            .iter()
-            .filter_map(|line| match line {
-                Line::Entry { scram: Some(c), .. } => Some(c.iterations),
-                _ => None,
-            })
-            .next()
-            .unwrap_or(scram::MIN_ITERATIONS);
-        scram::Lookup::Unknown { salt, iterations }
+        let mock = self.scram_mock.get_or_init(|| ScramMock {
+            key: scram::mock_key(self.entries().next().map_or("", |(_, text, _)| text)),
+            iterations: self
+                .entries()
+                .find_map(|(_, _, scram)| scram.map(|c| c.iterations))
+                .unwrap_or(scram::MIN_ITERATIONS),
+        });
+        scram::Lookup::Unknown {
+            salt: scram::mock_salt(&mock.key, user),
+            iterations: mock.iterations,
+        }
+    }
+
+    /// Every entry: its user, its text as written, and its SCRAM verifiers.
+    fn entries(&self) -> impl Iterator<Item = (&str, &str, Option<&ScramCredentials>)> {
+        self.lines.iter().filter_map(|line| match line {
+            Line::Entry {
+                user, text, scram, ..
+            } => Some((user.as_str(), text.as_str(), scram.as_deref())),
+            Line::Other(_) => None,
+        })
+    }
+
+    /// After an edit, what is derived from the entries is built again.
+    fn edited(&mut self) {
+        self.dummy = OnceLock::new();
+        self.scram_mock = OnceLock::new();
     }
 
     /// True if some user can authenticate with SCRAM-SHA-256.
     pub fn has_scram(&self) -> bool {
-        self.lines
-            .iter()
-            .any(|line| matches!(line, Line::Entry { scram: Some(_), .. }))
+        self.entries().any(|(_, _, scram)| scram.is_some())
     }
 
     fn hash_of(&self, user: &str) -> Option<&PasswordHash> {
@@ -223,10 +247,7 @@ impl PasswordFile {
 
     /// The users, in file order.
     pub fn users(&self) -> impl Iterator<Item = &str> {
-        self.lines.iter().filter_map(|line| match line {
-            Line::Entry { user, .. } => Some(user.as_str()),
-            Line::Other(_) => None,
-        })
+        self.entries().map(|(user, ..)| user)
     }
 
     pub fn contains(&self, user: &str) -> bool {
@@ -261,7 +282,7 @@ impl PasswordFile {
                 self.lines.push(entry);
             }
         }
-        self.dummy = OnceLock::new();
+        self.edited();
         Ok(())
     }
 
@@ -278,7 +299,7 @@ impl PasswordFile {
                 *at -= 1;
             }
         }
-        self.dummy = OnceLock::new();
+        self.edited();
         true
     }
 

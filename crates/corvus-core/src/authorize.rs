@@ -57,9 +57,39 @@ pub trait Authorizer: Send + Sync + Debug {
     /// nothing to persist, and the runtime decides what a recovered session without one may
     /// do (a runtime with authorization configured should deny it everything).
     ///
-    /// It may hold a secret (a bearer token): never log it.
-    fn principal(&self) -> Option<String> {
+    /// It may hold a secret (a bearer token): [`Principal`]'s `Debug` never shows it.
+    fn principal(&self) -> Option<Principal> {
         None
+    }
+}
+
+/// Who a client is, as the runtime persists it with its session
+/// ([`Authorizer::principal`]): opaque to the core and the store. It may hold a bearer
+/// secret, so `Debug` shows its length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Principal(String);
+
+impl Principal {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Principal {
+    fn from(text: String) -> Principal {
+        Principal(text)
+    }
+}
+
+impl From<&str> for Principal {
+    fn from(text: &str) -> Principal {
+        Principal(text.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Principal({} bytes)", self.0.len())
     }
 }
 

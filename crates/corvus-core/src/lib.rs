@@ -23,7 +23,7 @@ mod test_model;
 pub mod topic_tree;
 pub mod types;
 
-pub use authorize::{AllowAll, Authorizer, Verdict};
+pub use authorize::{AllowAll, Authorizer, Principal, Verdict};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use connection::{Action, Authentication, Closed, ConnectRequest, Connection, Refusal};
 pub use retained::RetainedStore;

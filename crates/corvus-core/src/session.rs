@@ -640,11 +640,9 @@ impl Session {
 
     /// Takes the pending will if its time has come.
     pub fn take_due_will(&mut self, now: Millis) -> Option<Arc<Message>> {
-        if self.pending_will.as_ref()?.due_at <= now {
-            let will = self.pending_will.take()?;
-            self.authorized_will(will.message)
-        } else {
-            None
+        match self.pending_will.as_ref()?.due_at <= now {
+            true => self.take_ending_will(),
+            false => None,
         }
     }
 
@@ -888,7 +886,7 @@ mod tests {
         fn subscribe(&self, _filter: &str) -> bool {
             false
         }
-        fn principal(&self) -> Option<String> {
+        fn principal(&self) -> Option<crate::authorize::Principal> {
             Some("user:gone".into())
         }
     }
@@ -932,7 +930,7 @@ mod tests {
             None
         );
         assert_eq!(counters.dropped(DropReason::NotAuthorized), 1);
-        assert_eq!(Refuses.principal().as_deref(), Some("user:gone"));
+        assert_eq!(Refuses.principal(), Some("user:gone".into()));
         assert_eq!(crate::authorize::AllowAll.principal(), None);
     }
 

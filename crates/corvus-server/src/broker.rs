@@ -310,7 +310,14 @@ impl Broker {
             if expired.will.message.is_expired(now) {
                 continue;
             }
-            let authorizer = restore(expired.principal.as_deref(), &expired.client_id, &broker);
+            let authorizer = restore(
+                expired
+                    .principal
+                    .as_ref()
+                    .map(corvus_core::Principal::as_str),
+                &expired.client_id,
+                &broker,
+            );
             wills.extend(authorized_will(
                 Some(&*authorizer),
                 expired.will.message,

@@ -375,6 +375,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         };
         let data = match self.conn.on_auth_response(answer) {
             Ok(data) => data,
+            // The client gave up (DISCONNECT): nothing to answer.
+            Err(refusal) if refusal.connack.is_none() => {
+                debug!(peer = %self.peer, client = %self.client_label(), "client left during AUTH");
+                return Err(None);
+            }
             Err(refusal) => {
                 info!(peer = %self.peer, client = %self.client_label(), reason = %refusal.reason, "refused connection: AUTH out of sequence");
                 self.send_refusal(refusal).await;
@@ -382,8 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             }
         };
         let (identity, server_final) = security.scram_finish(exchange, data.as_deref())?;
-        let mut none = Vec::new();
-        self.conn.auth_succeeded(Some(server_final), &mut none);
+        self.conn.auth_completed(Some(server_final));
         Ok(identity)
     }
 
@@ -713,27 +717,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     let ticket = self.broker.send_retained(handle, &filter, &entry, now());
                     self.need(ticket);
                 }
-                Action::Authenticate { restart, data } => reauth_steps.push((restart, data)),
+                Action::Authenticate { data } => reauth_steps.push(data),
                 Action::Close => {}
             }
         }
         // The vector keeps its capacity for the next call.
         self.actions = actions;
         if !reauth_steps.is_empty() {
-            for (restart, data) in reauth_steps {
-                self.reauthenticate(restart, data);
+            for data in reauth_steps {
+                self.reauthenticate(data);
             }
             // Only packets (AUTH, DISCONNECT) and Close come of it.
             self.execute(handle);
         }
     }
 
-    /// A step of re-authentication: answers it, or disconnects the client (0x87) if it does
-    /// not prove to be the user it was.
-    fn reauthenticate(&mut self, restart: bool, data: Option<bytes::Bytes>) {
+    /// A step of re-authentication (the core checked its sequence: a first message when
+    /// nothing runs, the proof when an exchange does): answers it, or disconnects the client
+    /// (0x87) if it does not prove to be the user it was.
+    fn reauthenticate(&mut self, data: Option<bytes::Bytes>) {
         let security = self.listener.security.clone();
-        let failure = match (self.reauth.take(), restart) {
-            (Some(Reauth::Proven(user)), true) => match security.scram_start(data.as_deref()) {
+        let failure = match self.reauth.take() {
+            Some(Reauth::Proven(user)) => match security.scram_start(data.as_deref()) {
                 Ok((exchange, server_first)) => {
                     self.conn.auth_continue(server_first, &mut self.actions);
                     self.reauth = Some(Reauth::Running { user, exchange });
@@ -741,12 +746,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 }
                 Err(denied) => denied.why,
             },
-            (Some(Reauth::Running { user, exchange }), false) => {
+            Some(Reauth::Running { user, exchange }) => {
                 match security.scram_finish(exchange, data.as_deref()) {
                     Ok((Identity::User(proven), server_final)) if proven == user => {
                         debug!(peer = %self.peer, client = %self.client_label(), user = %user, "re-authenticated");
                         self.conn
-                            .auth_succeeded(Some(server_final), &mut self.actions);
+                            .reauth_succeeded(Some(server_final), &mut self.actions);
                         self.reauth = Some(Reauth::Proven(user));
                         return;
                     }
@@ -757,11 +762,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     Err(denied) => denied.why,
                 }
             }
-            // The core asks only in sequence, and only of a client that used AUTH at CONNECT.
-            (state, _) => {
-                self.reauth = state;
-                "re-authentication out of sequence".into()
-            }
+            // The core asks only of a client whose CONNECT named a method, and this broker
+            // admits those only through SCRAM (which sets `reauth`).
+            None => "no authentication method in use".into(),
         };
         info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::NotAuthorized, why = %failure, "closing connection: re-authentication failed");
         self.conn.auth_failed(&mut self.actions);

@@ -12,6 +12,7 @@ pub mod http;
 pub mod listener_metrics;
 pub mod metrics;
 pub mod persist;
+pub mod preflight;
 mod rate;
 pub mod security;
 pub mod sources;
@@ -120,8 +121,9 @@ impl Server {
     ) -> Result<Server, StartError> {
         // A config built in code is held to what a config file is (an mqtts listener
         // without its certificate must not quietly serve plain TCP).
-        config.validate()?;
-        let security = Arc::new(Security::load(config)?);
+        let preflight = preflight::Preflight::check(config)?;
+        let security = Arc::new(preflight.security);
+        let mut acceptors = preflight.tls.into_iter();
         let mut recovered_summary = None;
         let broker = match store {
             None => Arc::new(Broker::new(config.broker_config())),
@@ -163,6 +165,7 @@ impl Server {
         let mut all_sources = vec![shared_sources.clone()];
         for listener in config.all_listeners() {
             let addr = listener.bind;
+            let acceptor = acceptors.next().flatten();
             let limits = config.listener_limits(&listener);
             let sources = match listener.limits.own_source_limits() {
                 false => shared_sources.clone(),
@@ -182,12 +185,10 @@ impl Server {
                     false => warn!("listener {addr}: no authentication configured and allow_anonymous = true: anyone who can reach it may do everything"),
                 }
             }
-            // Certificates are checked before anything listens: a broken file stops the start.
-            let tls = match listener.tls_files() {
+            // Certificates were checked before anything listens (`Preflight`).
+            let tls = match listener.tls_files().zip(acceptor) {
                 None => None,
-                Some(files) => {
-                    let acceptor =
-                        tls::acceptor(&files).map_err(|source| StartError::Tls { addr, source })?;
+                Some((files, acceptor)) => {
                     let shared = Arc::new(RwLock::new(acceptor));
                     tls_listeners.push(LiveTls {
                         addr,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use corvus_core::session::{InFlight, StoreEvent};
-use corvus_core::{Authorizer, ClientId, Session};
+use corvus_core::{Authorizer, ClientId, Principal, Session};
 use corvus_store::journal::ReplayedSession;
 use corvus_store::keyed::{LoadedSession, SessionRecord};
 use corvus_store::StoreOp;
@@ -24,7 +24,10 @@ pub fn session_record(session: &Session) -> SessionRecord {
         pending_will: session.pending_will.clone(),
         armed_will: session.armed_will.clone(),
         last_packet_id: session.last_packet_id(),
-        principal: session.authorizer.as_ref().and_then(|a| a.principal()),
+        // Only a will needs it checked again: no bearer token on disk without one.
+        principal: (session.pending_will.is_some() || session.armed_will.is_some())
+            .then(|| session.authorizer.as_ref()?.principal())
+            .flatten(),
     }
 }
 
@@ -77,7 +80,7 @@ pub fn restore_session(
     let mut session = Session::new(loaded.client_id.clone(), &broker.config);
     let record = loaded.record;
     session.authorizer = Some(restore(
-        record.principal.as_deref(),
+        record.principal.as_ref().map(Principal::as_str),
         &loaded.client_id,
         broker,
     ));
@@ -126,5 +129,50 @@ pub fn retained_op(message: &Arc<corvus_core::Message>) -> StoreOp {
         StoreOp::DeleteRetained(message.topic.clone())
     } else {
         StoreOp::PutRetained(message.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corvus_core::session::ArmedWill;
+    use corvus_core::{BrokerConfig, Message, Principal, Verdict};
+
+    #[derive(Debug)]
+    struct TokenHolder;
+
+    impl Authorizer for TokenHolder {
+        fn publish(&self, _: &str, _: bool, _: usize) -> Verdict {
+            Verdict::Allowed
+        }
+        fn subscribe(&self, _: &str) -> bool {
+            true
+        }
+        fn principal(&self) -> Option<Principal> {
+            Some("token:secret".into())
+        }
+    }
+
+    /// The principal (possibly a bearer token) is written only while a will needs it.
+    #[test]
+    fn the_principal_is_recorded_only_with_a_will() {
+        let mut session = Session::new("c".into(), &BrokerConfig::default());
+        session.authorizer = Some(Arc::new(TokenHolder));
+        assert_eq!(session_record(&session).principal, None);
+        session.armed_will = Some(ArmedWill {
+            message: Arc::new(Message {
+                topic: mqtt_codec::MqttString::from_static("w"),
+                payload: bytes::Bytes::new(),
+                qos: mqtt_codec::QoS::AtMostOnce,
+                retain: false,
+                properties: Default::default(),
+                expires_at: None,
+                publisher: None,
+            }),
+            delay_secs: 0,
+        });
+        let record = session_record(&session);
+        assert_eq!(record.principal, Some("token:secret".into()));
+        assert!(!format!("{record:?}").contains("secret"), "{record:?}");
     }
 }

@@ -1,18 +1,17 @@
 //! `corvus check-config FILE`: checks a config file the way the broker checks it at start,
 //! without starting anything.
 //!
-//! It parses the file (unknown keys and bad values are errors), runs `Config::validate`, and
-//! reads every file the config names: each TLS listener's certificate, key and client CA
-//! (with the same code that sets up the listener) and the password file, ACL file, token
-//! public key and revocation list (with `Security::load`, as at start). It must not bind a
+//! It parses the file (unknown keys and bad values are errors) and runs the checks a start
+//! makes before anything listens (`corvus_server::preflight`): `Config::validate`, and
+//! reading every file the config names (each TLS listener's certificate, key and client CA;
+//! the password file, ACL file, token public key and revocation list). It must not bind a
 //! port, or create, open or lock the data directory: a config is checked beside a running
 //! broker, before a restart.
 
 use std::path::Path;
 
-use corvus_server::config::{Config, ConfigError, ListenerConfig, ListenerKind};
-use corvus_server::security::Security;
-use corvus_server::tls;
+use corvus_server::config::{Config, ConfigError, ListenerConfig};
+use corvus_server::preflight::Preflight;
 
 /// Exit status when the config would not start the broker.
 const INVALID: i32 = 1;
@@ -39,16 +38,15 @@ pub fn run(path: &Path) -> i32 {
 fn check(path: &Path) -> Result<Vec<String>, String> {
     // `load` parses and then runs `Config::validate`, the validation done at start.
     let config = Config::load(path).map_err(|e| describe_config_error(path, e))?;
-    let in_file = |problem: String| format!("config file {}: {problem}", path.display());
-    let mut summary = Vec::new();
-    for listener in config.all_listeners() {
-        if let Some(files) = listener.tls_files() {
-            tls::acceptor(&files)
-                .map_err(|e| in_file(format!("listener {}: {e}", listener.bind)))?;
-        }
-        summary.push(format!("listener {}", describe_listener(&listener)));
-    }
-    let security = Security::load(&config).map_err(|e| in_file(e.to_string()))?;
+    // The checks a start makes before anything listens, the same code.
+    let preflight =
+        Preflight::check(&config).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let mut summary: Vec<String> = config
+        .all_listeners()
+        .iter()
+        .map(|listener| format!("listener {}", describe_listener(listener)))
+        .collect();
+    let security = preflight.security;
     summary.push(format!("authentication: {}", security.describe()));
     summary.push(match config.store.enabled {
         true => format!(
@@ -79,13 +77,7 @@ fn describe_config_error(path: &Path, error: ConfigError) -> String {
 
 /// `mqtts 0.0.0.0:8883 (client certificates required)`, `ws 127.0.0.1:8080 path /mqtt`.
 fn describe_listener(listener: &ListenerConfig) -> String {
-    let kind = match listener.kind {
-        ListenerKind::Mqtt => "mqtt",
-        ListenerKind::Mqtts => "mqtts",
-        ListenerKind::Ws => "ws",
-        ListenerKind::Wss => "wss",
-    };
-    let mut text = format!("{kind} {}", listener.bind);
+    let mut text = format!("{} {}", listener.kind.name(), listener.bind);
     if let Some(path) = listener.websocket_path() {
         text.push_str(&format!(" path {path}"));
     }

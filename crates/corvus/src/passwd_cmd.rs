@@ -103,6 +103,9 @@ enum Done {
 fn add(path: &Path, user: &str, scram: Option<u32>) -> Result<Done, String> {
     // Check everything that does not need the password first: no prompt for a doomed run.
     corvus_auth::validate_user_name(user).map_err(|e| e.to_string())?;
+    if let Some(iterations) = scram {
+        corvus_auth::scram::check_iterations(iterations)?;
+    }
     let mut file = match PasswordFile::load(path) {
         Ok(file) => file,
         Err(AuthError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {

@@ -13,7 +13,6 @@ use super::{
 const GS2_HEADER: &str = "n,,";
 
 /// A client that has sent its first message.
-#[derive(Debug)]
 pub struct ScramClient {
     password: Vec<u8>,
     nonce: String,
@@ -24,6 +23,15 @@ pub struct ScramClient {
 #[derive(Debug)]
 pub struct ScramClientFinal {
     server_signature: Key,
+}
+
+impl std::fmt::Debug for ScramClient {
+    // Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramClient")
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScramClient {

@@ -8,7 +8,7 @@ use super::{b64, client_and_server_keys, salted_password, sha256, unb64, Key, KE
 pub const MIN_ITERATIONS: u32 = 4096;
 /// More than this is a typo (and a way to make every AUTH cost the client minutes).
 const MAX_ITERATIONS: u32 = 10_000_000;
-const SALT_LEN: usize = 16;
+pub(super) const SALT_LEN: usize = 16;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct ScramCredentials {
@@ -29,7 +29,7 @@ impl std::fmt::Debug for ScramCredentials {
 
 impl ScramCredentials {
     /// The verifiers of `password` with this salt and iteration count.
-    pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> ScramCredentials {
+    pub(crate) fn derive(password: &[u8], salt: &[u8], iterations: u32) -> ScramCredentials {
         let (client_key, server_key) =
             client_and_server_keys(&salted_password(password, salt, iterations));
         ScramCredentials {
@@ -90,7 +90,8 @@ impl ScramCredentials {
     }
 }
 
-fn check_iterations(iterations: u32) -> Result<(), String> {
+/// Whether `iterations` is an iteration count verifiers may have.
+pub fn check_iterations(iterations: u32) -> Result<(), String> {
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         return Err(format!(
             "iteration count {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"

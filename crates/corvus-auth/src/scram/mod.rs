@@ -18,7 +18,7 @@ mod credentials;
 mod server;
 
 pub use client::{ScramClient, ScramClientFinal};
-pub use credentials::{ScramCredentials, MIN_ITERATIONS};
+pub use credentials::{check_iterations, ScramCredentials, MIN_ITERATIONS};
 pub use server::{start_exchange, Lookup, ServerExchange};
 
 /// The method name in MQTT's Authentication Method property.
@@ -118,10 +118,17 @@ fn unb64(text: &str) -> Option<Vec<u8>> {
     Base64::decode_vec(text).ok()
 }
 
+/// The key of made-up salts, from a secret text.
+pub(crate) fn mock_key(secret: &str) -> Key {
+    hmac(secret.as_bytes(), &[b"corvus scram mock key"])
+}
+
 /// A salt for a user who has no SCRAM credentials: keyed by a secret, so the same user always
-/// gets the same one and nobody can tell it from a real one.
-pub(crate) fn mock_salt(secret: &[u8], user: &str) -> Vec<u8> {
-    hmac(secret, &[b"corvus scram mock salt\0", user.as_bytes()]).to_vec()
+/// gets the same one and nobody can tell it from a real one (as long as a real one).
+pub(crate) fn mock_salt(key: &Key, user: &str) -> Vec<u8> {
+    let mut salt = hmac(key, &[b"corvus scram mock salt\0", user.as_bytes()]).to_vec();
+    salt.truncate(credentials::SALT_LEN);
+    salt
 }
 
 /// A fresh nonce: 24 random bytes, base64 (printable, no comma, as RFC 5802 requires).

@@ -13,7 +13,9 @@ pub(super) struct AuthState {
     /// The method named in CONNECT; without one, AUTH is a protocol error
     /// [MQTT-4.12.0-7] and the broker never sends one [MQTT-4.12.0-6].
     method: Option<MqttString>,
-    /// The method's last word before CONNACK (its Authentication Data).
+    /// The method accepted the client before CONNACK ([`Connection::auth_completed`]):
+    /// only then does the CONNACK name it, with its last word (its Authentication Data).
+    completed: bool,
     connack_data: Option<Bytes>,
     /// A re-authentication is under way.
     reauthenticating: bool,
@@ -69,14 +71,19 @@ impl Connection {
         }
     }
 
-    /// The method accepted the client: its last data goes in the CONNACK, or, when
-    /// re-authenticating, in AUTH 0x00.
-    pub fn auth_succeeded(&mut self, data: Option<Bytes>, out: &mut Vec<Action>) {
+    /// Before CONNACK: the method accepted the client; its last data goes in the CONNACK.
+    pub fn auth_completed(&mut self, data: Option<Bytes>) {
+        if self.state == State::AwaitingConnect && self.auth.method.is_some() {
+            self.auth.completed = true;
+            self.auth.connack_data = data;
+        }
+    }
+
+    /// The re-authentication under way succeeded: AUTH 0x00 with the method's last data.
+    pub fn reauth_succeeded(&mut self, data: Option<Bytes>, out: &mut Vec<Action>) {
         if self.state == State::Connected && self.auth.reauthenticating {
             self.auth.reauthenticating = false;
             out.push(Action::Send(self.auth_packet(ReasonCode::Success, data)));
-        } else if self.state == State::AwaitingConnect {
-            self.auth.connack_data = data;
         }
     }
 
@@ -102,23 +109,26 @@ impl Connection {
                 out,
             );
         }
-        let restart = match (auth.reason_code, self.auth.reauthenticating) {
-            (ReasonCode::ReAuthenticate, false) => true,
-            (ReasonCode::ContinueAuthentication, true) => false,
-            _ => {
-                return self.protocol_error(ReasonCode::ProtocolError, "AUTH out of sequence", out)
-            }
+        let in_sequence = match auth.reason_code {
+            ReasonCode::ReAuthenticate => !self.auth.reauthenticating,
+            ReasonCode::ContinueAuthentication => self.auth.reauthenticating,
+            _ => false,
         };
+        if !in_sequence {
+            return self.protocol_error(ReasonCode::ProtocolError, "AUTH out of sequence", out);
+        }
         self.auth.reauthenticating = true;
         out.push(Action::Authenticate {
-            restart,
             data: auth.properties.authentication_data,
         });
     }
 
-    /// The CONNACK names the method of an exchange, and carries its last data.
+    /// The CONNACK names the method of a completed exchange, and carries its last data. A
+    /// runtime that accepts a client without running the method names none.
     pub(super) fn connack_authentication(&mut self, properties: &mut ConnAckProperties) {
-        properties.authentication_method = self.auth.method.clone();
-        properties.authentication_data = self.auth.connack_data.take();
+        if self.auth.completed {
+            properties.authentication_method = self.auth.method.clone();
+            properties.authentication_data = self.auth.connack_data.take();
+        }
     }
 }

@@ -61,14 +61,11 @@ pub enum Action {
         filter: MqttString,
         entry: SubscriptionEntry,
     },
-    /// A step of re-authentication (MQTT 5.0 section 4.12.1) arrived: the runtime runs the
-    /// method with this data and answers with [`Connection::auth_continue`],
-    /// [`Connection::auth_succeeded`] or [`Connection::auth_failed`].
-    Authenticate {
-        /// True for the client's first message (AUTH 0x19), false for a continuation.
-        restart: bool,
-        data: Option<bytes::Bytes>,
-    },
+    /// A step of re-authentication (MQTT 5.0 section 4.12.1) arrived, in sequence (the
+    /// core checks it): the runtime runs the method's next step with this data and answers
+    /// with [`Connection::auth_continue`], [`Connection::reauth_succeeded`] or
+    /// [`Connection::auth_failed`].
+    Authenticate { data: Option<bytes::Bytes> },
     /// Close the connection once everything before has been written.
     Close,
 }

@@ -109,7 +109,11 @@ impl Authorizer for ClientAuthorizer {
     }
 
     /// See `principal.rs`: `everything`, `anonymous`, `user:{name}` or `token:{token}`.
-    fn principal(&self) -> Option<String> {
-        Some(super::principal::Principal::of(&self.granted).to_text())
+    fn principal(&self) -> Option<corvus_core::Principal> {
+        Some(
+            super::principal::Principal::of(&self.granted)
+                .to_text()
+                .into(),
+        )
     }
 }

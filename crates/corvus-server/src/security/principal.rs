@@ -28,7 +28,6 @@
 //! The session keeps the principal it was recovered with (it is written again with its
 //! record), so every restart judges it again; a reconnecting client replaces it with its own.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -105,19 +104,11 @@ impl<'a> Principal<'a> {
 
 /// The authorizer of a recovered session: the one its principal stands for now, or nothing
 /// granted; it keeps the principal it was recovered with.
+#[derive(Debug)]
 struct Recovered {
-    principal: Option<String>,
+    principal: Option<corvus_core::Principal>,
     /// `None`: everything is denied.
     granted: Option<Arc<dyn Authorizer>>,
-}
-
-impl fmt::Debug for Recovered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recovered")
-            .field("principal", &Principal::describe(self.principal.as_deref()))
-            .field("granted", &self.granted)
-            .finish()
-    }
 }
 
 impl Authorizer for Recovered {
@@ -132,7 +123,7 @@ impl Authorizer for Recovered {
         self.granted.as_ref().is_some_and(|g| g.subscribe(filter))
     }
 
-    fn principal(&self) -> Option<String> {
+    fn principal(&self) -> Option<corvus_core::Principal> {
         self.principal.clone()
     }
 }
@@ -159,7 +150,7 @@ impl Security {
             );
         }
         Arc::new(Recovered {
-            principal: principal.map(str::to_owned),
+            principal: principal.map(corvus_core::Principal::from),
             granted: identity.map(|identity| self.authorizer(&identity, client_id, broker)),
         })
     }
@@ -219,15 +210,15 @@ mod tests {
         let described = Principal::describe(Some(&text));
         assert!(!described.contains("secret"), "{described}");
         let recovered = Recovered {
-            principal: Some(text),
+            principal: Some(text.into()),
             granted: None,
         };
         assert!(!format!("{recovered:?}").contains("secret"));
         assert_eq!(recovered.publish("t", false, 1), Verdict::NotAuthorized);
         assert!(!recovered.subscribe("t"));
         assert_eq!(
-            recovered.principal().as_deref(),
-            Some("token:secret-token"),
+            recovered.principal(),
+            Some("token:secret-token".into()),
             "kept as recovered"
         );
     }

@@ -167,7 +167,7 @@ pub struct ExpiredWill {
     pub client_id: ClientId,
     pub will: PendingWill,
     /// The session record's [`SessionRecord::principal`]: who may (or may not) publish it.
-    pub principal: Option<String>,
+    pub principal: Option<corvus_core::Principal>,
 }
 
 /// The keyed state database.

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use corvus_core::session::{ArmedWill, PendingWill};
-use corvus_core::{Message, Millis, SubscriptionEntry};
+use corvus_core::{Message, Millis, Principal, SubscriptionEntry};
 use mqtt_codec::{RetainHandling, SubscriptionOptions};
 
 pub(crate) use crate::encoding::{
@@ -22,7 +22,7 @@ pub use crate::encoding::{DecodeError, RECORD_VERSION};
 /// What the store keeps about one session (its subscriptions are kept in their own table, its
 /// inbound QoS 2 packet ids in the queue journal). Its `Debug` does not show a token held in
 /// the principal.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Session Expiry Interval in seconds; `corvus_core::session::NEVER_EXPIRES` for ever.
     pub expiry_interval: u32,
@@ -37,29 +37,9 @@ pub struct SessionRecord {
     pub last_packet_id: u16,
     /// Who the client that armed the will is (`corvus_core::Authorizer::principal`), so
     /// that a recovered will is checked again when it fires; opaque to the store. `None` in
-    /// records written before it was kept (flag bit 3 absent). May hold a bearer token.
-    pub principal: Option<String>,
-}
-
-impl std::fmt::Debug for SessionRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // A `token:` principal is a bearer secret.
-        let principal = self
-            .principal
-            .as_deref()
-            .map(|p| match p.starts_with("token:") {
-                true => "token:…",
-                false => p,
-            });
-        f.debug_struct("SessionRecord")
-            .field("expiry_interval", &self.expiry_interval)
-            .field("disconnected_at", &self.disconnected_at)
-            .field("pending_will", &self.pending_will)
-            .field("armed_will", &self.armed_will)
-            .field("last_packet_id", &self.last_packet_id)
-            .field("principal", &principal)
-            .finish()
-    }
+    /// records written before it was kept (flag bit 3 absent), and in records without a
+    /// will. May hold a bearer token (its `Debug` does not show it).
+    pub principal: Option<Principal>,
 }
 
 impl SessionRecord {
@@ -116,7 +96,7 @@ pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
         write_message(&mut w, &will.message);
     }
     if let Some(principal) = &s.principal {
-        w.bytes32(principal.as_bytes());
+        w.bytes32(principal.as_str().as_bytes());
     }
     w.finish()
 }
@@ -155,7 +135,7 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, DecodeError> {
     let principal = if flags & S_PRINCIPAL != 0 {
         let b = r.bytes32("principal")?;
         let text = std::str::from_utf8(b).map_err(|_| DecodeError::Invalid("principal"))?;
-        Some(text.to_owned())
+        Some(Principal::from(text))
     } else {
         None
     };

@@ -126,7 +126,7 @@ fn session_record_round_trips() {
             principal: Some("token:EnEKBwoFc2l0ZS0x…ü".into()),
         },
         SessionRecord {
-            principal: Some(String::new()),
+            principal: Some("".into()),
             ..session(Some(1), 5)
         },
     ] {
