@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use common::*;
 use corvus_server::config::{ListenerConfig, ListenerLimits};
+use corvus_server::metrics::SourceLimit;
 use corvus_server::Server;
 use mqtt_codec::{Packet, ProtocolVersion::V5, QoS, ReasonCode};
 
@@ -97,11 +98,54 @@ async fn a_max_connections_per_source_is_counted_apart_from_b() {
     let _a1 = Raw::connect(a, V5, "a1").await;
     let _a2 = Raw::connect(a, V5, "a2").await;
     // The third from this address on A is closed before a byte is read.
-    let mut refused = Raw::open(a, V5).await;
-    assert!(refused.expect_close().await.is_empty());
+    assert_refused(a).await;
     // B counts on its own (`[limits]`: three), A's two open connections are not in it.
     let _b: Vec<Raw> = connect_all(b, &["b1", "b2", "b3"]).await;
+    // And B's own limit holds: a fourth on B is closed before a byte is read.
+    assert_refused(b).await;
+    assert_eq!(server.broker().metrics.refused(SourceLimit::TooMany), 2);
     server.shutdown().await;
+}
+
+/// R sets its own `connection_rate_per_source` (one a second); S and T set no per-source
+/// limit and so share `[limits]`' count (three per address, no rate).
+#[tokio::test]
+async fn listeners_without_source_limits_count_together_and_a_rate_is_per_listener() {
+    let (server, _) = start_with(|c| {
+        c.limits.max_connections_per_source = 3;
+        c.limits.connection_rate_per_source = 0;
+        let mut r = ListenerConfig::plain("127.0.0.1:0".parse().unwrap());
+        r.limits.connection_rate_per_source = Some(1);
+        let s = ListenerConfig::plain("127.0.0.1:0".parse().unwrap());
+        let t = ListenerConfig::plain("127.0.0.1:0".parse().unwrap());
+        c.listen = Vec::new();
+        c.listeners = vec![r, s, t];
+    })
+    .await;
+    let [r, s, t] = server.local_addrs()[..] else {
+        panic!("three listeners")
+    };
+    let metrics = &server.broker().metrics;
+    // R: one connection a second; the second at once is closed before a byte is read.
+    let _r1 = Raw::connect(r, V5, "r1").await;
+    assert_refused(r).await;
+    assert_eq!(metrics.refused(SourceLimit::TooFast), 1);
+    // S and T have no rate (R's is its own) and count together: three in all, R's not
+    // among them.
+    let mut _st: Vec<Raw> = connect_all(s, &["s1", "s2"]).await;
+    _st.extend(connect_all(t, &["t1"]).await);
+    assert_refused(t).await;
+    assert_refused(s).await;
+    assert_eq!(metrics.refused(SourceLimit::TooMany), 2);
+    assert_eq!(metrics.refused(SourceLimit::TooFast), 1);
+    server.shutdown().await;
+}
+
+/// A connection to `addr` is closed at once, before any packet (refused at accept).
+async fn assert_refused(addr: SocketAddr) {
+    let mut refused = Raw::open(addr, V5).await;
+    let seen = refused.expect_close().await;
+    assert!(seen.is_empty(), "closed without a packet, got {seen:?}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::auth::{connack, grants, in_an_hour, password, Secured};
+use common::auth::{connack, grants, in_an_hour, password, with_login, Secured};
 use common::tls::{client_config, mqtts_listener, tls_connect, write_files, Ca};
 use common::*;
 use corvus_auth::token::attenuate;
@@ -60,12 +60,9 @@ async fn start_secured(
 }
 
 async fn login(addr: std::net::SocketAddr, user: &str, client: &str) -> Raw {
-    Raw::connect_with(addr, ProtocolVersion::V5, client, |c| {
-        c.username = Some(s(user));
-        c.password = Some(password(user).into_bytes().into());
-    })
-    .await
-    .0
+    Raw::connect_with(addr, ProtocolVersion::V5, client, with_login(user))
+        .await
+        .0
 }
 
 #[tokio::test]
@@ -74,7 +71,7 @@ async fn the_chain_admits_good_passwords_and_refuses_the_rest() {
     let (server, addr) = start_secured(&files, |c| c.auth.allow_anonymous = Some(false)).await;
     let v5 = ProtocolVersion::V5;
     assert_eq!(
-        connack(addr, v5, Some("alice"), Some("ecila")).await,
+        connack(addr, v5, Some("alice"), Some(&password("alice"))).await,
         ReasonCode::Success
     );
     assert_eq!(
@@ -150,11 +147,8 @@ async fn what_is_not_granted_is_denied_and_never_delivered_or_retained() {
     late.expect_nothing().await;
 
     // 3.1.1 has no negative acknowledgement: acknowledged, and dropped.
-    let (mut old, _) = Raw::connect_with(addr, ProtocolVersion::V3_1_1, "old", |c| {
-        c.username = Some(s("alice"));
-        c.password = Some("ecila".into());
-    })
-    .await;
+    let (mut old, _) =
+        Raw::connect_with(addr, ProtocolVersion::V3_1_1, "old", with_login("alice")).await;
     assert_eq!(
         old.publish("devices/bob/cmd", b"no", QoS::AtLeastOnce, false, 1)
             .await,
@@ -221,10 +215,85 @@ async fn a_wildcard_or_slash_in_a_user_name_is_only_ever_literal() {
     server.shutdown().await;
 }
 
+/// Every client publishes and subscribes under `clients/%c/#`; only the client "watcher"
+/// may subscribe to all of `clients/#`.
+const CLIENT_ACL: &str = r#"
+[[rule]]
+everyone = true
+allow = ["publish", "subscribe"]
+topics = ["clients/%c/#"]
+
+[[rule]]
+client = "watcher"
+allow = ["subscribe"]
+topics = ["clients/#"]
+"#;
+
+#[tokio::test]
+async fn a_wildcard_or_slash_in_a_client_id_is_only_ever_literal() {
+    let files = Secured::new(&[], CLIENT_ACL);
+    let (server, addr) = start_secured(&files, |_| {}).await;
+    let v5 = ProtocolVersion::V5;
+    let mut watcher = Raw::connect(addr, v5, "watcher").await;
+    assert_eq!(
+        watcher.subscribe(1, "clients/#", QoS::AtLeastOnce).await,
+        [ReasonCode::GrantedQoS1]
+    );
+    // The `client` rule names that one client id only.
+    let mut other = Raw::connect(addr, v5, "watcher2").await;
+    assert_eq!(
+        other.subscribe(1, "clients/#", QoS::AtMostOnce).await,
+        [ReasonCode::NotAuthorized]
+    );
+    // An ordinary client id gets its own level.
+    let mut plain = Raw::connect(addr, v5, "dev-1").await;
+    assert_eq!(
+        plain
+            .publish("clients/dev-1/t", b"mine", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    assert_eq!(&watcher.recv_publish().await.payload[..], b"mine");
+    // A client id with `/`, `+` or `#` gets a level of exactly that text: no topic name
+    // reaches it, and it widens no filter.
+    for id in ["x/y", "+", "#", "a+b", "dev-1/#"] {
+        let mut client = Raw::connect(addr, v5, id).await;
+        for filter in [
+            "clients/#",
+            "clients/+/#",
+            "clients/x/#",
+            "clients/dev-1/#",
+            "#",
+        ] {
+            assert_eq!(
+                client.subscribe(1, filter, QoS::AtMostOnce).await,
+                [ReasonCode::NotAuthorized],
+                "{id} {filter}"
+            );
+        }
+        for topic in [
+            "clients/x/y",
+            "clients/x/y/t",
+            "clients/dev-1/t",
+            "clients/a/t",
+        ] {
+            assert_eq!(
+                client
+                    .publish(topic, b"x", QoS::AtLeastOnce, false, 2)
+                    .await,
+                ReasonCode::NotAuthorized,
+                "{id} {topic}"
+            );
+        }
+        client.disconnect().await;
+    }
+    assert_nothing_queued(&mut watcher).await;
+    server.shutdown().await;
+}
+
 fn will_to(topic: &str) -> impl FnOnce(&mut Connect) + '_ {
     move |c: &mut Connect| {
-        c.username = Some(s("alice"));
-        c.password = Some("ecila".into());
+        with_login("alice")(c);
         c.will = Some(Will {
             topic: s(topic),
             payload: "gone".into(),
@@ -261,12 +330,8 @@ async fn wills_are_checked_at_connect_and_again_when_they_fire() {
     .await;
     files.set_acl(&server, &ACL.replace("devices/%u/#", "other/%u/#"));
     drop(alice);
-    ops.expect_nothing().await;
-    let dropped = server
-        .broker()
-        .metrics
-        .dropped(corvus_core::DropReason::NotAuthorized);
-    assert_eq!(dropped, 1);
+    wait_dropped(&server, corvus_core::DropReason::NotAuthorized, 1).await;
+    assert_nothing_queued(&mut ops).await;
     server.shutdown().await;
 }
 
@@ -275,8 +340,7 @@ async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
     let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
     let persistent = |c: &mut Connect| {
-        c.username = Some(s("alice"));
-        c.password = Some("ecila".into());
+        with_login("alice")(c);
         c.clean_start = false;
         c.properties.session_expiry_interval = Some(600);
     };
@@ -369,11 +433,8 @@ async fn a_user_name_nothing_can_check_names_nobody() {
     // rules for the user ops do not apply to it.
     let files = secured();
     let (server, addr) = start_secured(&files, |c| c.auth.password_file = None).await;
-    let (mut claimed, _) = Raw::connect_with(addr, ProtocolVersion::V5, "claims-ops", |c| {
-        c.username = Some(s("ops"));
-        c.password = Some("spo".into());
-    })
-    .await;
+    let (mut claimed, _) =
+        Raw::connect_with(addr, ProtocolVersion::V5, "claims-ops", with_login("ops")).await;
     assert_eq!(
         claimed.subscribe(1, "devices/#", QoS::AtMostOnce).await,
         [ReasonCode::NotAuthorized]
@@ -569,6 +630,56 @@ async fn expired_tampered_and_foreign_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn a_configured_token_user_name_carries_tokens_and_token_is_then_an_ordinary_user() {
+    // "token" is a user in the password file (password "nekot").
+    let files = Secured::new(&["alice", "token"], ACL);
+    let (server, addr) = start_secured(&files, |c| {
+        c.auth.allow_anonymous = Some(false);
+        c.auth.token_username = "bearer".into();
+    })
+    .await;
+    let v5 = ProtocolVersion::V5;
+    let site = files.mint(&["publish:site/#"], in_an_hour());
+    let (mut holder, _) = Raw::connect_with(addr, v5, "holder", |c| {
+        c.username = Some(s("bearer"));
+        c.password = Some(site.clone().into_bytes().into());
+    })
+    .await;
+    assert_eq!(
+        holder
+            .publish("site/1", b"x", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success,
+        "the token's rights"
+    );
+    assert_eq!(
+        holder
+            .publish("devices/bearer/x", b"x", QoS::AtLeastOnce, false, 2)
+            .await,
+        ReasonCode::NotAuthorized,
+        "no user's rights"
+    );
+    // "token" now names a user: a token is its wrong password, its own password logs it in
+    // with the rules for that user.
+    assert_eq!(
+        connack(addr, v5, Some("token"), Some(&site)).await,
+        ReasonCode::BadUserNameOrPassword
+    );
+    let mut user = login(addr, "token", "user-token").await;
+    assert_eq!(
+        user.publish("devices/token/x", b"x", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        user.publish("site/1", b"x", QoS::AtLeastOnce, false, 2)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_token_revoked_or_expiring_while_connected_disconnects_its_holder() {
     let files = secured();
     let (server, addr) = start_secured(&files, |_| {}).await;
@@ -622,6 +733,53 @@ async fn retained_messages_beyond_the_quota_get_0x97() {
         );
     }
     assert_eq!(server.broker().retained_count(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_messages_beyond_the_byte_quota_get_0x97_and_go_nowhere() {
+    // Counted as topic plus payload bytes.
+    let (server, addr) = start_with(|c| c.limits.max_retained_bytes = 20).await;
+    let v5 = ProtocolVersion::V5;
+    let mut live = Raw::connect(addr, v5, "live").await;
+    live.subscribe(1, "r/#", QoS::AtLeastOnce).await;
+    let mut client = Raw::connect(addr, v5, "r").await;
+    // 3 + 10 bytes: within.
+    assert_eq!(
+        client
+            .publish("r/1", b"0123456789", QoS::AtLeastOnce, true, 1)
+            .await,
+        ReasonCode::Success
+    );
+    assert_eq!(&live.recv_publish().await.payload[..], b"0123456789");
+    // 13 + 3 + 10 bytes: beyond. The whole PUBLISH is refused: not retained, not delivered.
+    assert_eq!(
+        client
+            .publish("r/2", b"abcdefghij", QoS::AtLeastOnce, true, 2)
+            .await,
+        ReasonCode::QuotaExceeded
+    );
+    wait_dropped(&server, corvus_core::DropReason::QuotaExceeded, 1).await;
+    assert_nothing_queued(&mut live).await;
+    // Replacing r/1 frees what it held: 3 + 15 bytes are within.
+    assert_eq!(
+        client
+            .publish("r/1", b"012345678901234", QoS::AtLeastOnce, true, 3)
+            .await,
+        ReasonCode::Success
+    );
+    assert_eq!(&live.recv_publish().await.payload[..], b"012345678901234");
+    // A later subscriber gets r/1's latest, and nothing of r/2.
+    let mut late = Raw::connect(addr, v5, "late").await;
+    late.subscribe(1, "r/#", QoS::AtLeastOnce).await;
+    let kept = late.recv_publish().await;
+    assert_eq!(
+        (kept.topic.as_str(), &kept.payload[..]),
+        ("r/1", &b"012345678901234"[..])
+    );
+    assert_nothing_queued(&mut late).await;
+    assert_eq!(server.broker().retained_count(), 1);
+    assert_eq!(server.broker().retained_bytes(), 3 + 15);
     server.shutdown().await;
 }
 

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use common::tls::*;
 use common::*;
@@ -17,26 +16,6 @@ use mqtt_codec::{ProtocolVersion, QoS};
 use rcgen::KeyPair;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-async fn start_tls(files: &Files, client_ca: Option<&Path>) -> (Server, SocketAddr, SocketAddr) {
-    let config = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        listeners: vec![mqtts_listener(
-            Some(files.cert.clone()),
-            Some(files.key.clone()),
-            client_ca.map(Path::to_path_buf),
-        )],
-        data_dir: fresh_data_dir(),
-        ..Config::default()
-    };
-    let server = Server::start(&config).await.expect("broker starts");
-    let addrs = server.local_addrs().to_vec();
-    assert_eq!(
-        server.listener_descriptions()[1],
-        format!("{} (TLS)", addrs[1])
-    );
-    (server, addrs[0], addrs[1])
-}
 
 /// Whether an MQTT session works over `stream`: CONNECT, then a QoS 1 message from it
 /// reaches a plaintext subscriber.

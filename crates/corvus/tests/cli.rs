@@ -307,7 +307,10 @@ fn sighup_reloads_the_password_and_acl_files() {
     write_users(&["alice", "bob"]);
     broker.send_signal("HUP");
     broker
-        .wait_log(|l| l.contains("reloaded") && l.contains("the password file"), wait)
+        .wait_log(
+            |l| l.contains("reloaded") && l.contains("the password file"),
+            wait,
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
     assert_eq!(connack_code(broker.addr, "bob", "secret"), 0);
 
@@ -321,5 +324,47 @@ fn sighup_reloads_the_password_and_acl_files() {
     // All or nothing: the password file read with the broken ACL was not taken either.
     assert_eq!(connack_code(broker.addr, "bob", "secret"), 0);
     let status = broker.terminate(wait).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+/// A listener others can reach, open to anonymous clients because the config says so
+/// (`allow_anonymous = true`): the broker starts, and warns about it in its log.
+#[test]
+fn an_open_non_loopback_listener_is_warned_about() {
+    let path = config_file(
+        "cli-open-listener",
+        "[auth]\nallow_anonymous = true\n\n[[listener]]\nkind = \"mqtt\"\nbind = \"0.0.0.0:0\"\n",
+    );
+    let mut broker = support::Broker::start_with(
+        "cli-open-listener",
+        &["--config".as_ref(), path.as_os_str()],
+    );
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let warned = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("WARN")
+                && l.contains("listener 0.0.0.0:")
+                && l.contains("allow_anonymous = true")
+        })
+    };
+    while !warned(&broker.log()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning about the open listener:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The loopback listener of --listen is not warned about.
+    let loopback = format!("listener {}", broker.addr);
+    let log = broker.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains(&loopback)),
+        "{log}"
+    );
+    let status = broker
+        .terminate(Duration::from_secs(10))
+        .expect("exits on SIGTERM");
     assert!(status.success(), "{status:?}");
 }

@@ -291,3 +291,150 @@ fn bad_arguments_are_clear_errors() {
     assert_eq!(code(&out), Some(2), "{out}");
     assert!(out.stderr.contains("--grant"), "{out}");
 }
+
+/// A blocking MQTT 5.0 client for the broker tests below, speaking through the codec.
+struct Client {
+    stream: std::net::TcpStream,
+    decoder: mqtt_codec::Decoder,
+    buf: bytes::BytesMut,
+}
+
+impl Client {
+    /// Connects as `user`/`password`; returns the client and the CONNACK's reason code.
+    fn connect(
+        addr: std::net::SocketAddr,
+        id: &str,
+        user: &str,
+        password: &str,
+    ) -> (Client, mqtt_codec::ReasonCode) {
+        use mqtt_codec::{Connect, MqttString, ProtocolVersion};
+        let mut connect = Connect::new(ProtocolVersion::V5, MqttString::try_from(id).unwrap());
+        connect.username = Some(MqttString::try_from(user).unwrap());
+        connect.password = Some(bytes::Bytes::copy_from_slice(password.trim().as_bytes()));
+        let stream = std::net::TcpStream::connect(addr).expect("connect to the broker");
+        stream.set_read_timeout(Some(support::WAIT)).unwrap();
+        let mut client = Client {
+            stream,
+            decoder: mqtt_codec::Decoder::new(ProtocolVersion::V5),
+            buf: bytes::BytesMut::new(),
+        };
+        client.send(connect.into());
+        match client.next() {
+            Some(mqtt_codec::Packet::ConnAck(ack)) => (client, ack.reason_code),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    fn send(&mut self, packet: mqtt_codec::Packet) {
+        use std::io::Write;
+        let mut out = bytes::BytesMut::new();
+        packet
+            .encode(mqtt_codec::ProtocolVersion::V5, &mut out)
+            .unwrap();
+        self.stream.write_all(&out).expect("write to the broker");
+    }
+
+    /// The next packet, or None once the broker has closed the connection; panics if
+    /// nothing comes within [`support::WAIT`].
+    fn next(&mut self) -> Option<mqtt_codec::Packet> {
+        use std::io::{ErrorKind, Read};
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buf).expect("decodable") {
+                return Some(packet);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("nothing from the broker within {:?}", support::WAIT)
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// The walk-through of docs/security.md with the real binary: a namespace, a token for a
+/// site, one attenuated for a device, both connected to a broker that trusts the namespace;
+/// `corvus token revoke` then SIGHUP disconnects the device's holder with 0x87 and refuses
+/// it from then on, and leaves the site's holder alone.
+#[cfg(unix)]
+#[test]
+fn a_token_revoked_and_reloaded_by_sighup_disconnects_its_holder() {
+    use mqtt_codec::{Packet, ReasonCode};
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("site1");
+    token(&["keygen", "--out", path(&ns)]).assert_success();
+    let key = dir.path().join("site1.key");
+    let gateway = token(&[
+        "mint",
+        "--key",
+        path(&key),
+        "--id",
+        "gateway",
+        "--grant",
+        "publish:site/1/#",
+        "--grant",
+        "subscribe:site/1/#",
+        "--expires",
+        "30d",
+    ]);
+    gateway.assert_success();
+    let gateway_file = dir.path().join("gateway.tok");
+    std::fs::write(&gateway_file, &gateway.stdout).unwrap();
+    let dev7 = token(&[
+        "attenuate",
+        "--token",
+        path(&gateway_file),
+        "--grant",
+        "publish:site/1/dev/7/#",
+        "--expires",
+        "1d",
+    ]);
+    dev7.assert_success();
+    let dev7_file = dir.path().join("dev7.tok");
+    std::fs::write(&dev7_file, &dev7.stdout).unwrap();
+
+    let revoked = dir.path().join("revoked.txt");
+    let config = dir.path().join("corvus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\ntoken_public_key = '{}'\nrevocation_file = '{}'\n",
+            dir.path().join("site1.pub").display(),
+            revoked.display()
+        ),
+    )
+    .unwrap();
+    let mut broker =
+        support::Broker::start_with("token-sighup", &["--config".as_ref(), config.as_os_str()]);
+    let (mut site, code) = Client::connect(broker.addr, "gateway", "token", &gateway.stdout);
+    assert_eq!(code, ReasonCode::Success, "{}", broker.log());
+    let (mut device, code) = Client::connect(broker.addr, "dev7", "token", &dev7.stdout);
+    assert_eq!(code, ReasonCode::Success, "{}", broker.log());
+
+    token(&[
+        "revoke",
+        "--token",
+        path(&dev7_file),
+        "--file",
+        path(&revoked),
+    ])
+    .assert_success();
+    broker.send_signal("HUP");
+    match device.next() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::NotAuthorized),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}\n{}", broker.log()),
+    }
+    assert!(device.next().is_none(), "closed after the DISCONNECT");
+    let (_, code) = Client::connect(broker.addr, "dev7", "token", &dev7.stdout);
+    assert_eq!(code, ReasonCode::NotAuthorized);
+    // The gateway's token is its parent: still valid, its connection still served.
+    site.send(Packet::PingReq);
+    assert_eq!(site.next(), Some(Packet::PingResp));
+    let status = broker
+        .terminate(std::time::Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

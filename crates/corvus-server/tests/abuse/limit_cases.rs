@@ -102,6 +102,76 @@ async fn a_hundred_thousand_user_properties_within_the_packet_size_are_0x83() {
     .await;
 }
 
+/// Two user properties `k` = 40 × `v`: 82 bytes, for a limit of 4 properties and 64 bytes.
+fn properties_beyond_the_bytes(topic: &str) -> Vec<u8> {
+    let value = [b'v'; 40];
+    let props = Body::new()
+        .prop_pair(prop::USER_PROPERTY, b"k", &value)
+        .prop_pair(prop::USER_PROPERTY, b"k", &value);
+    publish(0x32, topic.as_bytes(), Some(1), props, b"x")
+}
+
+/// `count` user properties `k` = `size` × `v`.
+fn user_properties(count: usize, size: usize) -> mqtt_codec::UserProperties {
+    vec![(s("k"), s(&"v".repeat(size))); count]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_properties_within_the_count_but_beyond_the_bytes_are_0x83() {
+    run(
+        |c| {
+            c.limits.max_user_properties = 4;
+            c.limits.max_user_property_bytes = 64;
+        },
+        async |case| {
+            // Within both (2 × 31 bytes): delivered.
+            let n = unique();
+            let topic = format!("props/{n}");
+            let mut raw = case.connect(&format!("props-{n}")).await;
+            assert_eq!(
+                subscribe_all(&mut raw, 1, &[&topic]).await,
+                [ReasonCode::Success]
+            );
+            let mut within = Publish::new(s(&topic), "x".into());
+            within.qos = QoS::AtLeastOnce;
+            within.packet_id = Some(pid(2));
+            within.properties.user_properties = user_properties(2, 30);
+            assert_eq!(raw.publish_packet(within).await, ReasonCode::Success);
+            let got = next_publish_unacked(&mut raw).await;
+            assert_eq!(got.properties.user_properties, user_properties(2, 30));
+            raw.ack(&got).await;
+            raw.disconnect().await;
+            // Two properties, 82 bytes: PUBACK 0x83, not delivered.
+            expect_properties_refused(case, properties_beyond_the_bytes, "82 bytes in 2").await;
+            // A will with them: CONNACK 0x83, then the close.
+            let mut raw = case.open().await;
+            let mut connect = mqtt_codec::Connect::new(V5, s(&format!("will-props-{}", unique())));
+            connect.will = Some(mqtt_codec::Will {
+                topic: s("props/will"),
+                payload: "gone".into(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: mqtt_codec::WillProperties {
+                    user_properties: user_properties(2, 40),
+                    ..Default::default()
+                },
+            });
+            raw.send(connect.into()).await;
+            match raw.expect_close().await.as_slice() {
+                [Packet::ConnAck(ack)] => assert_eq!(
+                    ack.reason_code,
+                    ReasonCode::ImplementationSpecificError,
+                    "{ack:?}"
+                ),
+                other => panic!(
+                    "a will with 82 bytes of properties: expected CONNACK 0x83, got {other:?}"
+                ),
+            }
+        },
+    )
+    .await;
+}
+
 // ---- topic depth ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,12 +401,7 @@ fn refusals(server: &Server) -> (u64, u64) {
 /// then a new connection from the same address is served (as soon as the rate allows).
 async fn disperse(case: &Case, crowd: Crowd) {
     drop(crowd.admitted);
-    let current = || {
-        case.server
-            .broker()
-            .metrics
-            .connections_current()
-    };
+    let current = || case.server.broker().metrics.connections_current();
     let settled = tokio::time::timeout(WAIT, async {
         while current() != SENTINEL_CONNECTIONS as u64 {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -281,12 +281,7 @@ pub async fn assert_still_serves(addr: SocketAddr) {
 /// clean session outlived its connection.
 async fn assert_let_go(server: &Server) {
     let broker = server.broker();
-    let load = || {
-        (
-            broker.metrics.connections_current(),
-            broker.session_count(),
-        )
-    };
+    let load = || (broker.metrics.connections_current(), broker.session_count());
     let idle = tokio::time::timeout(WAIT, async {
         while load() != (0, 0) {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -18,6 +18,14 @@ pub fn password(user: &str) -> String {
     user.chars().rev().collect()
 }
 
+/// Logs in as `user` with its password (for [`Raw::connect_with`] and the like).
+pub fn with_login(user: &str) -> impl Fn(&mut Connect) + Copy + '_ {
+    move |c: &mut Connect| {
+        c.username = Some(s(user));
+        c.password = Some(password(user).into_bytes().into());
+    }
+}
+
 pub fn grants(grants: &[&str]) -> Vec<Grant> {
     grants.iter().map(|g| Grant::parse(g).unwrap()).collect()
 }

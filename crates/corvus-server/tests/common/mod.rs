@@ -370,6 +370,25 @@ pub async fn assert_nothing_queued(raw: &mut Raw) {
     }
 }
 
+/// Waits (bounded) until `server` has counted exactly `n` messages dropped for `reason`, then
+/// makes sure no further one is counted for a while; panics with the count otherwise.
+pub async fn wait_dropped(server: &Server, reason: corvus_core::DropReason, n: u64) {
+    let metrics = &server.broker().metrics;
+    let reached = tokio::time::timeout(WAIT, async {
+        while metrics.dropped(reason) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "{n} drops ({reason:?}) expected, {} counted",
+        metrics.dropped(reason)
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(metrics.dropped(reason), n, "drops ({reason:?})");
+}
+
 /// Waits until the broker has settled a closed connection's session as offline.
 pub async fn wait_offline(server: &Server, client: &str) {
     let handle = server.broker().session(client).expect("session exists");

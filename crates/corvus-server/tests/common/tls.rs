@@ -111,6 +111,26 @@ pub async fn tls_connect(
         .await
 }
 
+/// A broker (as [`super::start_with`] makes them) with a plaintext listener and an `mqtts`
+/// one with these files, requiring client certificates from `client_ca` if given; returns
+/// the plaintext and the TLS addresses.
+pub async fn start_tls(
+    files: &Files,
+    client_ca: Option<&std::path::Path>,
+) -> (corvus_server::Server, SocketAddr, SocketAddr) {
+    let (server, plain) = super::start_with(|c| {
+        c.listeners = vec![mqtts_listener(
+            Some(files.cert.clone()),
+            Some(files.key.clone()),
+            client_ca.map(std::path::Path::to_path_buf),
+        )];
+    })
+    .await;
+    let tls = server.local_addrs()[1];
+    assert_eq!(server.listener_descriptions()[1], format!("{tls} (TLS)"));
+    (server, plain, tls)
+}
+
 /// An `mqtts` listener on a free loopback port with these files.
 pub fn mqtts_listener(
     cert: Option<PathBuf>,
