@@ -9,11 +9,13 @@
 //! - [`retained`]: retained messages, found by filter.
 //! - [`authorize`]: what the runtime's access control answers the core.
 //! - [`config`]: the limits the core enforces and advertises.
+//! - [`histogram`]: latency histograms the runtime and the store record into.
 
 mod arena;
 pub mod authorize;
 pub mod config;
 pub mod connection;
+pub mod histogram;
 pub mod queue;
 pub mod retained;
 pub mod router;
@@ -26,7 +28,8 @@ pub mod types;
 pub use authorize::{AllowAll, Authorizer, Principal, Verdict};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use connection::{Action, Authentication, Closed, ConnectRequest, Connection, Refusal};
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use retained::RetainedStore;
 pub use session::{DropReason, Session, StoreEvent};
 pub use topic_tree::{Match, SharedGroup, SubscriptionEntry, SubscriptionTree};
-pub use types::{ClientId, Delivery, Message, Millis, StoredDelivery};
+pub use types::{ClientId, Delivery, Message, Millis, Stamp, StoredDelivery};

@@ -231,11 +231,13 @@ mod tests {
                 properties: PublishProperties::default(),
                 expires_at: Some(50),
                 publisher: None,
+                received_at: None,
             }),
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: vec![3],
             stored_id,
+            received_at: None,
         }
     }
 

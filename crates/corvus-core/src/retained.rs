@@ -320,6 +320,7 @@ mod tests {
             properties: Default::default(),
             expires_at,
             publisher: None,
+            received_at: None,
         })
     }
 

@@ -56,6 +56,7 @@ fn delivery(message: &Arc<Message>, entry: &SubscriptionEntry) -> Delivery {
         retain: entry.options.retain_as_published && message.retain,
         subscription_ids: entry.identifier.into_iter().collect(),
         stored_id: None,
+        received_at: message.received_at,
     }
 }
 
@@ -74,6 +75,8 @@ pub fn retained_delivery(message: &Arc<Message>, entry: &SubscriptionEntry) -> D
         retain: true,
         subscription_ids: entry.identifier.into_iter().collect(),
         stored_id: None,
+        // Its age is how long it was retained, not how long the broker took.
+        received_at: None,
     }
 }
 
@@ -97,6 +100,7 @@ mod tests {
             properties: PublishProperties::default(),
             expires_at: None,
             publisher: publisher.map(Into::into),
+            received_at: None,
         })
     }
 
@@ -128,6 +132,23 @@ mod tests {
         let mut ids = d.subscription_ids.clone();
         ids.sort();
         assert_eq!(ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn routed_copies_carry_the_receive_stamp_and_retained_ones_do_not() {
+        let mut tree = SubscriptionTree::new();
+        let (c, d): (ClientId, ClientId) = ("c".into(), "d".into());
+        tree.subscribe(&c, "t", entry(QoS::AtLeastOnce, None));
+        tree.subscribe(&d, "t", entry(QoS::AtMostOnce, None));
+        let stamp = Some(crate::types::Stamp::from_micros(7));
+        let mut stamped = (*message("t", QoS::AtLeastOnce, true, None)).clone();
+        stamped.received_at = stamp;
+        let stamped = Arc::new(stamped);
+        let plan = plan_deliveries(&stamped, &tree, |_| true);
+        assert_eq!(plan.len(), 2);
+        assert!(plan.iter().all(|(_, d)| d.received_at == stamp));
+        let retained = retained_delivery(&stamped, &entry(QoS::AtLeastOnce, None));
+        assert_eq!(retained.received_at, None);
     }
 
     #[test]

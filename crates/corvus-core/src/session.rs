@@ -703,11 +703,13 @@ mod tests {
                 properties: PublishProperties::default(),
                 expires_at,
                 publisher: None,
+                received_at: None,
             }),
             qos,
             retain: false,
             subscription_ids: vec![],
             stored_id: None,
+            received_at: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Values that flow through the broker: client identifiers, time, application messages and
 //! the per-subscriber deliveries made of them.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +14,26 @@ pub type ClientId = Arc<str>;
 /// current time in. Wall-clock time (not a monotonic instant) so that expiry can be persisted
 /// and keep counting across a restart.
 pub type Millis = u64;
+
+/// When the broker received a message, on the runtime's monotonic clock in microseconds: the
+/// start of its publish-to-delivery latency. Opaque to the core, which only carries it from
+/// the PUBLISH to the deliveries made of it and reports it when one is sent
+/// ([`Connection::sent_stamps`](crate::Connection::sent_stamps)). Non-zero so that an
+/// `Option<Stamp>` costs no more than the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp(NonZeroU64);
+
+impl Stamp {
+    /// The stamp for `micros` on the runtime's clock; 0 is taken as 1, a microsecond being
+    /// below what latency is measured in.
+    pub fn from_micros(micros: u64) -> Stamp {
+        Stamp(NonZeroU64::new(micros).unwrap_or(NonZeroU64::MIN))
+    }
+
+    pub fn micros(self) -> u64 {
+        self.0.get()
+    }
+}
 
 /// An application message as the broker stores and routes it: one allocation shared by every
 /// subscriber that receives it (`Arc<Message>`); the payload is never copied per subscriber.
@@ -29,6 +50,10 @@ pub struct Message {
     pub expires_at: Option<Millis>,
     /// The client that published it, for No Local; `None` for the broker's own messages.
     pub publisher: Option<ClientId>,
+    /// When the runtime decoded the PUBLISH, for the publish-to-delivery latency. In memory
+    /// only: the store never writes it, so a message read back from the store has none, and
+    /// neither have wills and the broker's own messages.
+    pub received_at: Option<Stamp>,
 }
 
 impl Message {
@@ -63,6 +88,10 @@ pub struct Delivery {
     /// connection, a broker without a store). The session reports what happens to persisted
     /// deliveries as [`StoreEvent`](crate::session::StoreEvent)s.
     pub stored_id: Option<u64>,
+    /// The message's [`Message::received_at`] when this delivery was routed from it as it
+    /// arrived; `None` for the deliveries whose latency says nothing about the broker's
+    /// speed: retained messages sent at subscribe time, and bodies read back from the store.
+    pub received_at: Option<Stamp>,
 }
 
 /// A persisted delivery whose message body is in the store, not in memory: what a session
@@ -104,6 +133,7 @@ impl StoredDelivery {
             retain: self.retain,
             subscription_ids: self.subscription_ids,
             stored_id: Some(self.stored_id),
+            received_at: None,
         }
     }
 

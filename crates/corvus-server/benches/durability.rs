@@ -295,6 +295,7 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
                         properties: Default::default(),
                         expires_at: None,
                         publisher: None,
+                        received_at: None,
                     });
                     StoreOp::Enqueue {
                         client: "offline".into(),
@@ -304,6 +305,7 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
                             retain: false,
                             subscription_ids: vec![],
                             stored_id: Some(store.next_message_id()),
+                            received_at: None,
                         },
                     }
                 })

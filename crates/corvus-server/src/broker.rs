@@ -23,20 +23,47 @@ use corvus_store::{Recovered, Store, StoreOp, Ticket};
 use mqtt_codec::{PacketId, QoS};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::connection_info::ConnectionInfo;
 use crate::metrics::Metrics;
 use crate::persist;
 use crate::security::RetainedQuota;
+use crate::topic_rates::TopicRates;
 
-/// Sent to the connection that owns a session when another connection takes it over. The
-/// owner closes, settles the session, and then answers on the channel.
+/// Why a connection is asked to leave its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictReason {
+    /// Another connection with the same client id takes the session over (DISCONNECT 0x8E).
+    TakenOver,
+    /// An administrator disconnects the client (DISCONNECT 0x98), through the admin API.
+    Administrator,
+}
+
+/// Sent to the connection that owns a session to make it leave. The owner closes, settles
+/// the session, and then answers on `done`.
 #[derive(Debug)]
-pub struct TakeOver(pub oneshot::Sender<()>);
+pub struct Evict {
+    pub reason: EvictReason,
+    pub done: oneshot::Sender<()>,
+}
 
 /// The connection currently owning a session.
 #[derive(Debug)]
 pub struct Owner {
     pub connection: u64,
-    pub kick: mpsc::Sender<TakeOver>,
+    pub kick: mpsc::Sender<Evict>,
+    /// Who is connected, for the admin API.
+    pub info: Arc<ConnectionInfo>,
+}
+
+/// What asking a client to leave did ([`Broker::evict`]).
+#[derive(Debug)]
+pub enum Eviction {
+    /// No connection holds the client's session.
+    NotConnected,
+    /// Its connection was asked; the receiver resolves once it has closed.
+    Asked(oneshot::Receiver<()>),
+    /// Its connection is leaving already (asked by someone else).
+    Leaving,
 }
 
 /// A session and what other tasks need to reach it.
@@ -92,6 +119,11 @@ impl SessionHandle {
     fn owner(&self) -> MutexGuard<'_, Option<Owner>> {
         self.owner.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The connection holding the session now, if one does.
+    pub fn connection_info(&self) -> Option<Arc<ConnectionInfo>> {
+        self.owner().as_ref().map(|owner| owner.info.clone())
+    }
 }
 
 /// The outcome of claiming a session for a new connection.
@@ -104,7 +136,7 @@ pub enum Claim {
     },
     /// Another connection owns it: ask it to leave through this sender, wait, and claim
     /// again. The owner stays the owner until it has settled the session and let go.
-    Busy(mpsc::Sender<TakeOver>),
+    Busy(mpsc::Sender<Evict>),
 }
 
 /// Who owns each client's session. On a single node the registry is a map in memory; in a
@@ -197,7 +229,8 @@ pub trait MessageRouting: Send + Sync {
 /// Shared broker state.
 #[derive(Debug)]
 pub struct Broker {
-    pub config: Arc<BrokerConfig>,
+    /// The limits new sessions are created with; a reload replaces them.
+    config: RwLock<Arc<BrokerConfig>>,
     sessions: RwLock<HashMap<ClientId, Arc<SessionHandle>>>,
     tree: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
@@ -206,6 +239,8 @@ pub struct Broker {
     /// filter can match them (a filter starting with a wildcard never does).
     sys_retained: RwLock<RetainedStore>,
     pub metrics: Metrics,
+    /// The topics clients publish to most (the admin API's top topics).
+    pub topic_rates: TopicRates,
     next_connection: AtomicU64,
     store: Option<Arc<Store>>,
 }
@@ -227,15 +262,16 @@ impl Broker {
     fn build(config: BrokerConfig, store: Option<Arc<Store>>) -> Broker {
         Broker {
             // Sessions report what to persist exactly when there is a store to hear it.
-            config: Arc::new(BrokerConfig {
+            config: RwLock::new(Arc::new(BrokerConfig {
                 persistence: store.is_some(),
                 ..config
-            }),
+            })),
             sessions: RwLock::new(HashMap::new()),
             tree: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::new()),
             sys_retained: RwLock::new(RetainedStore::new()),
             metrics: Metrics::default(),
+            topic_rates: TopicRates::default(),
             next_connection: AtomicU64::new(1),
             store,
         }
@@ -330,6 +366,21 @@ impl Broker {
         (broker, wills)
     }
 
+    /// The limits new sessions are created with.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        read(&self.config).clone()
+    }
+
+    /// Replaces the limits new sessions are created with (a reload); whether the broker
+    /// persists stays as it started.
+    pub fn set_config(&self, config: BrokerConfig) {
+        let mut current = write(&self.config);
+        *current = Arc::new(BrokerConfig {
+            persistence: current.persistence,
+            ..config
+        });
+    }
+
     /// The store, if the broker persists.
     pub fn store(&self) -> Option<&Arc<Store>> {
         self.store.as_ref()
@@ -362,6 +413,48 @@ impl Broker {
     /// session without holding the registry (periodic statistics; as costly as `sweep`).
     pub fn session_handles(&self) -> Vec<Arc<SessionHandle>> {
         read(&self.sessions).values().cloned().collect()
+    }
+
+    /// Every session with its client id, copied out as [`session_handles`](Self::session_handles).
+    pub fn sessions_by_client(&self) -> Vec<(ClientId, Arc<SessionHandle>)> {
+        read(&self.sessions)
+            .iter()
+            .map(|(client, handle)| (client.clone(), handle.clone()))
+            .collect()
+    }
+
+    /// Asks the connection holding `client`'s session to leave, for `reason`.
+    pub fn evict(&self, client: &str, reason: EvictReason) -> Eviction {
+        let Some(handle) = self.session(client) else {
+            return Eviction::NotConnected;
+        };
+        let owner = handle.owner();
+        let Some(owner) = owner.as_ref() else {
+            return Eviction::NotConnected;
+        };
+        let (done, left) = oneshot::channel();
+        match owner.kick.try_send(Evict { reason, done }) {
+            Ok(()) => Eviction::Asked(left),
+            // One request at a time: a full channel means it is already being asked; a
+            // closed one, that its task is finishing.
+            Err(_) => Eviction::Leaving,
+        }
+    }
+
+    /// Ends `client`'s session as an administrator asks: its connection, if any, must have
+    /// left first (see [`evict`](Self::evict)). Its will, if any, is published as at any
+    /// session's end. False if there is no such session, or a connection holds it again.
+    pub fn discard_session(&self, client: &str, now: Millis) -> bool {
+        let Some(handle) = self.session(client) else {
+            return false;
+        };
+        if handle.owner().is_some() {
+            return false;
+        }
+        let client = handle.lock().client_id().clone();
+        self.end_session(&client, &handle, now);
+        self.session(client.as_ref())
+            .is_none_or(|current| !Arc::ptr_eq(&current, &handle))
     }
 
     /// Fires due delayed wills and ends expired sessions. Called periodically.
@@ -426,6 +519,33 @@ impl Broker {
     /// Topic and payload bytes of the retained messages held (as the quota counts them).
     pub fn retained_bytes(&self) -> usize {
         read(&self.retained).bytes()
+    }
+
+    /// The message retained on `topic`, if any (expired or not: the sweep of the retained
+    /// store is lazy, so callers check [`Message::is_expired`]).
+    pub fn retained_message(&self, topic: &str) -> Option<Arc<Message>> {
+        read(self.retained_for(topic)).get(topic).cloned()
+    }
+
+    /// The live retained messages matching `filter`, as a new subscription would get them.
+    pub fn retained_matching(&self, filter: &str, now: Millis) -> Vec<Arc<Message>> {
+        read(self.retained_for(filter)).matching(filter, now)
+    }
+
+    /// Clears the message retained on `topic` (and from the store), as a retained PUBLISH
+    /// with an empty payload would, without delivering anything. False if there was none.
+    pub fn clear_retained(&self, topic: &str) -> bool {
+        let lock = self.retained_for(topic);
+        let mut retained = write(lock);
+        let Some(old) = retained.remove(topic) else {
+            return false;
+        };
+        // `$SYS` is never persisted; written under the lock, as `publish` does, so the store
+        // sees retained changes in order.
+        if !std::ptr::eq(lock, &self.sys_retained) {
+            self.persist(vec![StoreOp::DeleteRetained(old.topic.clone())]);
+        }
+        true
     }
 
     /// Where messages retained on `topic`, or matching `filter`, are held.
@@ -578,7 +698,7 @@ impl SessionOwnership for Broker {
                 existed = false;
                 Arc::new(SessionHandle::new(Session::new(
                     client.clone(),
-                    &self.config,
+                    &self.config(),
                 )))
             })
             .clone();
@@ -605,7 +725,7 @@ impl SessionOwnership for Broker {
             self.settle(&mut session);
             let filters: Vec<_> = session.subscriptions().map(|(f, _)| f.clone()).collect();
             let client = session.client_id().clone();
-            *session = Session::new(client.clone(), &self.config);
+            *session = Session::new(client.clone(), &self.config());
             self.persist(handle.delete_op(&client).into_iter().collect());
             (client, filters, will)
         };

@@ -6,7 +6,7 @@
 //! messages into it and wake the task through the session's `Notify`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -20,9 +20,11 @@ use tracing::{debug, info};
 use corvus_store::Ticket;
 
 use crate::broker::{
-    Broker, Claim, MessageRouting, Owner, Receipt, SessionHandle, SessionOwnership, TakeOver,
+    Broker, Claim, Evict, EvictReason, MessageRouting, Owner, Receipt, SessionHandle,
+    SessionOwnership,
 };
 use crate::clock::now;
+use crate::connection_info::{ConnectionFacts, ConnectionInfo};
 use crate::held::HeldOutput;
 use crate::listener_metrics::ListenerFigures;
 use crate::metrics::Metrics;
@@ -31,6 +33,7 @@ use crate::security::{
     Credentials, Denied, Exchange, Identity, ListenerAuth, Security, TokenWatch,
 };
 use crate::sources::SourceSlot;
+use crate::topic_rates::TopicTally;
 
 /// How long a new connection waits for the previous owner of its session to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -57,7 +60,8 @@ enum End {
     Network,
     /// The protocol state machine closed it (DISCONNECT, error, timeout).
     Protocol,
-    TakenOver(tokio::sync::oneshot::Sender<()>),
+    /// Asked to leave: taken over by a new connection, or kicked by an administrator.
+    Evicted(Evict),
     Shutdown,
 }
 
@@ -121,13 +125,33 @@ pub struct ListenerShared {
     pub broker: Arc<Broker>,
     pub security: Arc<Security>,
     pub auth: ListenerAuth,
-    /// The limits of this listener's connections (`[limits]` with its `[listener.limits]`);
-    /// sessions are created with the broker's (`broker.config`).
+    /// The limits of this listener's connections (`[limits]` with its `[listener.limits]`),
+    /// replaced by a reload: each connection keeps those it started with (its CONNACK
+    /// announced some of them).
+    pub limits: RwLock<ConnectionLimits>,
+    /// This listener's connections and bytes.
+    pub figures: Arc<ListenerFigures>,
+}
+
+/// The limits a connection starts with.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Sessions are created with the broker's (`Broker::config`).
     pub config: Arc<corvus_core::BrokerConfig>,
     /// PUBLISH packets per second a client may send, and how long it may stay beyond that.
     pub message_rate: Option<(u32, Duration)>,
-    /// This listener's connections and bytes.
-    pub figures: Arc<ListenerFigures>,
+    /// Time it has for TLS, the WebSocket upgrade and CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl ListenerShared {
+    /// The limits in force now, for a new connection.
+    pub fn limits(&self) -> ConnectionLimits {
+        self.limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// One accepted connection, before MQTT.
@@ -138,6 +162,8 @@ pub struct Accepted {
     pub certificate_name: Option<String>,
     /// Counts the connection against its source address while it is open.
     pub slot: Option<SourceSlot>,
+    /// The listener's limits when it was accepted.
+    pub limits: ConnectionLimits,
 }
 
 /// Serves one client connection until it ends.
@@ -150,6 +176,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let limits = accepted.limits;
     let broker = listener.broker.clone();
     let figures = listener.figures.clone();
     figures.connected();
@@ -161,13 +188,13 @@ pub async fn serve<S>(
             // Until CONNECT, only a small packet: an unknown client may not make the broker
             // buffer much (raised to max_packet_size once it is connected).
             decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(
-                listener
+                limits
                     .config
                     .max_connect_size
-                    .min(listener.config.max_packet_size),
+                    .min(limits.config.max_packet_size),
             ),
         },
-        conn: Connection::new(listener.config.clone(), now()),
+        conn: Connection::new(limits.config.clone(), now()),
         actions: Vec::new(),
         id: broker.next_connection_id(),
         peer: accepted.peer,
@@ -179,11 +206,15 @@ pub async fn serve<S>(
             .filter(|store| store.acks_wait_for_sync())
             .map(|store| store.durable()),
         broker: broker.clone(),
-        rate: listener
+        rate: limits
             .message_rate
             .map(|(rate, grace)| MessageRate::new(rate, grace)),
         token: None,
         reauth: None,
+        identity: String::new(),
+        info: None,
+        topics: TopicTally::default(),
+        max_packet_size: limits.config.max_packet_size,
         listener,
     };
     task.run(accepted.certificate_name, connect_timeout, shutdown)
@@ -215,6 +246,14 @@ struct Task<S> {
     /// For a client that authenticated with AUTH: who it proved to be, and a
     /// re-authentication under way.
     reauth: Option<Reauth>,
+    /// Who the client was authenticated as (`Identity::describe`), until `info` takes it.
+    identity: String,
+    /// The connection as the admin API shows it, once the session is claimed.
+    info: Option<Arc<ConnectionInfo>>,
+    /// Messages it published by topic, not yet handed to the broker's topic rates.
+    topics: TopicTally,
+    /// The largest packet it may send once connected.
+    max_packet_size: u32,
 }
 
 /// Re-authentication (MQTT 5.0 section 4.12.1) of a client that authenticated with
@@ -256,9 +295,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let Packet::Connect(connect) = first else {
             return info!(peer = %self.peer, "refused connection: first packet was not CONNECT");
         };
-        self.io
-            .decoder
-            .set_max_packet_size(self.listener.config.max_packet_size);
+        self.io.decoder.set_max_packet_size(self.max_packet_size);
         // Named in the log if the CONNECT is refused (as sent: it may be empty or invalid).
         let asked_id = connect.client_id.clone();
         let request = match self.conn.on_connect(*connect, now(), generated_client_id) {
@@ -311,7 +348,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 let authorizer = security.authorizer(&identity, &request.client_id, &self.broker);
                 match self.conn.authorize(authorizer) {
                     Ok(()) => {
-                        debug!(peer = %self.peer, client = %request.client_id, identity = %identity.describe(), "authenticated");
+                        self.identity = identity.describe();
+                        debug!(peer = %self.peer, client = %request.client_id, identity = %self.identity, "authenticated");
                         match &identity {
                             Identity::Token(token) => {
                                 self.token =
@@ -396,13 +434,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn claim(
         &mut self,
         request: &ConnectRequest,
-        kick: mpsc::Sender<TakeOver>,
+        kick: mpsc::Sender<Evict>,
     ) -> Option<Arc<SessionHandle>> {
         let give_up = Instant::now() + TAKEOVER_WAIT;
+        let info = Arc::new(ConnectionInfo::new(ConnectionFacts {
+            peer: self.peer,
+            listener: self.listener.figures.addr,
+            transport: self.listener.figures.kind,
+            protocol: request.protocol,
+            username: request.username.as_ref().map(|u| u.as_str().to_owned()),
+            identity: std::mem::take(&mut self.identity),
+            connected_at: now(),
+            keep_alive: self.conn.keep_alive(),
+            clean_start: request.clean_start,
+        }));
+        self.info = Some(info.clone());
         let (handle, existed) = loop {
             let owner = Owner {
                 connection: self.id,
                 kick: kick.clone(),
+                info: info.clone(),
             };
             match self.broker.claim_session(&request.client_id, owner) {
                 Claim::Owned { handle, existed } => break (handle, existed),
@@ -415,7 +466,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 }
                 Claim::Busy(previous) => {
                     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                    match previous.try_send(TakeOver(done_tx)) {
+                    let evict = Evict {
+                        reason: EvictReason::TakenOver,
+                        done: done_tx,
+                    };
+                    match previous.try_send(evict) {
                         Ok(()) => {
                             let _ = tokio::time::timeout_at(give_up, done_rx).await;
                         }
@@ -449,7 +504,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn serve_session(
         &mut self,
         handle: &SessionHandle,
-        kick_rx: &mut mpsc::Receiver<TakeOver>,
+        kick_rx: &mut mpsc::Receiver<Evict>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {
         loop {
@@ -458,8 +513,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             loop {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
+                        // Its copies' publish-to-delivery latency counts from here.
+                        let mut received_at = None;
                         if let Packet::Publish(publish) = &packet {
+                            received_at = Some(crate::clock::stamp());
                             published += 1;
+                            if let Some(info) = &self.info {
+                                info.count_received(1);
+                            }
                             self.broker
                                 .metrics
                                 .count_publish_received(publish.qos, publish.payload.len());
@@ -472,6 +533,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                             // A refused PUBLISH is counted against this session.
                             self.broker.settle(&mut session)
                         };
+                        if let Some(at) = received_at {
+                            stamp_routed(&mut self.actions, at);
+                        }
                         self.need(ticket);
                         self.execute(handle);
                     }
@@ -504,7 +568,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             self.release_held();
             let flushed = tokio::select! {
                 r = self.io.flush(&self.listener.figures) => r,
-                Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
+                Some(evict) = kick_rx.recv() => return End::Evicted(evict),
                 // A client that stopped reading must not hold up shutdown.
                 _ = shutdown.changed() => return End::Shutdown,
             };
@@ -569,7 +633,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     }
                     // Otherwise the throttle is over: read again.
                 }
-                Some(TakeOver(done)) = kick_rx.recv() => return End::TakenOver(done),
+                Some(evict) = kick_rx.recv() => return End::Evicted(evict),
                 _ = shutdown.changed() => return End::Shutdown,
             }
         }
@@ -607,6 +671,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
         self.need(ticket);
         self.execute(handle);
+        // The copies sent for the first time are encoded now (under sync `always`, into the
+        // output held for the disk): their latency ends here.
+        if !self.conn.sent_stamps().is_empty() {
+            self.broker
+                .metrics
+                .observe_deliveries(self.conn.sent_stamps(), crate::clock::stamp());
+        }
         more
     }
 
@@ -634,9 +705,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn finish(&mut self, client: &ClientId, handle: &Arc<SessionHandle>, end: End) {
         let mut successor = None;
         match end {
-            End::TakenOver(done) => {
+            End::Evicted(Evict {
+                reason: EvictReason::TakenOver,
+                done,
+            }) => {
                 info!(peer = %self.peer, client = %client, reason = %ReasonCode::SessionTakenOver, "session taken over by a new connection");
                 self.conn.on_taken_over(&mut self.actions);
+                successor = Some(done);
+            }
+            End::Evicted(Evict {
+                reason: EvictReason::Administrator,
+                done,
+            }) => {
+                info!(peer = %self.peer, client = %client, reason = %ReasonCode::AdministrativeAction, "closing connection: disconnected by an administrator");
+                self.conn.protocol_error(
+                    ReasonCode::AdministrativeAction,
+                    "disconnected by an administrator",
+                    &mut self.actions,
+                );
                 successor = Some(done);
             }
             End::Shutdown => self.conn.on_shutdown(&mut self.actions),
@@ -675,6 +761,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         if closed.session_ended {
             self.broker.end_session(client, handle, now);
         }
+        if !self.topics.is_empty() {
+            self.broker.topic_rates.absorb(&mut self.topics, now);
+        }
         let _ = timeout(Duration::from_secs(1), self.io.stream.shutdown()).await;
         if let Some(done) = successor {
             let _ = done.send(());
@@ -695,8 +784,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                         .held
                         .buffer(self.needed, durable, &mut self.io.write_buf);
                     encode(&packet, version, buf, &self.broker.metrics);
+                    if let (Packet::Publish(_), Some(info)) = (&packet, &self.info) {
+                        info.count_sent();
+                    }
                 }
                 Action::Publish { message, receipt } => {
+                    if self.topics.record(&message.topic, now()) {
+                        self.broker.topic_rates.absorb(&mut self.topics, now());
+                    }
                     let receipt = receipt
                         .zip(client.clone())
                         .map(|(packet_id, client)| Receipt { client, packet_id });
@@ -808,6 +903,19 @@ fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics
         },
         // Every packet the broker builds is valid by construction; this would be a bug.
         Err(e) => tracing::error!(error = %e, "could not encode an outgoing packet"),
+    }
+}
+
+/// Stamps the messages a client's PUBLISH produced for routing with when it was decoded. The
+/// core made each `Arc` just now and shares none; if it ever did, the message would go
+/// unstamped (its copies untimed) rather than be copied.
+fn stamp_routed(actions: &mut [Action], at: corvus_core::Stamp) {
+    for action in actions {
+        if let Action::Publish { message, .. } = action {
+            if let Some(message) = Arc::get_mut(message) {
+                message.received_at = Some(at);
+            }
+        }
     }
 }
 

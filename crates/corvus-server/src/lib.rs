@@ -7,6 +7,7 @@ mod cert_name;
 mod client;
 pub mod clock;
 pub mod config;
+pub mod connection_info;
 mod held;
 pub mod http;
 pub mod listener_metrics;
@@ -14,11 +15,13 @@ pub mod metrics;
 pub mod persist;
 pub mod preflight;
 mod rate;
+pub mod reload;
 pub mod security;
 pub mod sources;
 pub mod stats;
 mod sys;
 pub mod tls;
+pub mod topic_rates;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -75,8 +78,8 @@ pub struct Server {
     /// What the listener at the same place in `addrs` speaks besides MQTT over TCP (empty
     /// for nothing), for people.
     transports: Vec<String>,
-    /// The TLS listeners' certificate files and live acceptors, for [`Server::reload_tls`].
-    tls_listeners: Vec<LiveTls>,
+    /// What SIGHUP and `POST /api/v1/reload` reload.
+    reloader: Arc<reload::Reloader>,
     /// Where the HTTP endpoint listens, when it does.
     http_addr: Option<SocketAddr>,
     security: Arc<Security>,
@@ -156,6 +159,7 @@ impl Server {
         let mut addrs = Vec::new();
         let mut transports = Vec::new();
         let mut tls_listeners = Vec::new();
+        let mut live_listeners = Vec::new();
         // Connections per source address are counted together on the listeners that keep
         // `[limits]`' source limits, and apart on each listener that sets its own.
         let shared_sources = SourceLimits::new(
@@ -167,7 +171,8 @@ impl Server {
             let addr = listener.bind;
             let acceptor = acceptors.next().flatten();
             let limits = config.listener_limits(&listener);
-            let sources = match listener.limits.own_source_limits() {
+            let own_sources = listener.limits.own_source_limits();
+            let sources = match own_sources {
                 false => shared_sources.clone(),
                 true => {
                     let own = SourceLimits::new(
@@ -222,23 +227,33 @@ impl Server {
                     anonymous: policy.anonymous,
                     cert_identity,
                 },
-                // Persisting or not is the broker's, whatever the listener.
-                config: Arc::new(corvus_core::BrokerConfig {
-                    persistence: broker.config.persistence,
-                    ..limits.broker_config()
-                }),
-                message_rate: limits.message_rate(),
+                limits: RwLock::new(reload::connection_limits(&limits, &broker)),
                 figures: figures.clone(),
+            });
+            live_listeners.push(reload::LiveListener {
+                shared: shared.clone(),
+                sources: sources.clone(),
+                own_sources,
             });
             tasks.spawn(accept_loop(
                 listener,
                 transport,
                 shared,
                 sources,
-                limits.connect_timeout(),
                 shutdown_rx.clone(),
             ));
         }
+        let reloader = Arc::new(reload::Reloader::new(
+            broker.clone(),
+            security.clone(),
+            tls_listeners,
+            live_listeners,
+            config.clone(),
+        ));
+        // One tracker for `$SYS` and the HTTP endpoint: one start, one set of load averages.
+        let stats = Arc::new(std::sync::Mutex::new(stats::StatsTracker::new(
+            std::time::Instant::now(),
+        )));
         let http_addr = match config.http.listen {
             None => None,
             Some(addr) => {
@@ -254,7 +269,8 @@ impl Server {
                 let state = Arc::new(http::HttpState {
                     broker: broker.clone(),
                     token: config.http.token.clone(),
-                    started: std::time::Instant::now(),
+                    stats: stats.clone(),
+                    reloader: reloader.clone(),
                 });
                 tasks.spawn(http::serve(listener, state, shutdown_rx.clone()));
                 Some(local)
@@ -262,6 +278,7 @@ impl Server {
         };
         tasks.spawn(sys::run(
             broker.clone(),
+            stats,
             Duration::from_secs(config.sys_interval),
             shutdown_rx.clone(),
         ));
@@ -271,7 +288,7 @@ impl Server {
             addrs,
             transports,
             http_addr,
-            tls_listeners,
+            reloader,
             security,
             shutdown,
             tasks,
@@ -292,23 +309,29 @@ impl Server {
     /// new certificates, connections already open keep theirs. All or nothing: if any
     /// listener's files are broken, nothing changes and the error says which. Returns how
     /// many listeners were reloaded.
-    pub fn reload_tls(&self) -> Result<usize, StartError> {
-        let fresh = fresh_acceptors(&self.tls_listeners)?;
-        install_acceptors(&self.tls_listeners, fresh);
-        Ok(self.tls_listeners.len())
+    pub fn reload_tls(&self) -> Result<usize, String> {
+        let fresh = self.reloader.fresh_acceptors()?;
+        let reloaded = fresh.len();
+        self.reloader.install_acceptors(fresh);
+        Ok(reloaded)
     }
 
-    /// Reloads the TLS certificates and the password file, ACL file and revocation list
-    /// (SIGHUP), all or nothing: what was reloaded, or why nothing was (the running ones
-    /// stay).
+    /// Reloads what SIGHUP and `POST /api/v1/reload` reload (see `reload.rs`): the TLS
+    /// certificates, the password file, ACL file and revocation list, and, with
+    /// [`set_reload_hooks`](Self::set_reload_hooks), the log level and limits from the config
+    /// file. All or nothing: what was reloaded, or why nothing was (the running ones stay).
     pub fn reload(&self) -> Result<String, String> {
-        let fresh = fresh_acceptors(&self.tls_listeners).map_err(|e| e.to_string())?;
-        self.security.reload().map_err(|e| e.to_string())?;
-        install_acceptors(&self.tls_listeners, fresh);
-        Ok(format!(
-            "reloaded the certificates of {} TLS listener(s), the password file, ACL file and revocation list",
-            self.tls_listeners.len()
-        ))
+        self.reloader.reload()
+    }
+
+    /// Where a reload reads the configuration again (the binary: its file and command
+    /// line), and the log whose level it sets.
+    pub fn set_reload_hooks(
+        &self,
+        source: reload::ConfigSource,
+        log: Option<Box<dyn reload::LogLevel>>,
+    ) {
+        self.reloader.set_hooks(source, log);
     }
 
     /// Where the HTTP endpoint listens (`[http] listen`), if it does.
@@ -361,43 +384,7 @@ impl Server {
     }
 }
 
-/// New acceptors from every TLS listener's files, or the first error (naming the listener).
-fn fresh_acceptors(listeners: &[LiveTls]) -> Result<Vec<tokio_rustls::TlsAcceptor>, StartError> {
-    listeners
-        .iter()
-        .map(|live| {
-            tls::acceptor(&live.files).map_err(|source| StartError::Tls {
-                addr: live.addr,
-                source,
-            })
-        })
-        .collect()
-}
-
-fn install_acceptors(listeners: &[LiveTls], fresh: Vec<tokio_rustls::TlsAcceptor>) {
-    for (live, acceptor) in listeners.iter().zip(fresh) {
-        *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-    }
-}
-
-/// A TLS listener's acceptor, replaced when certificates are reloaded.
-type SharedAcceptor = Arc<RwLock<tokio_rustls::TlsAcceptor>>;
-
-/// A running TLS listener, as [`Server::reload_tls`] needs it.
-struct LiveTls {
-    addr: SocketAddr,
-    files: tls::TlsFiles,
-    acceptor: SharedAcceptor,
-}
-
-impl std::fmt::Debug for LiveTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveTls")
-            .field("addr", &self.addr)
-            .field("files", &self.files)
-            .finish_non_exhaustive()
-    }
-}
+use reload::{LiveTls, SharedAcceptor};
 
 /// What a listener speaks over TCP: TLS or not, WebSocket (on a path) or not.
 struct Transport {
@@ -519,7 +506,6 @@ async fn accept_loop(
     transport: Transport,
     shared: Arc<ListenerShared>,
     sources: Arc<SourceLimits>,
-    connect_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -549,10 +535,14 @@ async fn accept_loop(
                         .websocket
                         .clone()
                         .map(|path| (path, transport.max_message));
+                    // The limits in force now, even if reloaded meanwhile.
+                    let limits = shared.limits();
+                    let connect_timeout = limits.connect_timeout;
                     let accepted = Accepted {
                         peer,
                         certificate_name: None,
                         slot: Some(slot),
+                        limits,
                     };
                     connections.spawn(serve_connection(
                         tls,

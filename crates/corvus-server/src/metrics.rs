@@ -1,13 +1,21 @@
-//! Broker-wide counters, updated lock-free on the hot paths. Exposition (Prometheus, `$SYS`)
-//! reads them; nothing here formats anything.
+//! Broker-wide counters and latency histograms, updated lock-free on the hot paths.
+//! Exposition (Prometheus, `$SYS`) reads them; nothing here formats anything or reads a
+//! clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use corvus_core::DropReason;
+use corvus_core::{DropReason, Histogram, HistogramSnapshot, Stamp};
 
 use crate::listener_metrics::ListenerFigures;
 pub use crate::sources::SourceLimit;
+
+/// Bucket bounds of the publish-to-delivery latency, in microseconds: from a copy handed on
+/// within the same wake-up to one that waited seconds for a slow or offline subscriber.
+pub const DELIVERY_LATENCY_BOUNDS: &[u64] = &[
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -26,6 +34,8 @@ pub struct Metrics {
     refused_by_code: [AtomicU64; 256],
     /// DISCONNECTs the broker sent, by reason code.
     disconnects_by_code: [AtomicU64; 256],
+    /// From a client's PUBLISH decoded to each copy of it encoded for a subscriber.
+    delivery_latency: Histogram,
 }
 
 /// A family of counters by reason code: the codes with a count, for exposition.
@@ -50,6 +60,7 @@ impl Default for Metrics {
             // Arrays this long have no Default.
             refused_by_code: std::array::from_fn(|_| AtomicU64::new(0)),
             disconnects_by_code: std::array::from_fn(|_| AtomicU64::new(0)),
+            delivery_latency: Histogram::new(DELIVERY_LATENCY_BOUNDS),
         }
     }
 }
@@ -182,6 +193,20 @@ impl Metrics {
     /// DISCONNECTs sent by reason code, the codes that happened.
     pub fn disconnects(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
         by_code(&self.disconnects_by_code)
+    }
+
+    /// Copies of messages sent for the first time at `now`, by the receive stamps of their
+    /// PUBLISH ([`corvus_core::Connection::sent_stamps`]): one batch, few atomic adds.
+    pub fn observe_deliveries(&self, sent: &[Stamp], now: Stamp) {
+        if !sent.is_empty() {
+            self.delivery_latency
+                .observe_all(sent.iter().map(|&at| crate::clock::micros_between(at, now)));
+        }
+    }
+
+    /// The publish-to-delivery latencies observed so far.
+    pub fn delivery_latency(&self) -> HistogramSnapshot {
+        self.delivery_latency.snapshot()
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {

@@ -77,7 +77,7 @@ pub fn restore_session(
     now: corvus_core::Millis,
     restore: &RestoreAuthorizer<'_>,
 ) -> Session {
-    let mut session = Session::new(loaded.client_id.clone(), &broker.config);
+    let mut session = Session::new(loaded.client_id.clone(), &broker.config());
     let record = loaded.record;
     session.authorizer = Some(restore(
         record.principal.as_ref().map(Principal::as_str),
@@ -168,6 +168,7 @@ mod tests {
                 properties: Default::default(),
                 expires_at: None,
                 publisher: None,
+                received_at: None,
             }),
             delay_secs: 0,
         });

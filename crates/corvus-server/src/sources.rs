@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -67,8 +68,9 @@ struct Source {
 
 #[derive(Debug)]
 pub struct SourceLimits {
-    max_open: usize,
-    rate: u32,
+    /// Replaced by a reload; addresses already seen keep their rate allowance's rate.
+    max_open: AtomicUsize,
+    rate: AtomicU32,
     sources: Mutex<HashMap<IpAddr, Source>>,
 }
 
@@ -83,10 +85,17 @@ impl SourceLimits {
     /// `max_open` and `rate` of 0 mean no limit.
     pub fn new(max_open: usize, rate: u32) -> Arc<SourceLimits> {
         Arc::new(SourceLimits {
-            max_open,
-            rate,
+            max_open: AtomicUsize::new(max_open),
+            rate: AtomicU32::new(rate),
             sources: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// New limits (a reload): the count applies at once; a new rate to addresses not
+    /// tracked at the moment.
+    pub fn set_limits(&self, max_open: usize, rate: u32) {
+        self.max_open.store(max_open, Ordering::Relaxed);
+        self.rate.store(rate, Ordering::Relaxed);
     }
 
     fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Source>> {
@@ -99,13 +108,17 @@ impl SourceLimits {
         addr: IpAddr,
         now: Instant,
     ) -> Result<SourceSlot, SourceRefusal> {
+        let (max_open, rate) = (
+            self.max_open.load(Ordering::Relaxed),
+            self.rate.load(Ordering::Relaxed),
+        );
         let mut sources = self.sources();
         let source = sources.entry(addr).or_insert_with(|| Source {
             open: 0,
-            bucket: (self.rate > 0).then(|| TokenBucket::new(self.rate, now)),
+            bucket: (rate > 0).then(|| TokenBucket::new(rate, now)),
             refusing: false,
         });
-        let limit = if self.max_open > 0 && source.open >= self.max_open {
+        let limit = if max_open > 0 && source.open >= max_open {
             Some(SourceLimit::TooMany)
         } else if source.bucket.as_mut().is_some_and(|b| !b.try_take(now)) {
             Some(SourceLimit::TooFast)

@@ -11,6 +11,7 @@
 //! The load average math reads no clock: the caller passes the elapsed time in.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corvus_core::DropReason;
@@ -27,7 +28,7 @@ pub const LOAD_WINDOWS: [Duration; 3] = [
 
 /// A snapshot of the broker. Counters ("since start") only grow while the broker runs;
 /// gauges ("now") are what holds at the moment of the snapshot.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BrokerStats {
     /// Seconds since the broker started serving.
     pub uptime_seconds: u64,
@@ -152,7 +153,7 @@ impl BrokerStats {
 }
 
 /// One rate averaged over the three windows, in units per minute (Mosquitto's unit).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Load {
     pub one_minute: f64,
     pub five_minutes: f64,
@@ -184,7 +185,7 @@ impl Load {
 }
 
 /// Every load average the broker keeps, each per minute.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct BrokerLoad {
     /// PUBLISH packets received per minute (`BrokerStats::messages_received`).
     pub messages_received: Load,
@@ -256,6 +257,18 @@ impl LoadAverages {
     pub fn current(&self) -> BrokerLoad {
         self.load
     }
+}
+
+/// The broker's one tracker, shared by `$SYS` and the HTTP endpoint (one start, one set of
+/// load averages).
+pub type SharedStats = Arc<Mutex<StatsTracker>>;
+
+/// A snapshot from the shared tracker (see [`StatsTracker::snapshot`]).
+pub fn snapshot(tracker: &SharedStats, broker: &Broker, now: Instant) -> BrokerStats {
+    tracker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .snapshot(broker, now)
 }
 
 /// What successive snapshots need to remember: when the broker started, the load averages,
@@ -435,6 +448,7 @@ mod tests {
         let owner = Owner {
             connection: 1,
             kick: tokio::sync::mpsc::channel(1).0,
+            info: crate::connection_info::tests::info(),
         };
         let Claim::Owned { handle, .. } = broker.claim_session(&"a".into(), owner) else {
             panic!("a new session is owned at once");

@@ -31,7 +31,9 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, MessageRouting};
 use crate::clock;
-use crate::stats::{BrokerStats, Load, StatsTracker};
+#[cfg(test)]
+use crate::stats::StatsTracker;
+use crate::stats::{snapshot, BrokerStats, Load, SharedStats};
 
 /// Where every topic of this module lives.
 pub const PREFIX: &str = "$SYS/broker/";
@@ -41,12 +43,16 @@ pub const VERSION: &str = concat!("corvus ", env!("CARGO_PKG_VERSION"));
 
 /// Publishes the `$SYS` topics every `interval` until shutdown (never, with a zero
 /// interval).
-pub async fn run(broker: Arc<Broker>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-    let started = Instant::now();
+pub async fn run(
+    broker: Arc<Broker>,
+    stats: SharedStats,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if interval.is_zero() {
         return;
     }
-    let mut topics = SysTopics::new(started);
+    let mut topics = SysTopics::new(stats);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -64,15 +70,15 @@ pub async fn run(broker: Arc<Broker>, interval: Duration, mut shutdown: watch::R
 /// said.
 #[derive(Debug)]
 pub struct SysTopics {
-    tracker: StatsTracker,
+    tracker: SharedStats,
     last: HashMap<String, String>,
 }
 
 impl SysTopics {
-    /// For a broker that started at `started`.
-    pub fn new(started: Instant) -> SysTopics {
+    /// Snapshots from `tracker`, which the HTTP endpoint shares.
+    pub fn new(tracker: SharedStats) -> SysTopics {
         SysTopics {
-            tracker: StatsTracker::new(started),
+            tracker,
             last: HashMap::new(),
         }
     }
@@ -80,7 +86,7 @@ impl SysTopics {
     /// Takes a snapshot at `now` (`now_ms` for the broker's routing) and publishes every
     /// topic whose value changed. Returns how many were published.
     pub fn tick(&mut self, broker: &Broker, now: Instant, now_ms: Millis) -> usize {
-        let stats = self.tracker.snapshot(broker, now);
+        let stats = snapshot(&self.tracker, broker, now);
         let mut published = 0;
         for (topic, value) in topics(&stats) {
             if self.last.get(&topic) == Some(&value) {
@@ -108,6 +114,7 @@ fn publish(broker: &Broker, topic: &str, payload: Bytes, now: Millis) {
         properties: PublishProperties::default(),
         expires_at: None,
         publisher: None,
+        received_at: None,
     };
     broker.publish(Arc::new(message), None, now);
 }
@@ -257,7 +264,7 @@ mod tests {
     fn only_changed_topics_are_published_after_the_first_tick() {
         let broker = Broker::new(corvus_core::BrokerConfig::default());
         let start = Instant::now();
-        let mut sys = SysTopics::new(start);
+        let mut sys = SysTopics::new(Arc::new(std::sync::Mutex::new(StatsTracker::new(start))));
         let at = start + Duration::from_secs(10);
         let all = topics(&stats()).len();
         assert_eq!(sys.tick(&broker, at, 0), all);
@@ -266,7 +273,7 @@ mod tests {
         assert_eq!(sys.tick(&broker, at, 0), 0);
         // Ten seconds on, the uptime.
         assert_eq!(sys.tick(&broker, at + Duration::from_secs(10), 0), 1);
-        let snapshot = sys.tracker.snapshot(&broker, at + Duration::from_secs(10));
+        let snapshot = snapshot(&sys.tracker, &broker, at + Duration::from_secs(10));
         assert_eq!(snapshot.messages_received, 0);
     }
 

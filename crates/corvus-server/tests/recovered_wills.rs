@@ -272,6 +272,7 @@ fn will_message(topic: &str) -> Arc<Message> {
         properties: PublishProperties::default(),
         expires_at: None,
         publisher: None,
+        received_at: None,
     })
 }
 

@@ -253,7 +253,7 @@ async fn session_queue_drop_oldest_policy_keeps_the_newest() {
     })
     .await;
     assert_eq!(
-        server.broker().config.queue_full_policy,
+        server.broker().config().queue_full_policy,
         QueueFullPolicy::DropOldest
     );
     offline_subscriber(&server, addr, "sub", "q/#").await;

@@ -257,6 +257,8 @@ pub(crate) fn read_message(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
         properties,
         expires_at,
         publisher,
+        // Never written: a stamp from before a restart means nothing on the new clock.
+        received_at: None,
     })
 }
 
@@ -346,4 +348,36 @@ fn read_properties(r: &mut Reader<'_>) -> Result<PublishProperties, DecodeError>
             .push(r.u32("subscription identifier")?);
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_messages_receive_stamp_is_never_written() {
+        let stamped = Message {
+            topic: MqttString::from_static("t"),
+            payload: Bytes::from_static(b"p"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            publisher: None,
+            received_at: Some(corvus_core::Stamp::from_micros(42)),
+        };
+        let unstamped = Message {
+            received_at: None,
+            ..stamped.clone()
+        };
+        let encode = |m: &Message| {
+            let mut w = Writer::default();
+            write_message(&mut w, m);
+            w.finish()
+        };
+        assert_eq!(encode(&stamped), encode(&unstamped));
+        let bytes = encode(&stamped);
+        let mut r = Reader::new(&bytes);
+        assert_eq!(read_message(&mut r).unwrap(), unstamped);
+    }
 }

@@ -902,6 +902,7 @@ mod tests {
             properties: PublishProperties::default(),
             expires_at: None,
             publisher: None,
+            received_at: None,
         })
     }
 

@@ -92,8 +92,6 @@ impl LogHandle {
     /// Sets the level (`error`, `warn`, `info`, `debug` or `trace`) from now on, as a reload
     /// does. When RUST_LOG was set at start, it keeps deciding, as it does at start: the
     /// level is checked but changes nothing.
-    // Called by the reload on SIGHUP (issue #6), not wired yet.
-    #[allow(dead_code)]
     pub fn set_level(&self, level: &str) -> Result<(), LogError> {
         let filter = build_filter(level, self.env.as_deref())?;
         self.filter
@@ -128,6 +126,14 @@ impl LogHandle {
 struct Announce {
     print: bool,
     log: bool,
+}
+
+/// Why `level` is not a level a reload can set, if it is not.
+pub fn check_level(level: &str) -> Result<(), LogError> {
+    match LOG_LEVELS.contains(&level) {
+        true => Ok(()),
+        false => Err(LogError::UnknownLevel(level.to_owned())),
+    }
 }
 
 /// The filter for `level`, or for RUST_LOG's directives when they were given (e.g.

@@ -28,6 +28,24 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
+    #[command(flatten)]
+    settings: Settings,
+
+    /// How to write the log: human-readable text, or one JSON object per line. With json on
+    /// standard output, the start summary is logged too, so that every line is JSON.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Append the log to this file (created with mode 0600) instead of standard output: the
+    /// log then goes to the file only; the start summary is still printed, and logged too.
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+}
+
+/// The flags that make the broker's configuration, with the config file: read again by a
+/// reload (SIGHUP, `POST /api/v1/reload`), so that the flags keep winning over the file.
+#[derive(Debug, Clone, clap::Args)]
+struct Settings {
     /// Address to accept MQTT over TCP on, e.g. 0.0.0.0:1883 to listen publicly. Repeat the
     /// flag for several addresses. Default: 127.0.0.1:1883.
     #[arg(long = "listen", value_name = "ADDR")]
@@ -50,16 +68,6 @@ struct Cli {
     /// How much to log. RUST_LOG, when set, replaces it (e.g. RUST_LOG=corvus_server=debug).
     #[arg(long, value_name = "LEVEL", value_parser = clap::builder::PossibleValuesParser::new(LOG_LEVELS))]
     log_level: Option<String>,
-
-    /// How to write the log: human-readable text, or one JSON object per line. With json on
-    /// standard output, the start summary is logged too, so that every line is JSON.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-
-    /// Append the log to this file (created with mode 0600) instead of standard output: the
-    /// log then goes to the file only; the start summary is still printed, and logged too.
-    #[arg(long, value_name = "PATH")]
-    log_file: Option<PathBuf>,
 }
 
 /// Subcommands; without one, `corvus` runs the broker.
@@ -89,7 +97,7 @@ enum Command {
     },
 }
 
-impl Cli {
+impl Settings {
     /// The config file (or the defaults), with the flags laid over it.
     fn config(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
@@ -136,7 +144,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::CheckConfig { file }) = &cli.command {
         std::process::exit(check_config::run(file));
     }
-    let config = cli.config()?;
+    let config = cli.settings.config()?;
     let log = logging::init(&LogSettings {
         level: config.log_level.clone(),
         format: cli.log_format,
@@ -146,10 +154,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config, log))
+    runtime.block_on(run(config, cli.settings, log))
 }
 
-async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
+/// The running log's level, as a reload sets it.
+#[derive(Debug)]
+struct ReloadableLog(LogHandle);
+
+impl corvus_server::reload::LogLevel for ReloadableLog {
+    fn check(&self, level: &str) -> Result<(), String> {
+        logging::check_level(level).map_err(|e| e.to_string())
+    }
+
+    fn set(&self, level: &str) {
+        if let Err(e) = self.0.set_level(level) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+async fn run(config: Config, settings: Settings, log: LogHandle) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
     // One broker per data directory: the lock is held until the process exits.
     let _data_lock = match config.store.enabled {
@@ -157,6 +181,11 @@ async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
         false => None,
     };
     let server = Server::start(&config).await?;
+    // A reload reads the file again with the flags laid over it, as at start.
+    server.set_reload_hooks(
+        Box::new(move || settings.config().map_err(|e| format!("{e:#}"))),
+        Some(Box::new(ReloadableLog(log.clone()))),
+    );
     let addrs = server.listener_descriptions();
     let storage = match server.recovery_summary() {
         Some(recovered) => format!(
@@ -187,14 +216,12 @@ async fn run(config: Config, log: LogHandle) -> anyhow::Result<()> {
     if all_local {
         log.announce("Only this machine can connect. To listen publicly, configure authentication (docs/security.md).");
     }
-    // SIGHUP reloads the TLS certificates, the password and ACL files and the revocation
-    // list; SIGINT or SIGTERM stops.
+    // SIGHUP reloads the TLS certificates, the password and ACL files, the revocation
+    // list, and the log level and limits of the config file; SIGINT or SIGTERM stops.
     while signals.wait().await? == Signal::Reload {
         match server.reload() {
             Ok(done) => info!("{done}"),
-            Err(e) => tracing::error!(
-                "reload failed, the running certificates and security settings stay: {e}"
-            ),
+            Err(e) => tracing::error!("reload failed, the running settings stay: {e}"),
         }
     }
     info!("shutting down");

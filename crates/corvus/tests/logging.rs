@@ -205,3 +205,50 @@ fn a_refused_connection_is_logged_once_with_client_peer_and_reason_and_no_secret
         assert_eq!(refusals[0]["level"], "INFO", "{}", refusals[0]);
     }
 }
+
+/// SIGHUP reads the config file again: its new log level holds from then on (the reload is
+/// logged at the old level, info, and a debug line follows once the level is debug).
+#[cfg(unix)]
+#[test]
+fn sighup_applies_the_config_files_new_log_level() {
+    let dir = support::unique_temp_dir("log-reload-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("corvus.toml");
+    std::fs::write(&config, "log_level = \"info\"\n").unwrap();
+    let mut broker = support::Broker::start_with_file_level(
+        "log-reload",
+        &["--config".as_ref(), config.as_os_str()],
+    );
+    // At info, a connection that never sends CONNECT leaves no line ("no CONNECT in time" is
+    // debug); after the reload to debug, a client's connection is logged.
+    std::fs::write(&config, "log_level = \"debug\"\n").unwrap();
+    broker.send_signal("HUP");
+    let reloaded = broker.wait_log(|l| l.contains("reloaded"), WAIT);
+    assert!(
+        reloaded
+            .as_ref()
+            .is_ok_and(|l| l.contains("log level debug")),
+        "{reloaded:?}\n{}",
+        broker.log()
+    );
+    let (code, _) = connect(broker.addr, "after-reload", "anyone", "x");
+    assert_eq!(code, 0, "{}", broker.log());
+    let debug_line = broker.wait_log(|l| l.contains("DEBUG") && l.contains("after-reload"), WAIT);
+    assert!(
+        debug_line.is_ok(),
+        "no debug line after the reload:\n{}",
+        broker.log()
+    );
+
+    // A bad level: the reload fails, says why, and the level stays debug.
+    std::fs::write(&config, "log_level = \"verbose\"\n").unwrap();
+    broker.send_signal("HUP");
+    let failed = broker.wait_log(|l| l.contains("reload failed"), WAIT);
+    assert!(
+        failed.as_ref().is_ok_and(|l| l.contains("log_level")),
+        "{failed:?}\n{}",
+        broker.log()
+    );
+    broker.terminate(WAIT);
+    let _ = std::fs::remove_dir_all(&dir);
+}

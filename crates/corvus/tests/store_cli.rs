@@ -49,6 +49,7 @@ fn message(payload: &str) -> Arc<Message> {
         properties: PublishProperties::default(),
         expires_at: None,
         publisher: None,
+        received_at: None,
     })
 }
 

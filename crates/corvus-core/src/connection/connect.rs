@@ -95,6 +95,7 @@ impl Connection {
                     // Counted from when the will is published (`Session::release_armed_will`).
                     expires_at: expiry_secs.map(u64::from),
                     publisher: Some(client_id.clone()),
+                    received_at: None,
                 }),
                 delay_secs: will.properties.will_delay_interval.unwrap_or(0),
             });

@@ -154,6 +154,8 @@ impl Connection {
             properties,
             expires_at,
             publisher: self.client_id.clone(),
+            // The runtime stamps it: the core reads no clock.
+            received_at: None,
         });
         match (qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {

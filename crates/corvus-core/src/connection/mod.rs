@@ -19,7 +19,7 @@ use crate::authorize::{authorized_filter, AllowAll, Authorizer, Verdict};
 use crate::config::BrokerConfig;
 use crate::session::{ArmedWill, DropReason, OutState, Session, NEVER_EXPIRES};
 use crate::topic_tree::SubscriptionEntry;
-use crate::types::{ClientId, Delivery, Message, Millis};
+use crate::types::{ClientId, Delivery, Message, Millis, Stamp};
 
 #[cfg(test)]
 mod access_tests;
@@ -145,6 +145,10 @@ pub struct Connection {
     /// Enhanced authentication: the method named in CONNECT, the data for the CONNACK, and
     /// whether a re-authentication is under way.
     auth: enhanced_auth::AuthState,
+    /// The receive stamps of the messages the last [`Connection::fill_outgoing`] sent for
+    /// the first time: the runtime measures publish-to-delivery latency from them. Replaced at
+    /// each call, so it stays as small as one call's output whether it is read or not.
+    sent_stamps: Vec<Stamp>,
 }
 
 /// Reason strings are for people; keep them short so they never threaten a packet limit.
@@ -171,6 +175,7 @@ impl Connection {
             resend_later: VecDeque::new(),
             authorizer: Arc::new(AllowAll),
             auth: Default::default(),
+            sent_stamps: Vec::new(),
         }
     }
 

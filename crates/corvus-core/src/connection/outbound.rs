@@ -14,6 +14,7 @@ impl Connection {
         budget: usize,
         out: &mut Vec<Action>,
     ) -> bool {
+        self.sent_stamps.clear();
         if self.state != State::Connected {
             return false;
         }
@@ -44,12 +45,22 @@ impl Connection {
                 continue;
             };
             produced += size;
+            // Sent for the first time (re-sends above are not): its latency ends here.
+            self.sent_stamps.extend(delivery.received_at);
             if delivery.qos != QoS::AtMostOnce {
                 publish.packet_id = Some(session.start_inflight(delivery));
             }
             out.push(Action::Send(Packet::Publish(publish)));
         }
         produced >= budget
+    }
+
+    /// The [`Stamp`]s of the messages the last [`fill_outgoing`](Self::fill_outgoing) sent
+    /// for the first time, one per PUBLISH that carries one, in the order sent. Re-sends,
+    /// retained messages sent at subscribe time and bodies read back from the store have
+    /// none.
+    pub fn sent_stamps(&self) -> &[Stamp] {
+        &self.sent_stamps
     }
 
     pub(super) fn build_publish(&self, delivery: &Delivery, now: Millis) -> Publish {

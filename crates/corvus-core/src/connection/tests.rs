@@ -26,11 +26,13 @@ fn delivery(topic: &'static str, payload: &'static [u8]) -> Delivery {
             properties: PublishProperties::default(),
             expires_at: None,
             publisher: None,
+            received_at: None,
         }),
         qos: QoS::AtLeastOnce,
         retain: false,
         subscription_ids: vec![],
         stored_id: None,
+        received_at: None,
     }
 }
 
@@ -178,4 +180,53 @@ fn a_qos2_publish_carries_its_receipt_when_the_session_persists() {
             assert!(!out.iter().any(|a| matches!(a, Action::Publish { .. })));
         }
     }
+}
+
+/// Each message sent for the first time reports its receive stamp once; re-sends of a
+/// resumed session and deliveries without a stamp report none; each call replaces the last.
+#[test]
+fn sent_stamps_are_those_of_first_sends_in_the_last_call() {
+    let stamped = |topic: &'static str, qos: QoS, micros: u64| {
+        let mut d = delivery(topic, b"x");
+        d.qos = qos;
+        d.received_at = Some(Stamp::from_micros(micros));
+        d
+    };
+    let config = BrokerConfig::default();
+    let mut session = Session::new("c".into(), &config);
+    let old: Vec<PacketId> = (1..=2)
+        .map(|i| session.start_inflight(stamped("old", QoS::AtLeastOnce, i)))
+        .collect();
+    let (mut conn, _) = connect(&mut session, |c| {
+        c.properties.receive_maximum = Some(1);
+    });
+    let mut out = Vec::new();
+    conn.on_packet(Packet::PubAck(Ack::new(old[0])), &mut session, 0, &mut out);
+    conn.fill_outgoing(&mut session, 0, usize::MAX, &mut out);
+    assert_eq!(sent(&out).len(), 1, "the second re-send: {out:?}");
+    assert!(conn.sent_stamps().is_empty(), "a re-send is not timed");
+    conn.on_packet(Packet::PubAck(Ack::new(old[1])), &mut session, 0, &mut out);
+    session.enqueue(stamped("c", QoS::AtMostOnce, 30), 0);
+    session.enqueue(stamped("a", QoS::AtLeastOnce, 10), 0);
+    // Retained at subscribe time, or read back from the store: no stamp.
+    session.enqueue(delivery("b", b"x"), 0);
+    out.clear();
+    conn.fill_outgoing(&mut session, 0, usize::MAX, &mut out);
+    assert_eq!(sent(&out).len(), 2, "b waits for room: {out:?}");
+    assert_eq!(
+        conn.sent_stamps(),
+        [Stamp::from_micros(30), Stamp::from_micros(10)]
+    );
+    let Some(Packet::Publish(a)) = sent(&out).pop().cloned() else {
+        panic!("{out:?}");
+    };
+    let a_id = a.packet_id.expect("QoS 1");
+    conn.on_packet(Packet::PubAck(Ack::new(a_id)), &mut session, 0, &mut out);
+    out.clear();
+    conn.fill_outgoing(&mut session, 0, usize::MAX, &mut out);
+    assert_eq!(sent(&out).len(), 1, "{out:?}");
+    assert!(
+        conn.sent_stamps().is_empty(),
+        "b has none, and a was reported before"
+    );
 }

@@ -1,13 +1,16 @@
-//! The broker's HTTP endpoint (`[http] listen`, `--http-listen`): Prometheus metrics,
-//! and health checks, for operators and their tools (the JSON admin API will join them).
+//! The broker's HTTP endpoint (`[http] listen`, `--http-listen`): Prometheus metrics, the
+//! JSON admin API, the live dashboard and health checks, for operators and their tools.
 //!
 //! This module owns the server (HTTP/1.1 on hyper), who may ask (a bearer token from the
-//! config; without one, only clients on loopback), and the routing. What each endpoint says
-//! is in its own module: `prometheus.rs` for `/metrics`.
+//! config; without one, only clients on loopback), and the top-level routing. What each
+//! endpoint says is in its own module: `prometheus.rs` for `/metrics`, `api/` for
+//! `/api/v1/`, `dashboard.rs` for `/dashboard/`; `openapi.json` documents them all.
 //!
 //! Answers are built in memory; no endpoint reads a request body; each connection must send
 //! its request head within [`HEADER_TIMEOUT`].
 
+pub mod api;
+pub mod dashboard;
 mod prometheus;
 
 use std::convert::Infallible;
@@ -28,6 +31,8 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::broker::Broker;
+use crate::reload::Reloader;
+use crate::stats::{self, BrokerStats, SharedStats};
 
 /// A connection that has not sent a whole request head by then is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,8 +43,21 @@ pub struct HttpState {
     /// The bearer token every request but the health checks must carry; `None`: only
     /// clients on loopback are answered.
     pub token: Option<String>,
-    pub started: Instant,
+    /// The statistics tracker `$SYS` shares (one start, one set of load averages).
+    pub stats: SharedStats,
+    /// What `POST /api/v1/reload` reloads.
+    pub reloader: Arc<Reloader>,
 }
+
+impl HttpState {
+    /// A statistics snapshot with the load averages brought up to now.
+    pub fn snapshot(&self) -> BrokerStats {
+        stats::snapshot(&self.stats, &self.broker, Instant::now())
+    }
+}
+
+/// The OpenAPI document of everything this endpoint serves.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 impl std::fmt::Debug for HttpState {
     // Never the token.
@@ -113,7 +131,22 @@ async fn handle(state: &HttpState, peer: SocketAddr, request: Request<Incoming>)
         (&Method::GET, "/readyz") => return text(StatusCode::OK, "ready\n"),
         _ => {}
     }
-    if let Some(refusal) = refusal(state, peer, request.headers().get(AUTHORIZATION)) {
+    // The API's description and the dashboard's files say nothing secret either, but a
+    // broker without a token answers only loopback clients, whatever they ask.
+    let public = method == Method::GET
+        && (path == "/"
+            || path == "/dashboard"
+            || path == "/api/openapi.json"
+            || dashboard::asset(&path).is_some());
+    let header = match public {
+        true => None,
+        false => request.headers().get(AUTHORIZATION),
+    };
+    let refused = match (public, &state.token) {
+        (true, Some(_)) => None,
+        _ => refusal(state, peer, header),
+    };
+    if let Some(refusal) = refused {
         info!(%peer, %method, path = %path, "refused http request: {}", refusal.status());
         return refusal;
     }
@@ -126,8 +159,38 @@ async fn handle(state: &HttpState, peer: SocketAddr, request: Request<Incoming>)
             );
             response
         }
+        (&Method::GET, "/api/openapi.json") => static_file("application/json", OPENAPI),
+        (&Method::GET, "/" | "/dashboard") => redirect("/dashboard/"),
+        (&Method::GET, _) if dashboard::asset(&path).is_some() => match dashboard::asset(&path) {
+            Some((content_type, body)) => static_file(content_type, body),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+        _ if path.starts_with("/api/v1/") => {
+            api::handle(state, &method, &path, request.uri().query()).await
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Built into the binary: after an upgrade, a browser must not keep the old script.
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+fn redirect(to: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::FOUND;
+    response
+        .headers_mut()
+        .insert(hyper::header::LOCATION, HeaderValue::from_static(to));
+    response
 }
 
 /// With a token configured, the request must carry it (`Authorization: Bearer <token>`);
@@ -175,10 +238,23 @@ mod tests {
     use super::*;
 
     fn state(token: Option<&str>) -> HttpState {
+        let broker = Arc::new(Broker::new(corvus_core::BrokerConfig::default()));
+        let config = crate::Config::default();
+        let security =
+            Arc::new(crate::security::Security::load(&config).expect("the default security loads"));
         HttpState {
-            broker: Arc::new(Broker::new(corvus_core::BrokerConfig::default())),
+            reloader: Arc::new(Reloader::new(
+                broker.clone(),
+                security,
+                Vec::new(),
+                Vec::new(),
+                config,
+            )),
+            broker,
             token: token.map(str::to_owned),
-            started: Instant::now(),
+            stats: Arc::new(std::sync::Mutex::new(stats::StatsTracker::new(
+                Instant::now(),
+            ))),
         }
     }
 

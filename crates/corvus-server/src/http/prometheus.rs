@@ -4,12 +4,12 @@
 
 use std::fmt::Write;
 
-use corvus_core::DropReason;
+use corvus_core::{DropReason, HistogramSnapshot};
 use mqtt_codec::{QoS, ReasonCode};
 
 use super::HttpState;
 use crate::metrics::{Metrics, SourceLimit};
-use crate::stats::BrokerStats;
+use crate::stats::BrokerLoad;
 
 /// Builds the exposition text, one family after another.
 struct Exposition(String);
@@ -39,6 +39,34 @@ impl Exposition {
         self.family(name, kind, help);
         self.sample(name, &[], value);
     }
+
+    /// A histogram family in seconds: cumulative `_bucket`s by `le`, ending with `+Inf`
+    /// (equal to `_count`), then `_sum` and `_count`.
+    fn histogram(&mut self, name: &str, help: &str, snapshot: &HistogramSnapshot) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for (bound, n) in snapshot.buckets() {
+            let le = bound.map_or_else(|| "+Inf".to_owned(), micros_as_seconds);
+            self.sample(&bucket, &[("le", &le)], n);
+        }
+        self.sample(
+            &format!("{name}_sum"),
+            &[],
+            micros_as_seconds(snapshot.sum_micros),
+        );
+        self.sample(&format!("{name}_count"), &[], snapshot.count());
+    }
+}
+
+/// Microseconds as decimal seconds, exactly (`2500` is `0.0025`): bucket bounds must read
+/// the same at every scrape, and float formatting of a division need not.
+fn micros_as_seconds(micros: u64) -> String {
+    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+    if frac == 0 {
+        return secs.to_string();
+    }
+    let frac = format!("{frac:06}");
+    format!("{secs}.{}", frac.trim_end_matches('0'))
 }
 
 /// Label values escape backslash, double quote and line feed.
@@ -76,7 +104,7 @@ const QOS: [(QoS, &str); 3] = [
 pub fn render(state: &HttpState) -> String {
     let broker = &state.broker;
     let metrics = &broker.metrics;
-    let stats = BrokerStats::collect(broker, state.started.elapsed());
+    let stats = state.snapshot();
     let mut out = Exposition(String::with_capacity(8 * 1024));
 
     out.single(
@@ -234,8 +262,48 @@ pub fn render(state: &HttpState) -> String {
         stats.messages_inflight,
     );
 
+    out.histogram(
+        "corvus_publish_delivery_seconds",
+        "From a client's PUBLISH decoded to each copy of it written for a subscriber, first sends only (not re-sends, retained messages sent at subscribe time, or messages read back from the store).",
+        &metrics.delivery_latency(),
+    );
+    // Absent without a store: there is nothing to sync, and zeros would read as a store
+    // that never synced.
+    if let Some(store) = broker.store() {
+        out.histogram(
+            "corvus_store_sync_seconds",
+            "Time each store sync took: a batch's durable commit (group commit), or a periodic sync.",
+            &store.sync_latency(),
+        );
+    }
+
+    load_averages(&mut out, &stats.load);
     listeners(&mut out, &metrics.listeners());
     out.0
+}
+
+/// The load averages `$SYS` publishes, as gauges: one family, by what is counted and the
+/// window. Prometheus computes its own rates from the counters; these are for dashboards
+/// that show what `$SYS` shows.
+fn load_averages(out: &mut Exposition, load: &BrokerLoad) {
+    const NAME: &str = "corvus_load_per_minute";
+    out.family(
+        NAME,
+        "gauge",
+        "Rates per minute averaged over 1, 5 and 15 minutes, as $SYS/broker/load publishes them.",
+    );
+    for (what, average) in [
+        ("messages_received", load.messages_received),
+        ("messages_sent", load.messages_sent),
+        ("bytes_received", load.bytes_received),
+        ("bytes_sent", load.bytes_sent),
+        ("connections", load.connections),
+        ("messages_dropped", load.messages_dropped),
+    ] {
+        for (window, value) in ["1m", "5m", "15m"].into_iter().zip(average.windows()) {
+            out.sample(NAME, &[("what", what), ("window", window)], value);
+        }
+    }
 }
 
 /// The per-listener families, one sample per listener (labels `listener`, its address, and
@@ -292,6 +360,35 @@ mod tests {
         assert_eq!(reason_label(0x8E), "session_taken_over");
         assert_eq!(reason_label(0x9F), "connection_rate_exceeded");
         assert_eq!(reason_label(0x03), "0x03");
+    }
+
+    #[test]
+    fn bounds_and_sums_are_exact_decimal_seconds() {
+        assert_eq!(micros_as_seconds(0), "0");
+        assert_eq!(micros_as_seconds(10), "0.00001");
+        assert_eq!(micros_as_seconds(2_500), "0.0025");
+        assert_eq!(micros_as_seconds(1_000_000), "1");
+        assert_eq!(micros_as_seconds(12_345_678), "12.345678");
+    }
+
+    #[test]
+    fn a_histogram_is_exposed_cumulative_with_inf_equal_to_count() {
+        let h = corvus_core::Histogram::new(&[50, 1_000]);
+        for micros in [50, 51, 2_000_000] {
+            h.observe_micros(micros);
+        }
+        let mut out = Exposition(String::new());
+        out.histogram("corvus_x_seconds", "X.", &h.snapshot());
+        assert_eq!(
+            out.0,
+            "# HELP corvus_x_seconds X.\n\
+             # TYPE corvus_x_seconds histogram\n\
+             corvus_x_seconds_bucket{le=\"0.00005\"} 1\n\
+             corvus_x_seconds_bucket{le=\"0.001\"} 2\n\
+             corvus_x_seconds_bucket{le=\"+Inf\"} 3\n\
+             corvus_x_seconds_sum 2.000101\n\
+             corvus_x_seconds_count 3\n"
+        );
     }
 
     #[test]

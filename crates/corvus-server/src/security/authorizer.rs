@@ -1,6 +1,7 @@
 //! The core's [`Authorizer`] for one client: its grants (everything, its ACL rules, or its
 //! token's rights) and the broker-wide retained message quota.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use corvus_auth::acl::{Grants, Who};
@@ -78,10 +79,40 @@ pub struct RetainedQuota {
     pub max_bytes: usize,
 }
 
+/// The retained quota in force, shared by every authorizer: a reload changes it for every
+/// client at once.
+#[derive(Debug)]
+pub struct LiveQuota {
+    max_messages: AtomicUsize,
+    max_bytes: AtomicUsize,
+}
+
+impl LiveQuota {
+    pub fn new(quota: RetainedQuota) -> LiveQuota {
+        LiveQuota {
+            max_messages: AtomicUsize::new(quota.max_messages),
+            max_bytes: AtomicUsize::new(quota.max_bytes),
+        }
+    }
+
+    pub fn get(&self) -> RetainedQuota {
+        RetainedQuota {
+            max_messages: self.max_messages.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn set(&self, quota: RetainedQuota) {
+        self.max_messages
+            .store(quota.max_messages, Ordering::Relaxed);
+        self.max_bytes.store(quota.max_bytes, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct ClientAuthorizer {
     pub(super) granted: Granted,
-    pub(super) quota: RetainedQuota,
+    pub(super) quota: Arc<LiveQuota>,
     /// Weak: sessions (which keep their authorizer) belong to the broker.
     pub(super) broker: Weak<Broker>,
 }
@@ -96,7 +127,7 @@ impl Authorizer for ClientAuthorizer {
         // An empty retained payload deletes: always within the quota.
         if retain && payload_len > 0 {
             if let Some(broker) = self.broker.upgrade() {
-                if !broker.retained_admits(topic, payload_len, self.quota) {
+                if !broker.retained_admits(topic, payload_len, self.quota.get()) {
                     return Verdict::QuotaExceeded;
                 }
             }

@@ -36,8 +36,8 @@ use corvus_core::Authorizer;
 use mqtt_codec::ReasonCode;
 use tokio::sync::watch;
 
-pub use authorizer::RetainedQuota;
 use authorizer::{ClientAuthorizer, Granted};
+pub use authorizer::{LiveQuota, RetainedQuota};
 use bounded::BoundedBlocking;
 pub use enhanced::Exchange;
 pub use token_watch::TokenWatch;
@@ -164,7 +164,7 @@ pub struct Security {
     /// Empty (nothing granted) without an ACL file.
     acl: Arc<LiveAcl>,
     tokens: Option<Tokens>,
-    quota: RetainedQuota,
+    quota: Arc<LiveQuota>,
 }
 
 impl Security {
@@ -203,11 +203,17 @@ impl Security {
             acl_file: auth.acl_file.clone(),
             acl,
             tokens,
-            quota: RetainedQuota {
+            quota: Arc::new(LiveQuota::new(RetainedQuota {
                 max_messages: config.limits.max_retained_messages,
                 max_bytes: config.limits.max_retained_bytes,
-            },
+            })),
         })
+    }
+
+    /// Replaces the retained quota (a reload): every client's next retained PUBLISH is held
+    /// to it.
+    pub fn set_retained_quota(&self, quota: RetainedQuota) {
+        self.quota.set(quota);
     }
 
     /// Whether anything is configured (and so everything not granted denied).
@@ -312,7 +318,7 @@ impl Security {
     ) -> Arc<dyn Authorizer> {
         Arc::new(ClientAuthorizer {
             granted: Granted::new(identity, client_id, &self.acl),
-            quota: self.quota,
+            quota: self.quota.clone(),
             broker: Arc::downgrade(broker),
         })
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod http;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -32,7 +32,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use corvus_core::{ClientId, Delivery, Message, Millis, SubscriptionEntry};
+use corvus_core::{
+    ClientId, Delivery, Histogram, HistogramSnapshot, Message, Millis, SubscriptionEntry,
+};
 use mqtt_codec::{MqttString, PacketId};
 use tokio::sync::{oneshot, watch};
 
@@ -46,6 +48,13 @@ use crate::{QUEUE_DIR, STATE_DIR};
 /// Message bodies (payload bytes) that may wait for the store thread before connections
 /// stop reading from their clients (see [`Store::is_backlogged`]).
 pub const BACKLOG_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Bucket bounds of [`Store::sync_latency`], in microseconds: from a fast NVMe flush (tens
+/// of microseconds) to a disk in trouble (seconds).
+pub const SYNC_LATENCY_BOUNDS: &[u64] = &[
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000,
+];
 
 /// The payload bytes of the message bodies an op hands to the store, counting each message
 /// once however many copies refer to it (`seen`: the store ids counted so far): one message
@@ -333,6 +342,8 @@ struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
     stats: StoreStats,
+    /// How long each sync took (see [`Store::sync_latency`]).
+    sync_latency: Histogram,
     last_error: Mutex<Option<String>>,
     /// Payload bytes of the message bodies submitted and not yet handed to the journal
     /// (see [`Store::is_backlogged`]).
@@ -448,6 +459,7 @@ impl Store {
             }),
             wake: Condvar::new(),
             stats: StoreStats::default(),
+            sync_latency: Histogram::new(SYNC_LATENCY_BOUNDS),
             last_error: Mutex::new(None),
             backlog: AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
@@ -579,6 +591,13 @@ impl Store {
     /// Counters for metrics.
     pub fn stats(&self) -> &StoreStats {
         &self.shared.stats
+    }
+
+    /// How long each sync took: the durable commit of a batch (group commit: the redb commit
+    /// and the journal's fsync together), or a periodic sync under `interval` and `never`.
+    /// Only syncs that succeeded; the sync at close is not counted.
+    pub fn sync_latency(&self) -> HistogramSnapshot {
+        self.shared.sync_latency.snapshot()
     }
 
     /// The last write or sync failure, while the store is failing (cleared by a success).

@@ -20,6 +20,7 @@ fn message(payload: &[u8]) -> Arc<Message> {
         properties: PublishProperties::default(),
         expires_at: None,
         publisher: None,
+        received_at: None,
     })
 }
 
@@ -32,6 +33,7 @@ fn enqueue(client: &str, m: &Arc<Message>, id: u64) -> Op {
             retain: false,
             subscription_ids: vec![],
             stored_id: Some(id),
+            received_at: None,
         },
     }
 }
@@ -556,4 +558,26 @@ fn the_backlog_counts_each_body_once_and_drains() {
     runtime
         .block_on(async { tokio::time::timeout(WAIT, store.backlog_drained()).await })
         .expect("not backlogged");
+}
+
+/// Each sync that reached the disk is timed once; failed attempts are not.
+#[test]
+fn each_successful_sync_is_timed_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (fs, store) = faulty_store(root.path());
+    fs.set_faults(Faults {
+        fail_syncs: 2,
+        ..Faults::default()
+    });
+    let m = message(b"timed");
+    let id = store.next_message_id();
+    let t = store.submit([enqueue("s", &m, id)]);
+    assert!(wait_durable(&store, t, WAIT));
+    assert!(store.stats().errors.load(Ordering::Relaxed) >= 1);
+    let timed = store.sync_latency();
+    // The session's batch and this one; `syncs` counts the same successes.
+    assert!(timed.count() >= 2, "{timed:?}");
+    assert_eq!(timed.count(), store.stats().syncs.load(Ordering::Relaxed));
+    assert_eq!(timed.bounds, SYNC_LATENCY_BOUNDS);
+    assert!(timed.cumulative.windows(2).all(|w| w[0] <= w[1]));
 }

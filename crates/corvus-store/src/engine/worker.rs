@@ -427,11 +427,13 @@ impl Worker {
     }
 
     fn count_sync(&self, started: Instant) {
+        let elapsed = started.elapsed();
         let stats = &self.shared.stats;
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats
             .sync_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.shared.sync_latency.observe(elapsed);
     }
 
     /// Between batches: the periodic syncs of `interval` and `never`, and space reclamation.

@@ -59,6 +59,7 @@ fn message(topic: &str, payload: &str, qos: QoS, expires_at: Option<Millis>) -> 
         properties: PublishProperties::default(),
         expires_at,
         publisher: Some(client("pub")),
+        received_at: None,
     })
 }
 
@@ -307,7 +308,7 @@ prop_compose! {
         expires_at in proptest::option::of(any::<u64>()),
         publisher in proptest::option::of(client_id()),
     ) -> Message {
-        Message { topic, payload: Bytes::from(payload), qos, retain, properties, expires_at, publisher }
+        Message { topic, payload: Bytes::from(payload), qos, retain, properties, expires_at, publisher, received_at: None }
     }
 }
 

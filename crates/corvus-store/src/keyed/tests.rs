@@ -39,6 +39,7 @@ fn full_message(topic: &str) -> Message {
         },
         expires_at: Some(1_700_000_000_000),
         publisher: Some(Arc::from("publisher-ü")),
+        received_at: None,
     }
 }
 
@@ -51,6 +52,7 @@ fn plain_message(topic: &str, expires_at: Option<u64>) -> Message {
         properties: PublishProperties::default(),
         expires_at,
         publisher: None,
+        received_at: None,
     }
 }
 

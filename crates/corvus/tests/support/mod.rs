@@ -153,6 +153,16 @@ impl Broker {
 
     /// [`start`](Self::start), with more command line arguments (`--config FILE`, say).
     pub fn start_with(test: &str, extra: &[&std::ffi::OsStr]) -> Broker {
+        Broker::spawn(test, extra, Some("info"))
+    }
+
+    /// [`start_with`](Self::start_with) without `--log-level`: the config file's level
+    /// holds (and a reload may change it).
+    pub fn start_with_file_level(test: &str, extra: &[&std::ffi::OsStr]) -> Broker {
+        Broker::spawn(test, extra, None)
+    }
+
+    fn spawn(test: &str, extra: &[&std::ffi::OsStr], level: Option<&str>) -> Broker {
         let data_dir = unique_temp_dir(test);
         let mut failures = Vec::new();
         for _ in 0..5 {
@@ -167,7 +177,7 @@ impl Broker {
                     .arg(addr.to_string())
                     .arg("--data-dir")
                     .arg(&data_dir)
-                    .args(["--log-level", "info"])
+                    .args(level.iter().flat_map(|l| ["--log-level", l]))
                     .args(extra)
                     // The level is ours, not the caller's.
                     .env_remove("RUST_LOG"),
