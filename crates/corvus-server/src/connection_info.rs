@@ -11,6 +11,16 @@ use mqtt_codec::ProtocolVersion;
 
 #[derive(Debug)]
 pub struct ConnectionInfo {
+    pub facts: ConnectionFacts,
+    /// PUBLISH packets read from it and written to it on this connection. Only its own
+    /// task writes them, so they cost an uncontended atomic each.
+    messages_received: AtomicU64,
+    messages_sent: AtomicU64,
+}
+
+/// What is known of a connection when its CONNECT is accepted.
+#[derive(Debug)]
+pub struct ConnectionFacts {
     pub peer: SocketAddr,
     /// The address of the listener it connected to.
     pub listener: SocketAddr,
@@ -25,49 +35,12 @@ pub struct ConnectionInfo {
     pub connected_at: Millis,
     pub keep_alive: u16,
     pub clean_start: bool,
-    /// PUBLISH packets read from it and written to it on this connection. Only its own
-    /// task writes them, so they cost an uncontended atomic each.
-    messages_received: AtomicU64,
-    messages_sent: AtomicU64,
-}
-
-/// [`ConnectionInfo`] without its counters, to build one.
-#[derive(Debug)]
-pub struct ConnectionFacts {
-    pub peer: SocketAddr,
-    pub listener: SocketAddr,
-    pub transport: &'static str,
-    pub protocol: ProtocolVersion,
-    pub username: Option<String>,
-    pub identity: String,
-    pub connected_at: Millis,
-    pub keep_alive: u16,
-    pub clean_start: bool,
 }
 
 impl ConnectionInfo {
     pub fn new(facts: ConnectionFacts) -> ConnectionInfo {
-        let ConnectionFacts {
-            peer,
-            listener,
-            transport,
-            protocol,
-            username,
-            identity,
-            connected_at,
-            keep_alive,
-            clean_start,
-        } = facts;
         ConnectionInfo {
-            peer,
-            listener,
-            transport,
-            protocol,
-            username,
-            identity,
-            connected_at,
-            keep_alive,
-            clean_start,
+            facts,
             messages_received: AtomicU64::new(0),
             messages_sent: AtomicU64::new(0),
         }
@@ -91,7 +64,7 @@ impl ConnectionInfo {
 
     /// The protocol version as people write it.
     pub fn protocol_name(&self) -> &'static str {
-        match self.protocol {
+        match self.facts.protocol {
             ProtocolVersion::V3_1 => "3.1",
             ProtocolVersion::V3_1_1 => "3.1.1",
             ProtocolVersion::V5 => "5.0",

@@ -318,7 +318,10 @@ fn sighup_reloads_the_password_and_acl_files() {
     write_users(&["alice"]);
     broker.send_signal("HUP");
     let line = broker
-        .wait_log(|l| l.contains("security settings stay"), wait)
+        .wait_log(
+            |l| l.contains("reload failed, the running settings stay"),
+            wait,
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
     assert!(line.contains("acl.toml"), "{line}");
     // All or nothing: the password file read with the broken ACL was not taken either.

@@ -38,17 +38,18 @@ pub struct Client {
 
 impl Client {
     pub fn new(client_id: &str, info: &ConnectionInfo, session: &Session) -> Client {
+        let facts = &info.facts;
         Client {
             client_id: client_id.to_owned(),
-            username: info.username.clone(),
-            identity: info.identity.clone(),
-            peer: info.peer.to_string(),
-            listener: info.listener.to_string(),
-            transport: info.transport,
+            username: facts.username.clone(),
+            identity: facts.identity.clone(),
+            peer: facts.peer.to_string(),
+            listener: facts.listener.to_string(),
+            transport: facts.transport,
             protocol: info.protocol_name(),
-            connected_at: info.connected_at,
-            keep_alive: info.keep_alive,
-            clean_start: info.clean_start,
+            connected_at: facts.connected_at,
+            keep_alive: facts.keep_alive,
+            clean_start: facts.clean_start,
             messages_received: info.messages_received(),
             messages_sent: info.messages_sent(),
             subscriptions: session.subscription_count(),
