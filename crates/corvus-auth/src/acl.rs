@@ -209,11 +209,9 @@ impl Grants {
     /// Whether `access` is granted on `topic` (a topic name for publish and retain, a filter
     /// for subscribe, which must be contained in a granted pattern).
     pub fn allows(&self, access: Access, topic: &str) -> bool {
-        let patterns = &self.by_access[access as usize];
-        match access {
-            Access::Subscribe => patterns.iter().any(|p| p.contains_filter(topic)),
-            Access::Publish | Access::Retain => patterns.iter().any(|p| p.matches_topic(topic)),
-        }
+        self.by_access[access as usize]
+            .iter()
+            .any(|p| p.allows(access, topic))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -178,7 +178,7 @@ impl PasswordFile {
     /// ones, so the broker's first answer does not tell whether the user exists or has SCRAM
     /// credentials.
     pub fn scram_lookup(&self, user: &str) -> scram::Lookup {
-        let entry = self.index.get(user).and_then(|&i| self.lines.get(i));
+        let entry = self.line_of(user);
         if let Some(Line::Entry {
             scram: Some(credentials),
             ..
@@ -220,8 +220,13 @@ impl PasswordFile {
         self.entries().any(|(_, _, scram)| scram.is_some())
     }
 
+    /// The file's line for `user`, if it has one.
+    fn line_of(&self, user: &str) -> Option<&Line> {
+        self.index.get(user).and_then(|&i| self.lines.get(i))
+    }
+
     fn hash_of(&self, user: &str) -> Option<&PasswordHash> {
-        match self.index.get(user).and_then(|&i| self.lines.get(i)) {
+        match self.line_of(user) {
             Some(Line::Entry { hash, .. }) => Some(&**hash),
             _ => None,
         }

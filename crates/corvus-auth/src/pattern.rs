@@ -113,6 +113,15 @@ impl Pattern {
         self.covers(topic.split('/').map(FilterLevel::Literal))
     }
 
+    /// Whether this pattern grants `access` to `topic`: a topic name it matches for publish
+    /// and retain, a subscription filter it contains for subscribe.
+    pub fn allows(&self, access: Access, topic: &str) -> bool {
+        match access {
+            Access::Subscribe => self.contains_filter(topic),
+            Access::Publish | Access::Retain => self.matches_topic(topic),
+        }
+    }
+
     /// Whether every topic `filter` matches is covered. A shared subscription's
     /// `$share/{group}/` prefix must be taken off by the caller first.
     pub fn contains_filter(&self, filter: &str) -> bool {

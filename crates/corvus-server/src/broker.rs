@@ -459,11 +459,7 @@ impl Broker {
 
     /// Fires due delayed wills and ends expired sessions. Called periodically.
     pub fn sweep(&self, now: Millis) {
-        let handles: Vec<(ClientId, Arc<SessionHandle>)> = read(&self.sessions)
-            .iter()
-            .map(|(c, h)| (c.clone(), h.clone()))
-            .collect();
-        for (client, handle) in handles {
+        for (client, handle) in self.sessions_by_client() {
             if handle.is_online() {
                 continue;
             }

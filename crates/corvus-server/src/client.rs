@@ -215,6 +215,7 @@ pub async fn serve<S>(
         info: None,
         topics: TopicTally::default(),
         max_packet_size: limits.config.max_packet_size,
+        read_at: None,
         listener,
     };
     task.run(accepted.certificate_name, connect_timeout, shutdown)
@@ -254,6 +255,9 @@ struct Task<S> {
     topics: TopicTally,
     /// The largest packet it may send once connected.
     max_packet_size: u32,
+    /// When the batch of packets being handled was read (at its first PUBLISH: one clock
+    /// read per batch): the publish-to-delivery latency of its messages counts from here.
+    read_at: Option<corvus_core::Stamp>,
 }
 
 /// Re-authentication (MQTT 5.0 section 4.12.1) of a client that authenticated with
@@ -510,17 +514,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         loop {
             // Everything already buffered is handled before waiting again.
             let mut published = 0;
+            self.read_at = None;
             loop {
                 match self.io.decoder.decode(&mut self.io.read_buf) {
                     Ok(Some(packet)) => {
-                        // Its copies' publish-to-delivery latency counts from here.
-                        let mut received_at = None;
                         if let Packet::Publish(publish) = &packet {
-                            received_at = Some(crate::clock::stamp());
+                            self.read_at.get_or_insert_with(crate::clock::stamp);
                             published += 1;
-                            if let Some(info) = &self.info {
-                                info.count_received(1);
-                            }
                             self.broker
                                 .metrics
                                 .count_publish_received(publish.qos, publish.payload.len());
@@ -533,9 +533,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                             // A refused PUBLISH is counted against this session.
                             self.broker.settle(&mut session)
                         };
-                        if let Some(at) = received_at {
-                            stamp_routed(&mut self.actions, at);
-                        }
                         self.need(ticket);
                         self.execute(handle);
                     }
@@ -549,6 +546,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 }
                 if self.conn.is_closed() {
                     break;
+                }
+            }
+            if let (1.., Some(info)) = (published, &self.info) {
+                info.count_received(u64::from(published));
+            }
+            // After a batch, or when the timer below woke the task for it.
+            if !self.topics.is_empty() {
+                let now = now();
+                if self.topics.is_due(now) {
+                    self.broker.topic_rates.absorb(&mut self.topics, now);
                 }
             }
             if let (Some(rate), 1..) = (&mut self.rate, published) {
@@ -594,7 +601,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 .as_mut()
                 .map_or(Duration::ZERO, |r| r.wait(std::time::Instant::now()));
             let throttle_end = (!throttled.is_zero()).then(|| Instant::now() + throttled);
-            let wake_at = [keep_alive, token_expiry, throttle_end]
+            // A client that published and went quiet still hands its tally over in time.
+            let tally_due = self
+                .topics
+                .due_at()
+                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now())));
+            let wake_at = [keep_alive, token_expiry, throttle_end, tally_due]
                 .into_iter()
                 .flatten()
                 .min();
@@ -631,7 +643,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                         self.conn.on_keep_alive_timeout(&mut self.actions);
                         self.execute(handle);
                     }
-                    // Otherwise the throttle is over: read again.
+                    // Otherwise the throttle is over, or the tally due (handed over above, next
+                    // time round): read again.
                 }
                 Some(evict) = kick_rx.recv() => return End::Evicted(evict),
                 _ = shutdown.changed() => return End::Shutdown,
@@ -673,11 +686,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         self.execute(handle);
         // The copies sent for the first time are encoded now (under sync `always`, into the
         // output held for the disk): their latency ends here.
-        if !self.conn.sent_stamps().is_empty() {
-            self.broker
-                .metrics
-                .observe_deliveries(self.conn.sent_stamps(), crate::clock::stamp());
-        }
+        self.broker
+            .metrics
+            .observe_deliveries(self.conn.sent_stamps(), crate::clock::stamp);
         more
     }
 
@@ -776,6 +787,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         let version = self.conn.version();
         let mut actions = std::mem::take(&mut self.actions);
         let mut reauth_steps = Vec::new();
+        // PUBLISH packets written, counted for the connection once per call.
+        let mut sent = 0;
         for action in actions.drain(..) {
             match action {
                 Action::Send(packet) => {
@@ -784,14 +797,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                         .held
                         .buffer(self.needed, durable, &mut self.io.write_buf);
                     encode(&packet, version, buf, &self.broker.metrics);
-                    if let (Packet::Publish(_), Some(info)) = (&packet, &self.info) {
-                        info.count_sent();
-                    }
+                    sent += u64::from(matches!(packet, Packet::Publish(_)));
                 }
-                Action::Publish { message, receipt } => {
-                    if self.topics.record(&message.topic, now()) {
-                        self.broker.topic_rates.absorb(&mut self.topics, now());
+                Action::Publish {
+                    mut message,
+                    receipt,
+                } => {
+                    // The core made the `Arc` just now and shares it with nobody; if it ever
+                    // did, the message would go untimed rather than be copied.
+                    if let (Some(at), Some(fresh)) = (self.read_at, Arc::get_mut(&mut message)) {
+                        fresh.received_at = Some(at);
                     }
+                    self.topics.record(&message.topic);
                     let receipt = receipt
                         .zip(client.clone())
                         .map(|(packet_id, client)| Receipt { client, packet_id });
@@ -818,6 +835,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
         // The vector keeps its capacity for the next call.
         self.actions = actions;
+        if let (1.., Some(info)) = (sent, &self.info) {
+            info.count_sent(sent);
+        }
         if !reauth_steps.is_empty() {
             for data in reauth_steps {
                 self.reauthenticate(data);
@@ -903,19 +923,6 @@ fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics
         },
         // Every packet the broker builds is valid by construction; this would be a bug.
         Err(e) => tracing::error!(error = %e, "could not encode an outgoing packet"),
-    }
-}
-
-/// Stamps the messages a client's PUBLISH produced for routing with when it was decoded. The
-/// core made each `Arc` just now and shares none; if it ever did, the message would go
-/// unstamped (its copies untimed) rather than be copied.
-fn stamp_routed(actions: &mut [Action], at: corvus_core::Stamp) {
-    for action in actions {
-        if let Action::Publish { message, .. } = action {
-            if let Some(message) = Arc::get_mut(message) {
-                message.received_at = Some(at);
-            }
-        }
     }
 }
 

@@ -573,7 +573,12 @@ impl Config {
         a.password_file.is_some()
             || a.acl_file.is_some()
             || a.token_public_key.is_some()
-            || self.listeners.iter().any(|l| l.cert_identity.is_some())
+            || self.names_users_by_certificate()
+    }
+
+    /// Whether a listener takes the user name from client certificates (`cert_identity`).
+    pub fn names_users_by_certificate(&self) -> bool {
+        self.listeners.iter().any(|l| l.cert_identity.is_some())
     }
 
     /// Every listener, in the order they are started: the plain `listen` addresses first

@@ -50,8 +50,8 @@ impl ConnectionInfo {
         self.messages_received.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn count_sent(&self) {
-        self.messages_sent.fetch_add(1, Ordering::Relaxed);
+    pub fn count_sent(&self, n: u64) {
+        self.messages_sent.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn messages_received(&self) -> u64 {
@@ -96,7 +96,7 @@ pub(crate) mod tests {
     fn counters_start_at_zero_and_count() {
         let info = info();
         info.count_received(3);
-        info.count_sent();
+        info.count_sent(1);
         assert_eq!((info.messages_received(), info.messages_sent()), (3, 1));
         assert_eq!(info.protocol_name(), "5.0");
     }

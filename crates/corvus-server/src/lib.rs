@@ -171,8 +171,7 @@ impl Server {
             let addr = listener.bind;
             let acceptor = acceptors.next().flatten();
             let limits = config.listener_limits(&listener);
-            let own_sources = listener.limits.own_source_limits();
-            let sources = match own_sources {
+            let sources = match listener.limits.own_source_limits() {
                 false => shared_sources.clone(),
                 true => {
                     let own = SourceLimits::new(
@@ -233,7 +232,6 @@ impl Server {
             live_listeners.push(reload::LiveListener {
                 shared: shared.clone(),
                 sources: sources.clone(),
-                own_sources,
             });
             tasks.spawn(accept_loop(
                 listener,
@@ -303,17 +301,6 @@ impl Server {
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
-    }
-
-    /// Reads every TLS listener's certificate files again (SIGHUP): new connections use the
-    /// new certificates, connections already open keep theirs. All or nothing: if any
-    /// listener's files are broken, nothing changes and the error says which. Returns how
-    /// many listeners were reloaded.
-    pub fn reload_tls(&self) -> Result<usize, String> {
-        let fresh = self.reloader.fresh_acceptors()?;
-        let reloaded = fresh.len();
-        self.reloader.install_acceptors(fresh);
-        Ok(reloaded)
     }
 
     /// Reloads what SIGHUP and `POST /api/v1/reload` reload (see `reload.rs`): the TLS

@@ -195,10 +195,12 @@ impl Metrics {
         by_code(&self.disconnects_by_code)
     }
 
-    /// Copies of messages sent for the first time at `now`, by the receive stamps of their
-    /// PUBLISH ([`corvus_core::Connection::sent_stamps`]): one batch, few atomic adds.
-    pub fn observe_deliveries(&self, sent: &[Stamp], now: Stamp) {
+    /// Copies of messages sent for the first time just now, by the receive stamps of their
+    /// PUBLISH ([`corvus_core::Connection::sent_stamps`]): one batch, few atomic adds. The
+    /// clock (`now`) is read only if there is something to observe.
+    pub fn observe_deliveries(&self, sent: &[Stamp], now: impl FnOnce() -> Stamp) {
         if !sent.is_empty() {
+            let now = now();
             self.delivery_latency
                 .observe_all(sent.iter().map(|&at| crate::clock::micros_between(at, now)));
         }

@@ -47,20 +47,18 @@ impl std::fmt::Debug for LiveTls {
 #[derive(Debug)]
 pub struct LiveListener {
     pub shared: Arc<ListenerShared>,
+    /// Its per-source limits: its own, or those it shares with the listeners that keep
+    /// `[limits]`' (a listener's limits then hold the same values as `[limits]`).
     pub sources: Arc<SourceLimits>,
-    /// Whether it counts sources apart (`[listener.limits]` sets a source limit).
-    pub own_sources: bool,
 }
 
 /// Reads the configuration again, as the broker was started with it (the binary reads its
 /// file and applies its command line again).
 pub type ConfigSource = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
-/// The running log's level: checked, then set.
+/// The running log's level.
 pub trait LogLevel: Send + Sync {
-    /// Why `level` cannot be set, if it cannot.
-    fn check(&self, level: &str) -> Result<(), String>;
-    /// Sets `level` (checked already).
+    /// Sets `level`, a level `Config::validate` accepted.
     fn set(&self, level: &str);
 }
 
@@ -128,7 +126,7 @@ impl Reloader {
 
     /// New acceptors from every TLS listener's files, or the first error (naming the
     /// listener).
-    pub fn fresh_acceptors(&self) -> Result<Vec<tokio_rustls::TlsAcceptor>, String> {
+    fn fresh_acceptors(&self) -> Result<Vec<tokio_rustls::TlsAcceptor>, String> {
         self.tls
             .iter()
             .map(|live| {
@@ -137,7 +135,7 @@ impl Reloader {
             .collect()
     }
 
-    pub fn install_acceptors(&self, fresh: Vec<tokio_rustls::TlsAcceptor>) {
+    fn install_acceptors(&self, fresh: Vec<tokio_rustls::TlsAcceptor>) {
         for (live, acceptor) in self.tls.iter().zip(fresh) {
             *live.acceptor.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
         }
@@ -147,14 +145,11 @@ impl Reloader {
     pub fn reload(&self) -> Result<String, String> {
         let _one_at_a_time = lock(&self.busy);
         // Everything that can fail, first.
+        // Read and validated (the log level and limits included) as at start.
         let fresh_config = match &*lock(&self.source) {
             Some(source) => Some(source().map_err(|e| format!("the config file: {e}"))?),
             None => None,
         };
-        if let (Some(config), Some(log)) = (&fresh_config, &*lock(&self.log)) {
-            log.check(&config.log_level)
-                .map_err(|e| format!("log_level: {e}"))?;
-        }
         let acceptors = self.fresh_acceptors()?;
         // Loads and installs the security files, or changes nothing: the last step that can
         // fail.
@@ -207,41 +202,26 @@ impl Reloader {
                 .limits
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = connection_limits(&limits, &self.broker);
-            let (max_open, rate) = match live.own_sources {
-                true => (
-                    limits.max_connections_per_source,
-                    limits.connection_rate_per_source,
-                ),
-                false => (
-                    config.limits.max_connections_per_source,
-                    config.limits.connection_rate_per_source,
-                ),
-            };
-            live.sources.set_limits(max_open, rate);
+            live.sources.set_limits(
+                limits.max_connections_per_source,
+                limits.connection_rate_per_source,
+            );
         }
     }
 }
 
 /// The settings `fresh` changes that only a restart applies, by name.
 fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<&'static str> {
+    // A listener's limits reload; the rest of it does not.
+    let listeners = |config: &Config| -> Vec<_> {
+        let mut listeners = config.all_listeners();
+        for listener in &mut listeners {
+            listener.limits = Default::default();
+        }
+        listeners
+    };
     let mut changed = Vec::new();
-    let running_listeners: Vec<_> = running
-        .all_listeners()
-        .into_iter()
-        .map(|mut l| {
-            l.limits = Default::default();
-            l
-        })
-        .collect();
-    let fresh_listeners: Vec<_> = fresh
-        .all_listeners()
-        .into_iter()
-        .map(|mut l| {
-            l.limits = Default::default();
-            l
-        })
-        .collect();
-    if running_listeners != fresh_listeners {
+    if listeners(running) != listeners(fresh) {
         changed.push("listeners");
     }
     if running.data_dir != fresh.data_dir {

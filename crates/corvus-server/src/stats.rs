@@ -263,12 +263,16 @@ impl LoadAverages {
 /// load averages).
 pub type SharedStats = Arc<Mutex<StatsTracker>>;
 
-/// A snapshot from the shared tracker (see [`StatsTracker::snapshot`]).
+/// A snapshot from the shared tracker (see [`StatsTracker::snapshot`]). The walk over the
+/// sessions runs before the tracker is locked: `$SYS`, `/metrics` and the admin API do not
+/// wait for each other's walks.
 pub fn snapshot(tracker: &SharedStats, broker: &Broker, now: Instant) -> BrokerStats {
+    let started = tracker.lock().unwrap_or_else(|p| p.into_inner()).started;
+    let stats = BrokerStats::collect(broker, now.saturating_duration_since(started));
     tracker
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .snapshot(broker, now)
+        .fold(stats, now)
 }
 
 /// What successive snapshots need to remember: when the broker started, the load averages,
@@ -295,7 +299,13 @@ impl StatsTracker {
     /// A snapshot at `now`, with the load averages brought up to it. Walks every session
     /// ([`BrokerStats::collect`]).
     pub fn snapshot(&mut self, broker: &Broker, now: Instant) -> BrokerStats {
-        let mut stats = BrokerStats::collect(broker, now.saturating_duration_since(self.started));
+        let stats = BrokerStats::collect(broker, now.saturating_duration_since(self.started));
+        self.fold(stats, now)
+    }
+
+    /// Completes a snapshot collected at `now`: the maximum of clients connected, and the
+    /// load averages brought up to it.
+    pub fn fold(&mut self, mut stats: BrokerStats, now: Instant) -> BrokerStats {
         self.clients_maximum = self.clients_maximum.max(stats.clients_connected);
         stats.clients_maximum = self.clients_maximum;
         self.load.update(

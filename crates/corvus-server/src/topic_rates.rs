@@ -3,8 +3,9 @@
 //!
 //! Counting must cost the publish path next to nothing, whatever the number of connections:
 //! each connection tallies its own messages by topic in a small local map ([`TopicTally`],
-//! no lock, one allocation per new topic per window) and hands the tally to the broker's
-//! [`TopicRates`] about once a second, under one lock. The shared counts are bounded: at most
+//! no lock, no clock, one allocation per new topic per hand-over) and, after each batch of
+//! packets it reads, hands the tally to the broker's [`TopicRates`] if a second has passed
+//! since it last did, under one lock. The shared counts are bounded: at most
 //! [`TRACKED_TOPICS`] topics, the quietest replaced when a new one comes (the space-saving
 //! algorithm: a newcomer inherits the replaced count, so a busy topic is never missed, and a
 //! count is at most that much too high). Rates are over the last whole window
@@ -30,22 +31,32 @@ pub const WINDOW: Millis = 5_000;
 #[derive(Debug, Default)]
 pub struct TopicTally {
     counts: HashMap<Box<str>, u64>,
-    since: Millis,
+    /// When it was last handed over.
+    handed_over: Millis,
 }
 
 impl TopicTally {
-    /// Counts one message on `topic`; true when the tally should be handed over now.
-    pub fn record(&mut self, topic: &str, now: Millis) -> bool {
+    /// Counts one message on `topic`.
+    pub fn record(&mut self, topic: &str) {
         match self.counts.get_mut(topic) {
             Some(n) => *n += 1,
             None => {
-                if self.counts.is_empty() {
-                    self.since = now;
-                }
                 self.counts.insert(topic.into(), 1);
             }
         }
-        self.counts.len() >= TALLY_TOPICS || now.saturating_sub(self.since) >= TALLY_EVERY
+    }
+
+    /// Whether the tally should be handed over at `now`: it holds something, and a second
+    /// has passed since the last time or it holds many topics.
+    pub fn is_due(&self, now: Millis) -> bool {
+        !self.counts.is_empty()
+            && (self.counts.len() >= TALLY_TOPICS
+                || now.saturating_sub(self.handed_over) >= TALLY_EVERY)
+    }
+
+    /// When it is due if nothing more is counted (`None` while it holds nothing).
+    pub fn due_at(&self) -> Option<Millis> {
+        (!self.counts.is_empty()).then_some(self.handed_over + TALLY_EVERY)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -53,8 +64,8 @@ impl TopicTally {
     }
 }
 
-/// A topic and its rate.
-#[derive(Debug, Clone, PartialEq)]
+/// A topic and its rate (the admin API's `TopicRate`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TopicRate {
     pub topic: String,
     pub messages_per_second: f64,
@@ -77,6 +88,11 @@ struct ClosedWindow {
 impl Windows {
     /// Closes the current window if it has lasted [`WINDOW`].
     fn roll(&mut self, now: Millis) {
+        // The first window starts with the first use, not at the epoch.
+        if self.started == 0 {
+            self.started = now;
+            return;
+        }
         let lasted = now.saturating_sub(self.started);
         if lasted < WINDOW {
             return;
@@ -122,6 +138,7 @@ impl TopicRates {
 
     /// Takes a connection's tally.
     pub fn absorb(&self, tally: &mut TopicTally, now: Millis) {
+        tally.handed_over = now;
         let mut windows = self.windows();
         windows.roll(now);
         for (topic, n) in tally.counts.drain() {
@@ -163,43 +180,56 @@ impl TopicRates {
 mod tests {
     use super::*;
 
-    fn tally(topics: &[(&str, u64)], now: Millis) -> TopicTally {
+    fn tally(topics: &[(&str, u64)]) -> TopicTally {
         let mut tally = TopicTally::default();
         for &(topic, n) in topics {
             for _ in 0..n {
-                tally.record(topic, now);
+                tally.record(topic);
             }
         }
         tally
     }
 
     #[test]
-    fn a_tally_asks_to_be_handed_over_after_a_second_or_many_topics() {
+    fn a_tally_is_due_a_second_after_the_last_hand_over_or_with_many_topics() {
+        let rates = TopicRates::default();
         let mut tally = TopicTally::default();
-        assert!(!tally.record("a", 10_000));
-        assert!(!tally.record("a", 10_999));
-        assert!(tally.record("a", 11_000));
+        assert!(!tally.is_due(10_000), "nothing to hand over");
+        tally.record("a");
+        assert!(tally.is_due(10_000));
+        rates.absorb(&mut tally, 10_000);
+        tally.record("a");
+        assert!(!tally.is_due(10_999));
+        assert!(tally.is_due(11_000));
+        assert_eq!(tally.due_at(), Some(11_000));
+        rates.absorb(&mut tally, 11_000);
+        assert_eq!(tally.due_at(), None);
         let mut wide = TopicTally::default();
-        let asked: Vec<bool> = (0..TALLY_TOPICS)
-            .map(|i| wide.record(&format!("t/{i}"), 0))
+        wide.handed_over = 5_000;
+        let due: Vec<bool> = (0..TALLY_TOPICS)
+            .map(|i| {
+                wide.record(&format!("t/{i}"));
+                wide.is_due(5_000)
+            })
             .collect();
-        assert_eq!(asked.iter().filter(|&&a| a).count(), 1);
-        assert!(asked[TALLY_TOPICS - 1]);
+        assert_eq!(due.iter().filter(|&&d| d).count(), 1);
+        assert!(due[TALLY_TOPICS - 1]);
     }
 
     #[test]
     fn rates_are_over_the_last_whole_window_busiest_first() {
         let rates = TopicRates::default();
-        rates.absorb(&mut tally(&[("a", 10), ("b", 50), ("c", 50)], 0), 0);
+        let start = 1_700_000_000_000;
+        rates.absorb(&mut tally(&[("a", 10), ("b", 50), ("c", 50)]), start);
         // Before a window closes: the current one, over at least a second.
-        let (top, seconds) = rates.top(10, 500);
+        let (top, seconds) = rates.top(10, start + 500);
         assert_eq!(seconds, 1.0);
         let names: Vec<_> = top.iter().map(|t| t.topic.as_str()).collect();
         assert_eq!(names, ["b", "c", "a"]);
         assert_eq!(top[2].messages_per_second, 10.0);
         // The window closes at 5 s: 50 messages over 5 s.
-        rates.absorb(&mut tally(&[("a", 1000)], 5_000), 5_000);
-        let (top, seconds) = rates.top(2, 6_000);
+        rates.absorb(&mut tally(&[("a", 1000)]), start + 5_000);
+        let (top, seconds) = rates.top(2, start + 6_000);
         assert_eq!(seconds, 5.0);
         assert_eq!(
             top,
@@ -215,12 +245,12 @@ mod tests {
             ]
         );
         // The next window holds only what came after.
-        let (top, _) = rates.top(10, 10_000);
+        let (top, _) = rates.top(10, start + 10_000);
         assert_eq!(top.len(), 1);
         assert_eq!(top[0].topic, "a");
         assert_eq!(top[0].messages_per_second, 200.0);
         // A quiet broker's rates fall to nothing.
-        let (top, _) = rates.top(10, 15_000);
+        let (top, _) = rates.top(10, start + 15_000);
         assert!(top.is_empty());
     }
 
@@ -229,10 +259,10 @@ mod tests {
         let rates = TopicRates::default();
         let mut many = TopicTally::default();
         for i in 0..TRACKED_TOPICS + 100 {
-            many.record(&format!("quiet/{i}"), 0);
+            many.record(&format!("quiet/{i}"));
         }
         rates.absorb(&mut many, 0);
-        rates.absorb(&mut tally(&[("busy", 30)], 0), 0);
+        rates.absorb(&mut tally(&[("busy", 30)]), 0);
         assert_eq!(rates.windows().current.len(), TRACKED_TOPICS);
         let (top, _) = rates.top(1, 0);
         assert_eq!(top[0].topic, "busy");

@@ -365,7 +365,20 @@ async fn stats_and_top_topics_follow_the_traffic() {
     assert_eq!(stats["subscriptions"], 1);
     assert_eq!(stats["messages_dropped"], 0);
     assert_eq!(stats["messages_dropped_by_reason"]["queue_full"], 0);
-    assert!(stats["load"]["messages_received"]["one_minute"].is_number());
+    // The load averages have seen the 16 messages, and /metrics shows them from the same
+    // tracker.
+    let one_minute = stats["load"]["messages_received"]["one_minute"]
+        .as_f64()
+        .unwrap();
+    assert!(one_minute > 0.0, "{stats}");
+    let metrics = get(http, "/metrics").await.body;
+    let series = "corvus_load_per_minute{what=\"messages_received\",window=\"1m\"} ";
+    let exposed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+    assert!(exposed > 0.0, "{metrics}");
 
     // The publisher hands its tally over when it leaves (or after a second).
     publisher.disconnect().await;
@@ -442,4 +455,35 @@ async fn unknown_paths_and_wrong_methods_are_told_apart() {
     let document = get(http, "/api/openapi.json").await;
     assert_eq!(document.header("content-type"), Some("application/json"));
     assert_eq!(document.json()["openapi"], "3.1.0");
+}
+
+/// A client that publishes a burst and stays connected, quiet, still shows in the top
+/// topics: its tally is handed over by a timer, not only by its next PUBLISH.
+#[tokio::test]
+async fn a_quiet_publishers_burst_reaches_the_top_topics() {
+    let (_server, addr, http) = start_http(|_| {}).await;
+    let mut publisher = Raw::connect(addr, V5, "bursty").await;
+    for i in 1..=4u16 {
+        let code = publisher
+            .publish("burst/topic", b"x", QoS::AtLeastOnce, false, i)
+            .await;
+        assert_eq!(code, ReasonCode::Success);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let top = json(http, "/api/v1/topics/top").await;
+        // All four counted (the first batch's tally is handed over at once, the rest by the
+        // timer a second later).
+        let counted = top["items"][0]["messages_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            * top["window_seconds"].as_f64().unwrap_or(0.0);
+        if top["items"][0]["topic"] == "burst/topic" && (counted - 4.0).abs() < 1e-6 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no burst: {top}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Still connected: nothing else handed the tally over.
+    assert_eq!(ids(&json(http, "/api/v1/clients").await), ["bursty"]);
 }

@@ -141,13 +141,6 @@ async fn listeners_without_source_limits_count_together_and_a_rate_is_per_listen
     server.shutdown().await;
 }
 
-/// A connection to `addr` is closed at once, before any packet (refused at accept).
-async fn assert_refused(addr: SocketAddr) {
-    let mut refused = Raw::open(addr, V5).await;
-    let seen = refused.expect_close().await;
-    assert!(seen.is_empty(), "closed without a packet, got {seen:?}");
-}
-
 #[tokio::test]
 async fn a_topic_beyond_a_max_topic_length_is_refused_on_a_only() {
     let (server, a, b) = two_listeners().await;

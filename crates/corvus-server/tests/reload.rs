@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use common::auth::{with_login, Secured};
 use common::http::request;
 use common::*;
+use corvus_core::DropReason;
+use corvus_server::metrics::SourceLimit;
 use corvus_server::reload::LogLevel;
 use corvus_server::{Config, Server};
 use mqtt_codec::{ProtocolVersion, QoS, ReasonCode};
@@ -30,13 +32,6 @@ topics = ["a/#"]
 struct RecordedLog(Arc<Mutex<Vec<String>>>);
 
 impl LogLevel for RecordedLog {
-    fn check(&self, level: &str) -> Result<(), String> {
-        match ["error", "warn", "info", "debug", "trace"].contains(&level) {
-            true => Ok(()),
-            false => Err(format!("unknown log level {level:?}")),
-        }
-    }
-
     fn set(&self, level: &str) {
         self.0.lock().unwrap().push(level.to_owned());
     }
@@ -120,7 +115,8 @@ async fn a_reload_applies_the_files_limits_and_log_level_to_what_comes_next() {
     let (mut early, _) = Raw::connect_with(broker.mqtt, V5, "early", with_login("alice")).await;
 
     broker.rewrite(
-        "log_level = \"debug\"\n[limits]\nmax_packet_size = 5000\nmax_retained_messages = 1\n",
+        "log_level = \"debug\"\n[limits]\nmax_packet_size = 5000\nmax_retained_messages = 1\n\
+         max_connections_per_source = 2\nmax_queued_messages = 1\n",
     );
     let (status, body) = broker.reload().await;
     assert_eq!(status, 200, "{body}");
@@ -145,6 +141,28 @@ async fn a_reload_applies_the_files_limits_and_log_level_to_what_comes_next() {
         .publish("a/big", &big, QoS::AtLeastOnce, false, 3)
         .await;
     assert_eq!(code, ReasonCode::Success);
+
+    // A session made now holds one queued message: the next two are dropped.
+    let (mut away, _) = Raw::connect_with(broker.mqtt, V5, "away", |c| {
+        with_login("alice")(c);
+        c.properties.session_expiry_interval = Some(600);
+    })
+    .await;
+    away.subscribe(1, "a/queue", QoS::AtLeastOnce).await;
+    away.disconnect().await;
+    wait_offline(&broker.server, "away").await;
+    for id in 4..=6 {
+        early
+            .publish("a/queue", b"q", QoS::AtLeastOnce, false, id)
+            .await;
+    }
+    wait_dropped(&broker.server, DropReason::QueueFull, 2).await;
+
+    // Two connections per address now: `early` and one more; a third is refused at once.
+    let (_second, _) = Raw::connect_with(broker.mqtt, V5, "second", with_login("alice")).await;
+    assert_refused(broker.mqtt).await;
+    let metrics = &broker.server.broker().metrics;
+    assert_eq!(metrics.refused(SourceLimit::TooMany), 1);
 }
 
 #[tokio::test]
@@ -177,6 +195,14 @@ async fn a_failed_reload_keeps_every_running_setting_and_says_why() {
         body["error"].as_str().unwrap().contains("acl.toml"),
         "{body}"
     );
+
+    // A broken password file: refused, named.
+    let passwords = std::fs::read(broker.files.path("passwd")).unwrap();
+    std::fs::write(broker.files.path("passwd"), "alice:not-a-hash\n").unwrap();
+    let (status, body) = broker.reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("passwd"), "{body}");
+    std::fs::write(broker.files.path("passwd"), passwords).unwrap();
 
     // Everything runs as before: limits, log level, ACL.
     assert_eq!(broker.announced_packet_size().await, Some(10000));

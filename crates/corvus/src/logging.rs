@@ -100,7 +100,7 @@ impl LogHandle {
     }
 
     /// The filter in force, as EnvFilter directives (e.g. `info`).
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub fn current(&self) -> String {
         self.filter
             .with_current(|f| f.to_string())
@@ -126,14 +126,6 @@ impl LogHandle {
 struct Announce {
     print: bool,
     log: bool,
-}
-
-/// Why `level` is not a level a reload can set, if it is not.
-pub fn check_level(level: &str) -> Result<(), LogError> {
-    match LOG_LEVELS.contains(&level) {
-        true => Ok(()),
-        false => Err(LogError::UnknownLevel(level.to_owned())),
-    }
 }
 
 /// The filter for `level`, or for RUST_LOG's directives when they were given (e.g.

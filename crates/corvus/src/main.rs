@@ -162,10 +162,6 @@ fn main() -> anyhow::Result<()> {
 struct ReloadableLog(LogHandle);
 
 impl corvus_server::reload::LogLevel for ReloadableLog {
-    fn check(&self, level: &str) -> Result<(), String> {
-        logging::check_level(level).map_err(|e| e.to_string())
-    }
-
     fn set(&self, level: &str) {
         if let Err(e) = self.0.set_level(level) {
             tracing::error!("{e}");

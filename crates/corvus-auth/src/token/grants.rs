@@ -54,11 +54,7 @@ impl Grant {
     /// Whether this grant alone allows `access` to `topic` (a topic name for publish and
     /// retain, a subscription filter for subscribe).
     pub fn allows(&self, access: Access, topic: &str) -> bool {
-        self.access == access
-            && match access {
-                Access::Subscribe => self.pattern.contains_filter(topic),
-                Access::Publish | Access::Retain => self.pattern.matches_topic(topic),
-            }
+        self.access == access && self.pattern.allows(access, topic)
     }
 }
 

@@ -27,7 +27,6 @@ const LIMITS: AuthorizerLimits = AuthorizerLimits {
 pub struct VerifiedToken {
     blocks: Vec<BlockInfo>,
     expires_at: SystemTime,
-    revocation_ids: Vec<String>,
     /// The token as verified (whitespace trimmed): a bearer secret, never in `Debug`.
     text: String,
 }
@@ -37,7 +36,6 @@ impl std::fmt::Debug for VerifiedToken {
         f.debug_struct("VerifiedToken")
             .field("blocks", &self.blocks)
             .field("expires_at", &self.expires_at)
-            .field("revocation_ids", &self.revocation_ids)
             .finish_non_exhaustive()
     }
 }
@@ -57,8 +55,8 @@ impl VerifiedToken {
     }
 
     /// The revocation ids of its blocks, in hex, authority block first.
-    pub fn revocation_ids(&self) -> &[String] {
-        &self.revocation_ids
+    pub fn revocation_ids(&self) -> impl Iterator<Item = &str> {
+        self.blocks.iter().map(BlockInfo::revocation_id)
     }
 
     /// The token as it was verified (surrounding whitespace trimmed), to verify it again
@@ -80,10 +78,7 @@ impl VerifiedToken {
     }
 
     fn revoked_id(&self, list: &RevocationList) -> Option<&str> {
-        self.revocation_ids
-            .iter()
-            .map(String::as_str)
-            .find(|id| list.contains(id))
+        self.revocation_ids().find(|id| list.contains(id))
     }
 }
 
@@ -118,10 +113,6 @@ pub fn verify(
         .filter_map(BlockInfo::expires_at)
         .fold(expires_at, SystemTime::min);
     let verified = VerifiedToken {
-        revocation_ids: blocks
-            .iter()
-            .map(|b| b.revocation_id().to_string())
-            .collect(),
         blocks,
         expires_at,
         text,

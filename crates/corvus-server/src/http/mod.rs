@@ -133,22 +133,24 @@ async fn handle(state: &HttpState, peer: SocketAddr, request: Request<Incoming>)
     }
     // The API's description and the dashboard's files say nothing secret either, but a
     // broker without a token answers only loopback clients, whatever they ask.
-    let public = method == Method::GET
-        && (path == "/"
-            || path == "/dashboard"
-            || path == "/api/openapi.json"
-            || dashboard::asset(&path).is_some());
-    let header = match public {
-        true => None,
-        false => request.headers().get(AUTHORIZATION),
+    let public = match method {
+        Method::GET => public_answer(&path),
+        _ => None,
     };
-    let refused = match (public, &state.token) {
-        (true, Some(_)) => None,
+    let header = match public {
+        Some(_) => None,
+        None => request.headers().get(AUTHORIZATION),
+    };
+    let refused = match (&public, &state.token) {
+        (Some(_), Some(_)) => None,
         _ => refusal(state, peer, header),
     };
     if let Some(refusal) = refused {
         info!(%peer, %method, path = %path, "refused http request: {}", refusal.status());
         return refusal;
+    }
+    if let Some(answer) = public {
+        return answer;
     }
     match (&method, path.as_str()) {
         (&Method::GET, "/metrics") => {
@@ -159,16 +161,20 @@ async fn handle(state: &HttpState, peer: SocketAddr, request: Request<Incoming>)
             );
             response
         }
-        (&Method::GET, "/api/openapi.json") => static_file("application/json", OPENAPI),
-        (&Method::GET, "/" | "/dashboard") => redirect("/dashboard/"),
-        (&Method::GET, _) if dashboard::asset(&path).is_some() => match dashboard::asset(&path) {
-            Some((content_type, body)) => static_file(content_type, body),
-            None => text(StatusCode::NOT_FOUND, "not found\n"),
-        },
         _ if path.starts_with("/api/v1/") => {
             api::handle(state, &method, &path, request.uri().query()).await
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The answer to `GET path` when it needs no token: the API's description, the dashboard's
+/// files and the redirects to it.
+fn public_answer(path: &str) -> Option<Response<Body>> {
+    match path {
+        "/api/openapi.json" => Some(static_file("application/json", OPENAPI)),
+        "/" | "/dashboard" => Some(redirect("/dashboard/")),
+        _ => dashboard::asset(path).map(|(content_type, body)| static_file(content_type, body)),
     }
 }
 

@@ -43,10 +43,12 @@ impl Granted {
         }
     }
 
-    fn allows(&self, access: Access, topic: &str) -> bool {
+    /// Whether every one of `accesses` is granted on `topic`, judged on one version of the
+    /// grants (a reload between two checks cannot split them).
+    fn allows(&self, accesses: &[Access], topic: &str) -> bool {
         match self {
             Granted::Everything => true,
-            Granted::Token(token) => token.allows(access, topic),
+            Granted::Token(token) => accesses.iter().all(|&a| token.allows(a, topic)),
             Granted::Acl {
                 live,
                 username,
@@ -54,19 +56,20 @@ impl Granted {
                 cached,
             } => {
                 let generation = live.generation();
-                {
+                let current = {
                     let cached = cached.read().unwrap_or_else(|p| p.into_inner());
-                    if cached.0 == generation {
-                        return cached.1.allows(access, topic);
-                    }
-                }
-                let grants = Arc::new(live.current().grants(Who {
-                    username: username.as_deref(),
-                    client_id,
-                }));
-                let allowed = grants.allows(access, topic);
-                *cached.write().unwrap_or_else(|p| p.into_inner()) = (generation, grants);
-                allowed
+                    (cached.0 == generation).then(|| cached.1.clone())
+                };
+                let grants = current.unwrap_or_else(|| {
+                    let grants = Arc::new(live.current().grants(Who {
+                        username: username.as_deref(),
+                        client_id,
+                    }));
+                    *cached.write().unwrap_or_else(|p| p.into_inner()) =
+                        (generation, grants.clone());
+                    grants
+                });
+                accesses.iter().all(|&a| grants.allows(a, topic))
             }
         }
     }
@@ -119,8 +122,11 @@ pub(super) struct ClientAuthorizer {
 
 impl Authorizer for ClientAuthorizer {
     fn publish(&self, topic: &str, retain: bool, payload_len: usize) -> Verdict {
-        let allowed = self.granted.allows(Access::Publish, topic)
-            && (!retain || self.granted.allows(Access::Retain, topic));
+        let needed: &[Access] = match retain {
+            true => &[Access::Publish, Access::Retain],
+            false => &[Access::Publish],
+        };
+        let allowed = self.granted.allows(needed, topic);
         if !allowed {
             return Verdict::NotAuthorized;
         }
@@ -136,7 +142,7 @@ impl Authorizer for ClientAuthorizer {
     }
 
     fn subscribe(&self, filter: &str) -> bool {
-        self.granted.allows(Access::Subscribe, filter)
+        self.granted.allows(&[Access::Subscribe], filter)
     }
 
     /// See `principal.rs`: `everything`, `anonymous`, `user:{name}` or `token:{token}`.

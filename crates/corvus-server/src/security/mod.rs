@@ -196,7 +196,7 @@ impl Security {
         };
         Ok(Security {
             configured: config.auth_configured(),
-            certificates: config.listeners.iter().any(|l| l.cert_identity.is_some()),
+            certificates: config.names_users_by_certificate(),
             password_file: auth.password_file.clone(),
             passwords: RwLock::new(passwords),
             password_checks: BoundedBlocking::per_core(),

@@ -390,6 +390,14 @@ pub async fn wait_dropped(server: &Server, reason: corvus_core::DropReason, n: u
     assert_eq!(metrics.dropped(reason), n, "drops ({reason:?})");
 }
 
+/// A connection to `addr` is closed at once, before any packet (refused at accept, by a
+/// per-source limit).
+pub async fn assert_refused(addr: SocketAddr) {
+    let mut refused = Raw::open(addr, ProtocolVersion::V5).await;
+    let seen = refused.expect_close().await;
+    assert!(seen.is_empty(), "closed without a packet, got {seen:?}");
+}
+
 /// Waits until the broker has settled a closed connection's session as offline.
 pub async fn wait_offline(server: &Server, client: &str) {
     let handle = server.broker().session(client).expect("session exists");

@@ -295,9 +295,6 @@ pub struct StoreStats {
     pub batches: AtomicU64,
     /// Ops applied.
     pub ops: AtomicU64,
-    /// Syncs (fsync of the journal and/or a durable redb commit) and their total time.
-    pub syncs: AtomicU64,
-    pub sync_micros: AtomicU64,
     /// Failed attempts to write or sync (each is retried).
     pub errors: AtomicU64,
     /// Ops the store could not take at all (a message larger than the journal allows).

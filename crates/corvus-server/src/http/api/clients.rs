@@ -1,6 +1,5 @@
 //! `/api/v1/clients`: the connected clients, one client's details, and the kick.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use corvus_core::{DropReason, Session};
@@ -8,7 +7,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::{json, not_found, Answer, Page, Query};
-use crate::broker::{EvictReason, Eviction, SessionHandle};
+use crate::broker::{EvictReason, Eviction};
 use crate::connection_info::ConnectionInfo;
 use crate::http::HttpState;
 
@@ -120,34 +119,31 @@ struct ClientDetails {
     subscription_list: Vec<Subscription>,
 }
 
-/// The connected clients, by client id: each with its connection and its session locked
-/// briefly.
-fn connected(state: &HttpState) -> Vec<(Arc<SessionHandle>, Client)> {
-    let mut clients: Vec<_> = state
-        .broker
-        .sessions_by_client()
-        .into_iter()
-        .filter_map(|(client_id, handle)| {
-            let info = handle.connection_info()?;
-            let client = Client::new(&client_id, &info, &handle.lock());
-            Some((handle, client))
-        })
-        .collect();
-    clients.sort_by(|a, b| a.1.client_id.cmp(&b.1.client_id));
-    clients
-}
-
+/// The connected clients the query's filters select, by client id, paged; only the page's
+/// sessions are locked (briefly, one at a time) for their figures.
 pub fn list(state: &HttpState, query: &Query) -> Answer {
     let username = query.get("username");
     let protocol = query.get("protocol");
-    let clients: Vec<Client> = connected(state)
+    let mut selected: Vec<_> = state
+        .broker
+        .sessions_by_client()
         .into_iter()
-        .map(|(_, client)| client)
-        .filter(|c| username.is_none_or(|u| c.username.as_deref() == Some(u)))
-        .filter(|c| protocol.is_none_or(|p| c.protocol == p))
-        .filter(|c| query.searched(&[&c.client_id, c.username.as_deref().unwrap_or(""), &c.peer]))
+        .filter_map(|(client_id, handle)| Some((client_id, handle.connection_info()?, handle)))
+        .filter(|(client_id, info, _)| {
+            let facts = &info.facts;
+            username.is_none_or(|u| facts.username.as_deref() == Some(u))
+                && protocol.is_none_or(|p| info.protocol_name() == p)
+                && query.searched(&[
+                    client_id.as_ref(),
+                    facts.username.as_deref().unwrap_or(""),
+                    &facts.peer.to_string(),
+                ])
+        })
         .collect();
-    Ok(json(StatusCode::OK, &Page::of(clients, query)?))
+    selected.sort_by(|a, b| a.0.cmp(&b.0));
+    let page = Page::of(selected, query)?
+        .map(|(client_id, info, handle)| Client::new(&client_id, &info, &handle.lock()));
+    Ok(json(StatusCode::OK, &page))
 }
 
 pub fn details(state: &HttpState, client_id: &str) -> Answer {
@@ -204,7 +200,7 @@ pub async fn evict_and_wait(
                 while state
                     .broker
                     .session(client_id)
-                    .is_some_and(|h| h.connection_info().is_some())
+                    .is_some_and(|h| h.is_online())
                 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }

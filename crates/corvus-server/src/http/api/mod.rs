@@ -185,6 +185,17 @@ impl<T> Page<T> {
             items,
         })
     }
+
+    /// The same page with each item made into what is shown: costly items (a payload's
+    /// encoding) are made for the page only.
+    fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            total: self.total,
+            offset: self.offset,
+            limit: self.limit,
+            items: self.items.into_iter().map(f).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -48,8 +48,8 @@ pub fn list(state: &HttpState, query: &Query) -> Answer {
     validate_topic_filter(filter).map_err(|e| bad_request("the filter", e))?;
     let mut messages = state.broker.retained_matching(filter, clock::now());
     messages.sort_by(|a, b| a.topic.cmp(&b.topic));
-    let items = messages.iter().map(|m| Retained::new(m)).collect();
-    Ok(json(StatusCode::OK, &Page::of(items, query)?))
+    let page = Page::of(messages, query)?.map(|m| Retained::new(&m));
+    Ok(json(StatusCode::OK, &page))
 }
 
 /// The live message retained on `topic`.

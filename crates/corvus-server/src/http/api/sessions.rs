@@ -60,7 +60,7 @@ pub fn list(state: &HttpState, query: &Query) -> Answer {
         .into_iter()
         .filter(|(client_id, _)| query.searched(&[client_id]))
         .filter_map(|(_, handle)| {
-            let online = handle.connection_info().is_some();
+            let online = handle.is_online();
             connected
                 .is_none_or(|wanted| wanted == online)
                 .then(|| SessionSummary::new(&handle.lock(), online))
@@ -93,7 +93,7 @@ pub async fn delete(state: &HttpState, client_id: &str) -> Answer {
         .broker
         .session(client_id)
         .ok_or_else(|| not_found("no session for this client id"))?;
-    if handle.connection_info().is_some() {
+    if handle.is_online() {
         match evict_and_wait(state, client_id).await {
             // It left by itself meanwhile.
             Err((StatusCode::NOT_FOUND, _)) | Ok(()) => {}
@@ -120,6 +120,7 @@ pub fn subscriptions(state: &HttpState, query: &Query) -> Answer {
         Some(client_id) => state.broker.session(client_id).into_iter().collect(),
         None => state.broker.session_handles(),
     };
+
     let mut list: Vec<Subscription> = Vec::new();
     for handle in handles {
         let session = handle.lock();

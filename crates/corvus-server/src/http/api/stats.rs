@@ -7,6 +7,7 @@ use super::{json, Answer, Query};
 use crate::clock;
 use crate::http::HttpState;
 use crate::stats::BrokerStats;
+use crate::topic_rates::TopicRate;
 
 #[derive(Serialize)]
 struct Stats {
@@ -26,12 +27,6 @@ pub fn stats(state: &HttpState) -> hyper::Response<crate::http::Body> {
 }
 
 #[derive(Serialize)]
-struct TopicRate {
-    topic: String,
-    messages_per_second: f64,
-}
-
-#[derive(Serialize)]
 struct TopTopics {
     window_seconds: f64,
     items: Vec<TopicRate>,
@@ -39,14 +34,7 @@ struct TopTopics {
 
 pub fn top_topics(state: &HttpState, query: &Query) -> Answer {
     let limit = query.number("limit", 10, 1..=100)?;
-    let (top, window_seconds) = state.broker.topic_rates.top(limit, clock::now());
-    let items = top
-        .into_iter()
-        .map(|t| TopicRate {
-            topic: t.topic,
-            messages_per_second: t.messages_per_second,
-        })
-        .collect();
+    let (items, window_seconds) = state.broker.topic_rates.top(limit, clock::now());
     Ok(json(
         StatusCode::OK,
         &TopTopics {
