@@ -204,8 +204,10 @@ mod tests {
         assert_eq!(tally.due_at(), Some(11_000));
         rates.absorb(&mut tally, 11_000);
         assert_eq!(tally.due_at(), None);
-        let mut wide = TopicTally::default();
-        wide.handed_over = 5_000;
+        let mut wide = TopicTally {
+            handed_over: 5_000,
+            ..TopicTally::default()
+        };
         let due: Vec<bool> = (0..TALLY_TOPICS)
             .map(|i| {
                 wide.record(&format!("t/{i}"));

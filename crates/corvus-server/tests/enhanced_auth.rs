@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use common::auth::{password, with_login, Secured};
 use common::*;
-use corvus_auth::scram::{fresh_nonce, ScramClient, ScramClientFinal, ScramCredentials};
-use corvus_auth::PasswordFile;
+use corvus_auth::scram::{fresh_nonce, ScramClient, ScramClientFinal};
 use corvus_server::Server;
 use mqtt_codec::{
     Auth, AuthProperties, ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode,
@@ -29,33 +28,9 @@ topics = ["devices/%u/#"]
 
 /// alice and bob have SCRAM verifiers; carol only her argon2id hash.
 async fn start() -> (Server, SocketAddr, Secured) {
-    let files = Secured::new(&["alice", "bob", "carol"], ACL);
-    let path = files.path("passwd");
-    let mut passwords = PasswordFile::load(&path).unwrap();
-    for user in ["alice", "bob"] {
-        let hash = passwords_line(&passwords, user);
-        let scram = ScramCredentials::generate(password(user).as_bytes(), 4096).unwrap();
-        passwords
-            .add_or_replace(user, &format!("{hash} {}", scram.to_text()))
-            .unwrap();
-    }
-    passwords.save(&path).unwrap();
-    let (server, addr) = start_with(|c| {
-        files.configure(c);
-        c.limits.connect_timeout = 2;
-    })
-    .await;
+    let files = Secured::new_with_scram(&["alice", "bob", "carol"], &["alice", "bob"], ACL);
+    let (server, addr) = files.start(|c| c.limits.connect_timeout = 2).await;
     (server, addr, files)
-}
-
-/// The argon2id hash on `user`'s line.
-fn passwords_line(passwords: &PasswordFile, user: &str) -> String {
-    let text = passwords.to_text();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{user}:")))
-        .unwrap();
-    line[user.len() + 1..].to_string()
 }
 
 fn auth_packet(reason_code: ReasonCode, method: &str, data: &str) -> Packet {

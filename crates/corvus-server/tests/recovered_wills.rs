@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::auth::{in_an_hour, password, with_login, Secured};
+use common::auth::{in_an_hour, will, with_login, with_token, Secured};
 use common::*;
-use corvus_auth::token::{inspect, RevocationList};
 use corvus_core::session::{ArmedWill, PendingWill};
 use corvus_core::{DropReason, Message, SubscriptionEntry};
 use corvus_server::{Server, Store};
@@ -23,7 +22,6 @@ use corvus_store::keyed::SessionRecord;
 use corvus_store::{StoreOp, StoreOptions};
 use mqtt_codec::{
     Connect, Packet, ProtocolVersion, PublishProperties, QoS, ReasonCode, SubscriptionOptions,
-    Will, WillProperties,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -52,35 +50,22 @@ fn secured() -> Secured {
 
 /// A secured broker on a free loopback port, persisting in `dir`.
 async fn start_secured_in(files: &Secured, dir: &Path) -> (Server, SocketAddr) {
-    let dir = dir.to_path_buf();
-    start_with(|c| {
-        files.configure(c);
-        c.data_dir = dir;
-    })
-    .await
+    files.start(|c| c.data_dir = dir.to_path_buf()).await
 }
 
 /// A persistent session (expiry 3600 s) with a will on `topic` delayed by 2 s, logged in by
-/// `login` (user name and password).
+/// `login` ([`with_login`] or [`with_token`]).
 fn with_delayed_will<'a>(
     topic: &'a str,
-    login: (&'a str, String),
+    login: impl FnOnce(&mut Connect) + 'a,
 ) -> impl FnOnce(&mut Connect) + 'a {
     move |c: &mut Connect| {
-        c.username = Some(s(login.0));
-        c.password = Some(Bytes::from(login.1));
+        login(c);
         c.clean_start = false;
         c.properties.session_expiry_interval = Some(3600);
-        c.will = Some(Will {
-            topic: s(topic),
-            payload: Bytes::from_static(b"gone"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: WillProperties {
-                will_delay_interval: Some(2),
-                ..Default::default()
-            },
-        });
+        let mut will = will(topic, false);
+        will.properties.will_delay_interval = Some(2);
+        c.will = Some(will);
     }
 }
 
@@ -111,7 +96,7 @@ async fn leave_a_pending_will(
     addr: SocketAddr,
     client_id: &str,
     topic: &str,
-    login: (&str, String),
+    login: impl FnOnce(&mut Connect),
 ) {
     let (mut ops, _) = ops_session(addr).await;
     assert_eq!(
@@ -145,11 +130,6 @@ async fn next_will(ops: &mut Raw) -> mqtt_codec::Publish {
     }
 }
 
-/// Waits (bounded) until `server` has counted exactly `n` drops as not authorized.
-async fn assert_not_authorized_drops(server: &Server, n: u64) {
-    wait_dropped(server, DropReason::NotAuthorized, n).await;
-}
-
 /// The principal the recovered session of `client_id` was given.
 fn principal_of(server: &Server, client_id: &str) -> Option<String> {
     let handle = server.broker().session(client_id).expect("the session");
@@ -166,7 +146,7 @@ async fn a_recovered_delayed_will_of_a_user_still_allowed_is_delivered() {
     let files = secured();
     let dir = fresh_data_dir();
     let (server, addr) = start_secured_in(&files, &dir).await;
-    let alice = ("alice", password("alice"));
+    let alice = with_login("alice");
     leave_a_pending_will(server, addr, "alice-1", "devices/alice/alarm", alice).await;
 
     let (server, addr) = start_secured_in(&files, &dir).await;
@@ -178,9 +158,12 @@ async fn a_recovered_delayed_will_of_a_user_still_allowed_is_delivered() {
     let will = next_will(&mut ops).await;
     assert_eq!(will.topic.as_str(), "devices/alice/alarm");
     assert_eq!(&will.payload[..], b"gone");
-    assert_not_authorized_drops(&server, 0).await;
-    // The one will, once.
+    // The one will, once, and nothing dropped.
     assert_nothing_queued(&mut ops).await;
+    assert_eq!(
+        server.broker().metrics.dropped(DropReason::NotAuthorized),
+        0
+    );
     server.shutdown().await;
 }
 
@@ -189,7 +172,7 @@ async fn a_recovered_will_whose_grant_was_withdrawn_while_down_is_dropped() {
     let files = secured();
     let dir = fresh_data_dir();
     let (server, addr) = start_secured_in(&files, &dir).await;
-    let alice = ("alice", password("alice"));
+    let alice = with_login("alice");
     leave_a_pending_will(server, addr, "alice-1", "devices/alice/alarm", alice).await;
 
     // While the broker is down, users may no longer publish under devices/ (ops may still
@@ -205,7 +188,7 @@ async fn a_recovered_will_whose_grant_was_withdrawn_while_down_is_dropped() {
         Err("timed out") => {}
         other => panic!("the will must not be delivered, got {other:?}"),
     }
-    assert_not_authorized_drops(&server, 1).await;
+    wait_dropped(&server, DropReason::NotAuthorized, 1).await;
     // Gone from the session, so it is not judged again.
     let handle = server.broker().session("alice-1").expect("the session");
     assert!(handle.lock().pending_will.is_none());
@@ -218,8 +201,14 @@ async fn a_token_holders_recovered_will_is_verified_again_and_delivered() {
     let dir = fresh_data_dir();
     let (server, addr) = start_secured_in(&files, &dir).await;
     let token = files.mint(&["publish:devices/tok/#"], in_an_hour());
-    let login = ("token", token.clone());
-    leave_a_pending_will(server, addr, "tok-1", "devices/tok/alarm", login).await;
+    leave_a_pending_will(
+        server,
+        addr,
+        "tok-1",
+        "devices/tok/alarm",
+        with_token(&token),
+    )
+    .await;
 
     let (server, addr) = start_secured_in(&files, &dir).await;
     assert_eq!(
@@ -240,25 +229,24 @@ async fn a_token_revoked_while_the_broker_was_down_loses_its_recovered_will() {
     let dir = fresh_data_dir();
     let (server, addr) = start_secured_in(&files, &dir).await;
     let token = files.mint(&["publish:devices/tok/#"], in_an_hour());
-    let login = ("token", token.clone());
-    leave_a_pending_will(server, addr, "tok-1", "devices/tok/alarm", login).await;
+    leave_a_pending_will(
+        server,
+        addr,
+        "tok-1",
+        "devices/tok/alarm",
+        with_token(&token),
+    )
+    .await;
 
-    revoke_offline(&files, &token);
+    files.revoke_offline(&token);
     let (server, addr) = start_secured_in(&files, &dir).await;
     let mut ops = ops_watching(addr).await;
     match ops.try_recv(WILL_WAIT).await {
         Err("timed out") => {}
         other => panic!("the will must not be delivered, got {other:?}"),
     }
-    assert_not_authorized_drops(&server, 1).await;
+    wait_dropped(&server, DropReason::NotAuthorized, 1).await;
     server.shutdown().await;
-}
-
-/// Adds `token`'s authority block to the revocation list, with no broker running.
-fn revoke_offline(files: &Secured, token: &str) {
-    let blocks = inspect(token).unwrap();
-    let id = blocks[0].revocation_id().to_owned();
-    RevocationList::append_to_file(&files.path("revoked.txt"), &[id], "revoked by a test").unwrap();
 }
 
 // ---- records written straight into a store, as a crash (or an older build) leaves them ----
@@ -388,7 +376,7 @@ async fn wills_due_at_the_restart_are_published_only_for_principals_still_grante
     let valid = files.mint(&["publish:devices/tok/#"], in_an_hour());
     let revoked = files.mint(&["publish:devices/tok/#"], in_an_hour());
     let foreign = files.mint_foreign(&["publish:devices/tok/#"]);
-    revoke_offline(&files, &revoked);
+    files.revoke_offline(&revoked);
     let token = |t: &str| format!("token:{t}");
     let (valid, revoked, foreign) = (token(&valid), token(&revoked), token(&foreign));
     craft_store(
@@ -446,7 +434,7 @@ async fn wills_due_at_the_restart_are_published_only_for_principals_still_grante
     );
 
     let (server, addr) = start_secured_in(&files, &dir).await;
-    assert_not_authorized_drops(&server, 8).await;
+    wait_dropped(&server, DropReason::NotAuthorized, 8).await;
     let mut topics = watcher_wills(addr).await;
     topics.sort();
     assert_eq!(

@@ -7,13 +7,13 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::auth::{connack, grants, in_an_hour, password, with_login, Secured};
+use common::auth::{connack, grants, in_an_hour, password, will, with_login, with_token, Secured};
 use common::tls::{client_config, mqtts_listener, tls_connect, write_files, Ca};
 use common::*;
 use corvus_auth::token::attenuate;
 use corvus_server::config::{CertIdentity, ListenerConfig};
 use corvus_server::{Config, Server};
-use mqtt_codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
+use mqtt_codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 
 /// Users alice, ops, `+` and `x/#` (passwords: their names reversed), and:
 /// - everyone: publish and subscribe under `devices/%u/#`;
@@ -48,17 +48,6 @@ fn secured() -> Secured {
     Secured::new(&USERS, ACL)
 }
 
-async fn start_secured(
-    files: &Secured,
-    tune: impl FnOnce(&mut Config),
-) -> (Server, std::net::SocketAddr) {
-    start_with(|c| {
-        files.configure(c);
-        tune(c);
-    })
-    .await
-}
-
 async fn login(addr: std::net::SocketAddr, user: &str, client: &str) -> Raw {
     Raw::connect_with(addr, ProtocolVersion::V5, client, with_login(user))
         .await
@@ -68,7 +57,7 @@ async fn login(addr: std::net::SocketAddr, user: &str, client: &str) -> Raw {
 #[tokio::test]
 async fn the_chain_admits_good_passwords_and_refuses_the_rest() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |c| c.auth.allow_anonymous = Some(false)).await;
+    let (server, addr) = files.start(|c| c.auth.allow_anonymous = Some(false)).await;
     let v5 = ProtocolVersion::V5;
     assert_eq!(
         connack(addr, v5, Some("alice"), Some(&password("alice"))).await,
@@ -106,7 +95,7 @@ async fn the_chain_admits_good_passwords_and_refuses_the_rest() {
 #[tokio::test]
 async fn what_is_not_granted_is_denied_and_never_delivered_or_retained() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let mut ops = login(addr, "ops", "ops").await;
     assert_eq!(
         ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await,
@@ -161,7 +150,7 @@ async fn what_is_not_granted_is_denied_and_never_delivered_or_retained() {
 #[tokio::test]
 async fn each_filter_stands_alone_and_share_and_sys_grant_nothing_extra() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let mut alice = login(addr, "alice", "alice").await;
     let filters = [
         "devices/alice/#",
@@ -188,7 +177,7 @@ async fn each_filter_stands_alone_and_share_and_sys_grant_nothing_extra() {
 #[tokio::test]
 async fn a_wildcard_or_slash_in_a_user_name_is_only_ever_literal() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let mut ops = login(addr, "ops", "ops").await;
     ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
     for user in ["+", "x/#"] {
@@ -232,7 +221,7 @@ topics = ["clients/#"]
 #[tokio::test]
 async fn a_wildcard_or_slash_in_a_client_id_is_only_ever_literal() {
     let files = Secured::new(&[], CLIENT_ACL);
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let v5 = ProtocolVersion::V5;
     let mut watcher = Raw::connect(addr, v5, "watcher").await;
     assert_eq!(
@@ -294,20 +283,14 @@ async fn a_wildcard_or_slash_in_a_client_id_is_only_ever_literal() {
 fn will_to(topic: &str) -> impl FnOnce(&mut Connect) + '_ {
     move |c: &mut Connect| {
         with_login("alice")(c);
-        c.will = Some(Will {
-            topic: s(topic),
-            payload: "gone".into(),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: WillProperties::default(),
-        });
+        c.will = Some(will(topic, false));
     }
 }
 
 #[tokio::test]
 async fn wills_are_checked_at_connect_and_again_when_they_fire() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let mut ops = login(addr, "ops", "ops").await;
     ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
 
@@ -338,7 +321,7 @@ async fn wills_are_checked_at_connect_and_again_when_they_fire() {
 #[tokio::test]
 async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let persistent = |c: &mut Connect| {
         with_login("alice")(c);
         c.clean_start = false;
@@ -380,7 +363,7 @@ async fn a_resumed_session_loses_subscriptions_no_longer_granted() {
 #[tokio::test]
 async fn a_broken_reload_changes_nothing_and_says_which_file() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     std::fs::write(
         files.path("acl.toml"),
         "[[rule]]\nuser = \"alice\"\nallow = [\"fly\"]\ntopics = [\"#\"]\n",
@@ -404,7 +387,7 @@ async fn a_broken_reload_changes_nothing_and_says_which_file() {
 #[tokio::test]
 async fn anonymous_clients_get_the_anonymous_rules_only() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let mut anon = Raw::connect(addr, ProtocolVersion::V5, "anon").await;
     assert_eq!(
         anon.subscribe(1, "public/#", QoS::AtMostOnce).await,
@@ -432,7 +415,7 @@ async fn a_user_name_nothing_can_check_names_nobody() {
     // An ACL, but no password file: a client calling itself "ops" is anonymous, and the
     // rules for the user ops do not apply to it.
     let files = secured();
-    let (server, addr) = start_secured(&files, |c| c.auth.password_file = None).await;
+    let (server, addr) = files.start(|c| c.auth.password_file = None).await;
     let (mut claimed, _) =
         Raw::connect_with(addr, ProtocolVersion::V5, "claims-ops", with_login("ops")).await;
     assert_eq!(
@@ -473,17 +456,18 @@ async fn a_client_certificate_names_the_user() {
     let devices = Ca::new("Device CA");
     let devices_pem = files.path("devices.pem");
     std::fs::write(&devices_pem, devices.cert.pem()).unwrap();
-    let (server, addr) = start_secured(&files, |c| {
-        c.listeners.push(ListenerConfig {
-            cert_identity: Some(CertIdentity::San),
-            ..mqtts_listener(
-                Some(tls_files.cert.clone()),
-                Some(tls_files.key.clone()),
-                Some(devices_pem.clone()),
-            )
-        });
-    })
-    .await;
+    let (server, addr) = files
+        .start(|c| {
+            c.listeners.push(ListenerConfig {
+                cert_identity: Some(CertIdentity::San),
+                ..mqtts_listener(
+                    Some(tls_files.cert.clone()),
+                    Some(tls_files.key.clone()),
+                    Some(devices_pem.clone()),
+                )
+            });
+        })
+        .await;
     let tls = server.local_addrs()[1];
     let mut ops = login(addr, "ops", "ops").await;
     ops.subscribe(1, "devices/#", QoS::AtLeastOnce).await;
@@ -515,27 +499,16 @@ async fn a_client_certificate_names_the_user() {
 
 // ---- capability tokens ----
 
-async fn with_token(
-    addr: std::net::SocketAddr,
-    version: ProtocolVersion,
-    token: &str,
-) -> ReasonCode {
-    connack(addr, version, Some("token"), Some(token)).await
-}
-
 async fn token_client(addr: std::net::SocketAddr, token: &str, client: &str) -> Raw {
-    Raw::connect_with(addr, ProtocolVersion::V5, client, |c| {
-        c.username = Some(s("token"));
-        c.password = Some(token.to_owned().into_bytes().into());
-    })
-    .await
-    .0
+    Raw::connect_with(addr, ProtocolVersion::V5, client, with_token(token))
+        .await
+        .0
 }
 
 #[tokio::test]
 async fn a_token_grants_exactly_its_rights_and_attenuation_only_narrows() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let site = files.mint(&["publish:site/1/#", "subscribe:site/1/#"], in_an_hour());
     let mut holder = token_client(addr, &site, "site").await;
     assert_eq!(
@@ -589,43 +562,9 @@ async fn a_token_grants_exactly_its_rights_and_attenuation_only_narrows() {
     }
     // 3.1.1 clients present tokens the same way.
     assert_eq!(
-        with_token(addr, ProtocolVersion::V3_1_1, &site).await,
+        connack(addr, ProtocolVersion::V3_1_1, Some("token"), Some(&site)).await,
         ReasonCode::Success
     );
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn expired_tampered_and_foreign_tokens_are_refused() {
-    let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
-    let v5 = ProtocolVersion::V5;
-    let expired = files.mint(&["publish:#"], SystemTime::now() - Duration::from_secs(10));
-    assert_eq!(
-        with_token(addr, v5, &expired).await,
-        ReasonCode::NotAuthorized
-    );
-
-    let good = files.mint(&["publish:#"], in_an_hour());
-    let mut tampered = good.clone().into_bytes();
-    let middle = tampered.len() / 2;
-    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
-    let tampered = String::from_utf8(tampered).unwrap();
-    assert_eq!(
-        with_token(addr, v5, &tampered).await,
-        ReasonCode::BadUserNameOrPassword
-    );
-
-    let foreign = files.mint_foreign(&["publish:#"]);
-    assert_eq!(
-        with_token(addr, v5, &foreign).await,
-        ReasonCode::BadUserNameOrPassword
-    );
-    assert_eq!(
-        with_token(addr, v5, "not a token").await,
-        ReasonCode::BadUserNameOrPassword
-    );
-    assert_eq!(with_token(addr, v5, &good).await, ReasonCode::Success);
     server.shutdown().await;
 }
 
@@ -633,11 +572,12 @@ async fn expired_tampered_and_foreign_tokens_are_refused() {
 async fn a_configured_token_user_name_carries_tokens_and_token_is_then_an_ordinary_user() {
     // "token" is a user in the password file (password "nekot").
     let files = Secured::new(&["alice", "token"], ACL);
-    let (server, addr) = start_secured(&files, |c| {
-        c.auth.allow_anonymous = Some(false);
-        c.auth.token_username = "bearer".into();
-    })
-    .await;
+    let (server, addr) = files
+        .start(|c| {
+            c.auth.allow_anonymous = Some(false);
+            c.auth.token_username = "bearer".into();
+        })
+        .await;
     let v5 = ProtocolVersion::V5;
     let site = files.mint(&["publish:site/#"], in_an_hour());
     let (mut holder, _) = Raw::connect_with(addr, v5, "holder", |c| {
@@ -679,10 +619,14 @@ async fn a_configured_token_user_name_carries_tokens_and_token_is_then_an_ordina
     server.shutdown().await;
 }
 
+/// A plain token's revocation while connected is in the abuse suite
+/// (`a_token_revoked_while_connected_is_disconnected_0x87`); here, an attenuated token's:
+/// its holder is disconnected, refused afterwards, and the holder of its parent is left
+/// alone; and expiry.
 #[tokio::test]
 async fn a_token_revoked_or_expiring_while_connected_disconnects_its_holder() {
     let files = secured();
-    let (server, addr) = start_secured(&files, |_| {}).await;
+    let (server, addr) = files.start(|_| {}).await;
     let site = files.mint(&["publish:site/#", "subscribe:site/#"], in_an_hour());
     let device = attenuate(&site, &grants(&["publish:site/dev/#"]), None).unwrap();
     let mut parent = token_client(addr, &site, "parent").await;
@@ -690,12 +634,10 @@ async fn a_token_revoked_or_expiring_while_connected_disconnects_its_holder() {
 
     files.revoke(&server, &device);
     child.expect_disconnect(ReasonCode::NotAuthorized).await;
-    // Revoking the child leaves its parent alone.
+    // Revoking the child leaves its parent alone, and the attenuated token stays refused.
     parent.expect_nothing().await;
-    assert_eq!(
-        with_token(addr, ProtocolVersion::V5, &device).await,
-        ReasonCode::NotAuthorized
-    );
+    let refused = connack(addr, ProtocolVersion::V5, Some("token"), Some(&device)).await;
+    assert_eq!(refused, ReasonCode::NotAuthorized);
 
     // Expiry: a token valid for two more seconds.
     let brief = files.mint(
@@ -783,30 +725,31 @@ async fn retained_messages_beyond_the_byte_quota_get_0x97_and_go_nowhere() {
     server.shutdown().await;
 }
 
+/// The broker stops reading a client beyond its rate until it is back within it: what it
+/// takes from a flooder writing as fast as it can is one burst and then its rate, until the
+/// disconnect (0x96), which comes no sooner than the grace period. (The abuse suite
+/// floods with many small PUBLISHes per read, and checks other clients are not held up.)
 #[tokio::test]
 async fn a_client_beyond_its_message_rate_is_slowed_then_disconnected_with_0x96() {
+    const RATE: u32 = 20;
+    const GRACE: u64 = 1;
     let (server, addr) = start_with(|c| {
-        c.limits.max_message_rate = 20;
-        c.limits.message_rate_grace = 1;
+        c.limits.max_message_rate = RATE;
+        c.limits.message_rate_grace = GRACE;
     })
     .await;
-    let mut flood = Raw::connect(addr, ProtocolVersion::V5, "flood").await;
+    let flood = Raw::connect(addr, ProtocolVersion::V5, "flood").await;
     let mut polite = Raw::connect(addr, ProtocolVersion::V5, "polite").await;
+    // QoS 0 PUBLISHes of 8 KiB: a read of the broker's brings one or two of them.
+    let mut bytes = bytes::BytesMut::new();
+    Packet::Publish(mqtt_codec::Publish::new(s("f"), vec![b'x'; 8192].into()))
+        .encode(ProtocolVersion::V5, &mut bytes)
+        .unwrap();
+    let (mut reader, mut writer) = tokio::io::split(flood.stream);
+    let start = tokio::time::Instant::now();
     let flooding = tokio::spawn(async move {
-        let payload = mqtt_codec::Publish::new(s("f"), "x".into());
-        let mut bytes = bytes::BytesMut::new();
-        Packet::Publish(payload)
-            .encode(ProtocolVersion::V5, &mut bytes)
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
-            use tokio::io::AsyncWriteExt;
-            if flood.stream.write_all(&bytes).await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        flood
+        use tokio::io::AsyncWriteExt;
+        while writer.write_all(&bytes).await.is_ok() {}
     });
     // A client within the rate goes on.
     for i in 0..5 {
@@ -818,11 +761,36 @@ async fn a_client_beyond_its_message_rate_is_slowed_then_disconnected_with_0x96(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut flood = flooding.await.unwrap();
-    let closing = flood.expect_close().await;
+    let mut answer = Vec::new();
+    // A reset is a close too; what arrived before it is in `answer`.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        let _ = reader.read_to_end(&mut answer).await;
+    })
+    .await;
+    let took = start.elapsed();
+    flooding.abort();
+    assert!(closed.is_ok(), "still connected after {took:?}");
+    let mut decoder = mqtt_codec::Decoder::new(ProtocolVersion::V5);
+    let mut buf = bytes::BytesMut::from(&answer[..]);
+    match decoder.decode(&mut buf) {
+        Ok(Some(Packet::Disconnect(d))) if buf.is_empty() => {
+            assert_eq!(d.reason_code, ReasonCode::MessageRateTooHigh, "{d:?}")
+        }
+        other => panic!("expected DISCONNECT 0x96 alone, got {other:?} of {answer:?}"),
+    }
     assert!(
-        closing.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::MessageRateTooHigh)),
-        "{closing:?}"
+        took >= Duration::from_secs(GRACE),
+        "disconnected after {took:?}, before the grace period of {GRACE} s"
+    );
+    let (taken, _) = server.broker().metrics.publish_received(QoS::AtMostOnce);
+    // One burst (a second's worth) and a second's worth per second since, plus half a second
+    // for the last read and the clocks; unslowed, it would be thousands.
+    let allowed = f64::from(RATE) * (took.as_secs_f64() + 1.5);
+    eprintln!("{taken} PUBLISHes taken before the disconnect after {took:?}");
+    assert!(
+        taken as f64 <= allowed,
+        "{taken} PUBLISHes taken in {took:?} at {RATE}/s (at most {allowed})"
     );
     server.shutdown().await;
 }

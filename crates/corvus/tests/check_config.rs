@@ -6,21 +6,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use support::{Proc, CLIENT_TIMEOUT};
 
 /// Runs `corvus check-config FILE` to completion.
 fn check_config(file: &Path) -> support::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
-    cmd.env_remove("RUST_LOG").arg("check-config").arg(file);
-    let out = Proc::spawn("corvus check-config", &mut cmd).finish(CLIENT_TIMEOUT);
-    assert!(!out.timed_out, "check-config did not exit: {out}");
-    out
-}
-
-fn code(out: &support::Output) -> Option<i32> {
-    out.status.and_then(|s| s.code())
+    support::corvus(&["check-config", file.to_str().unwrap()], "")
 }
 
 /// A directory holding every file a full config names: TLS certificate, key and CA, a
@@ -65,12 +54,9 @@ impl Files {
         )
         .unwrap();
         let namespace = dir.path().join("site");
-        let keygen = support::run(
-            "corvus token keygen",
-            Command::new(env!("CARGO_BIN_EXE_corvus"))
-                .args(["token", "keygen", "--out"])
-                .arg(&namespace),
-            CLIENT_TIMEOUT,
+        let keygen = support::corvus(
+            &["token", "keygen", "--out", namespace.to_str().unwrap()],
+            "",
         );
         keygen.assert_success();
         let data_dir = dir.path().join("data");
@@ -129,7 +115,7 @@ fn a_good_config_passes_with_a_summary_and_the_data_directory_is_not_created() {
     let files = Files::new();
     let config = files.write(&files.config("127.0.0.1:1883"));
     let out = check_config(&config);
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     for line in [
         "OK",
         "listener mqtt 127.0.0.1:1883",
@@ -151,7 +137,7 @@ fn an_unknown_key_is_refused_with_the_file_key_and_line() {
     let files = Files::new();
     let config = files.write("log_level = \"info\"\nlisen = [\"127.0.0.1:1\"]\n");
     let out = check_config(&config);
-    assert_eq!(code(&out), Some(1), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
     for part in [&config.display().to_string(), "lisen", "line 2"] {
         assert!(out.stderr.contains(part), "missing {part:?}: {out}");
     }
@@ -163,7 +149,7 @@ fn a_bad_value_is_refused_with_the_file_and_key() {
     let files = Files::new();
     let config = files.write("[limits]\nreceive_maximum = 0\n");
     let out = check_config(&config);
-    assert_eq!(code(&out), Some(1), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
     for part in [&config.display().to_string(), "limits.receive_maximum"] {
         assert!(out.stderr.contains(part), "missing {part:?}: {out}");
     }
@@ -172,7 +158,7 @@ fn a_bad_value_is_refused_with_the_file_and_key() {
 #[test]
 fn a_missing_config_file_is_refused_with_its_path() {
     let out = check_config(Path::new("/nonexistent/corvus.toml"));
-    assert_eq!(code(&out), Some(1), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("/nonexistent/corvus.toml"), "{out}");
 }
 
@@ -198,7 +184,7 @@ fn each_missing_file_the_config_names_is_refused_by_name() {
         assert_ne!(broken, text, "{what} is not in the config");
         let config = files.write(&broken);
         let out = check_config(&config);
-        assert_eq!(code(&out), Some(1), "{what}: {out}");
+        assert_eq!(out.code(), Some(1), "{what}: {out}");
         for part in [
             &missing.display().to_string(),
             &config.display().to_string(),
@@ -219,7 +205,7 @@ fn a_tls_key_that_does_not_parse_is_refused_by_name() {
     std::fs::write(&files.key, "not a key\n").unwrap();
     let config = files.write(&files.config("127.0.0.1:1883"));
     let out = check_config(&config);
-    assert_eq!(code(&out), Some(1), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("server.key"), "{out}");
 }
 
@@ -235,7 +221,7 @@ fn a_port_in_use_and_a_locked_data_directory_do_not_fail_it() {
     );
     let config = files.write(&text);
     let out = check_config(&config);
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     assert!(
         out.stdout
             .contains(&format!("listener mqtt {}", broker.addr)),

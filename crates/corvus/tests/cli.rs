@@ -8,19 +8,12 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{unique_temp_dir, Proc, CLIENT_TIMEOUT};
+use support::{unique_temp_dir, Proc};
 
 fn corvus() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
     cmd.env_remove("RUST_LOG");
     cmd
-}
-
-/// Runs `corvus` to completion (it must exit by itself) and returns its output.
-fn run(name: &str, cmd: &mut Command) -> support::Output {
-    let out = Proc::spawn(name, cmd).finish(CLIENT_TIMEOUT);
-    assert!(!out.timed_out, "{name} did not exit: {out}");
-    out
 }
 
 /// A config file with `text` in a fresh directory.
@@ -36,7 +29,7 @@ fn config_file(test: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn help_explains_every_flag() {
-    let out = run("corvus --help", corvus().arg("--help"));
+    let out = support::corvus(&["--help"], "");
     assert!(out.success(), "{out}");
     for flag in [
         "--listen",
@@ -58,7 +51,7 @@ fn unknown_config_key_is_refused_with_its_name_and_line() {
         "cli-unknown-key",
         "log_level = \"info\"\nlisen = [\"127.0.0.1:1\"]\n",
     );
-    let out = run("corvus --config", corvus().arg("--config").arg(&path));
+    let out = support::corvus(&["--config", path.to_str().unwrap()], "");
     assert!(!out.success(), "started with a bad config: {out}");
     assert!(out.stderr.contains("lisen"), "{out}");
     assert!(out.stderr.contains("line 2"), "{out}");
@@ -67,24 +60,21 @@ fn unknown_config_key_is_refused_with_its_name_and_line() {
 #[test]
 fn bad_config_value_is_refused_with_its_key() {
     let path = config_file("cli-bad-value", "[limits]\nreceive_maximum = 0\n");
-    let out = run("corvus --config", corvus().arg("--config").arg(&path));
+    let out = support::corvus(&["--config", path.to_str().unwrap()], "");
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("limits.receive_maximum"), "{out}");
 }
 
 #[test]
 fn unknown_log_level_is_refused() {
-    let out = run("corvus --log-level", corvus().args(["--log-level", "loud"]));
+    let out = support::corvus(&["--log-level", "loud"], "");
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("loud"), "{out}");
 }
 
 #[test]
 fn missing_config_file_is_refused_with_its_path() {
-    let out = run(
-        "corvus --config",
-        corvus().args(["--config", "/nonexistent/corvus.toml"]),
-    );
+    let out = support::corvus(&["--config", "/nonexistent/corvus.toml"], "");
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("/nonexistent/corvus.toml"), "{out}");
 }
@@ -200,13 +190,8 @@ fn sigint_and_sigterm_shut_down_gracefully_with_exit_status_0() {
 #[test]
 fn a_second_broker_on_the_same_data_directory_is_refused() {
     let first = support::Broker::start("cli-lock");
-    let out = run(
-        "second corvus",
-        corvus()
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&first.data_dir),
-    );
+    let data_dir = first.data_dir.to_str().unwrap();
+    let out = support::corvus(&["--listen", "127.0.0.1:0", "--data-dir", data_dir], "");
     assert!(
         !out.success(),
         "a second broker started on the same directory: {out}"
@@ -252,22 +237,10 @@ fn sighup_reloads_the_tls_certificates() {
 /// The 3.1.1 CONNACK return code for a CONNECT with these credentials (0: accepted, 4: bad
 /// user name or password).
 fn connack_code(addr: std::net::SocketAddr, user: &str, password: &str) -> u8 {
-    use mqtt_codec::{Connect, MqttString, ProtocolVersion};
-    use std::io::Read;
-    let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::from_static("cli"));
-    connect.username = Some(MqttString::try_from(user).unwrap());
-    connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
-    let mut bytes = bytes::BytesMut::new();
-    mqtt_codec::Packet::from(connect)
-        .encode(ProtocolVersion::V3_1_1, &mut bytes)
-        .unwrap();
-    let mut stream = TcpStream::connect(addr).expect("connect to the broker");
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    stream.write_all(&bytes).unwrap();
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).expect("a CONNACK");
-    assert_eq!(connack[..2], [0x20, 2], "{connack:?}");
-    connack[3]
+    let login = support::mqtt::login(user, password);
+    let version = mqtt_codec::ProtocolVersion::V3_1_1;
+    let (_, ack) = support::mqtt::Client::connect(addr, version, "cli", login);
+    ack.reason_code.to_v3_connack()
 }
 
 /// SIGHUP reloads the password file and the ACL file in the real binary, and a broken file

@@ -33,18 +33,19 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use corvus_store::journal::Record;
 use mqtt_codec::{
-    Ack, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    ReasonCode, Subscribe, Subscription, SubscriptionOptions,
+    Ack, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
+    Subscription, SubscriptionOptions,
 };
+use support::mqtt::{s, Client};
 use support::{last_segment, Output, Proc, Rng};
 
 /// Retained messages written by the setup.
@@ -171,81 +172,39 @@ impl Corvus {
     }
 }
 
-// ---- a blocking MQTT client on the codec ----
-
-fn s(text: &str) -> MqttString {
-    MqttString::try_from(text).unwrap()
-}
+// ---- MQTT clients ----
 
 fn pid(n: u16) -> PacketId {
     PacketId::new(n).unwrap()
 }
 
-struct Client {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
+/// Connects with MQTT 5.0; returns the client and whether a session was present.
+fn connect(addr: SocketAddr, id: &str, clean_start: bool, expiry: u32) -> (Client, bool) {
+    let (client, ack) = Client::connect(addr, ProtocolVersion::V5, id, |c| {
+        c.clean_start = clean_start;
+        c.properties.session_expiry_interval = (expiry > 0).then_some(expiry);
+    });
+    assert_eq!(ack.reason_code, ReasonCode::Success, "{id}: {ack:?}");
+    (client, ack.session_present)
 }
 
-impl Client {
-    /// Connects with MQTT 5.0; returns the client and whether a session was present.
-    fn connect(addr: SocketAddr, id: &str, clean_start: bool, expiry: u32) -> (Client, bool) {
-        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the broker");
-        stream.set_nodelay(true).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
-        let mut client = Client {
-            stream,
-            decoder: Decoder::new(ProtocolVersion::V5),
-            buf: BytesMut::new(),
-        };
-        let mut connect = Connect::new(ProtocolVersion::V5, s(id));
-        connect.clean_start = clean_start;
-        connect.properties.session_expiry_interval = (expiry > 0).then_some(expiry);
-        client.send(connect.into());
-        match client.recv() {
-            Packet::ConnAck(ack) if ack.reason_code == ReasonCode::Success => {
-                (client, ack.session_present)
-            }
-            other => panic!("{id}: expected a successful CONNACK, got {other:?}"),
-        }
-    }
-
-    fn send(&mut self, packet: Packet) {
-        let mut out = BytesMut::new();
-        packet.encode(ProtocolVersion::V5, &mut out).unwrap();
-        self.stream.write_all(&out).expect("write to the broker");
-    }
-
+/// What the setup and the checks do with a client.
+trait Session {
     /// The next packet within `within`; None on timeout. Panics if the connection closes.
+    fn try_recv(&mut self, within: Duration) -> Option<Packet>;
+    fn recv(&mut self) -> Packet;
+    fn subscribe(&mut self, filter: &str);
+    fn publish_all(&mut self, messages: &[(String, Vec<u8>)], retain: bool);
+    fn collect(&mut self, expected: usize) -> Vec<(String, Vec<u8>)>;
+    fn disconnect(self);
+}
+
+impl Session for Client {
     fn try_recv(&mut self, within: Duration) -> Option<Packet> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(packet) = self
-                .decoder
-                .decode(&mut self.buf)
-                .expect("decodable packet")
-            {
-                return Some(packet);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("the broker closed the connection"),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return None
-                }
-                Err(e) => panic!("read from the broker: {e}"),
-            }
+        match self.next_within(within) {
+            Ok(Some(packet)) => Some(packet),
+            Ok(None) => panic!("the broker closed the connection"),
+            Err(_) => None,
         }
     }
 
@@ -337,12 +296,12 @@ fn fill(test: &str, crash: bool) -> Filled {
     let data = tmp.path().join("pristine");
     let broker = start_ok(&data, "setup");
 
-    let (sub, _) = Client::connect(broker.addr, "sub", true, NEVER);
+    let (sub, _) = connect(broker.addr, "sub", true, NEVER);
     let mut sub = sub;
     sub.subscribe("q/#");
     sub.disconnect();
 
-    let (mut publisher, _) = Client::connect(broker.addr, "publisher", true, 0);
+    let (mut publisher, _) = connect(broker.addr, "publisher", true, 0);
     let retained: Vec<_> = (0..RETAINED)
         .map(|i| (format!("r/{i}"), payload_of_retained(i)))
         .collect();
@@ -445,7 +404,7 @@ fn records(segment: &[u8]) -> Vec<Rec> {
 /// Subscribes to `r/#` and returns the retained messages served, after checking each is
 /// intact and served once.
 fn retained_served(addr: SocketAddr, expected: usize) -> BTreeMap<usize, Vec<u8>> {
-    let (mut client, _) = Client::connect(addr, "check-retained", true, 0);
+    let (mut client, _) = connect(addr, "check-retained", true, 0);
     client.subscribe("r/#");
     let got = client.collect(expected);
     client.disconnect();
@@ -472,7 +431,7 @@ fn retained_served(addr: SocketAddr, expected: usize) -> BTreeMap<usize, Vec<u8>
 /// Reconnects `sub` and returns the indices of the queued messages it receives, in order,
 /// after checking every payload is intact, none comes twice and the order is kept.
 fn queued_served(addr: SocketAddr, expected: usize) -> (bool, Vec<usize>) {
-    let (mut sub, present) = Client::connect(addr, "sub", false, NEVER);
+    let (mut sub, present) = connect(addr, "sub", false, NEVER);
     let got = sub.collect(expected);
     sub.disconnect();
     let mut out: Vec<usize> = Vec::new();
@@ -500,9 +459,9 @@ fn queued_served(addr: SocketAddr, expected: usize) -> (bool, Vec<usize>) {
 
 /// A fresh publish/subscribe round trip between two new clients.
 fn round_trip(addr: SocketAddr) {
-    let (mut sub, _) = Client::connect(addr, "fresh-sub", true, 0);
+    let (mut sub, _) = connect(addr, "fresh-sub", true, 0);
     sub.subscribe("fresh/topic");
-    let (mut publisher, _) = Client::connect(addr, "fresh-pub", true, 0);
+    let (mut publisher, _) = connect(addr, "fresh-pub", true, 0);
     publisher.publish_all(&[("fresh/topic".to_string(), b"hello".to_vec())], false);
     let got = sub.collect(1);
     assert_eq!(got, vec![("fresh/topic".to_string(), b"hello".to_vec())]);
@@ -527,7 +486,7 @@ fn store_check(dir: &Path, case: &str, when: &str) -> (Option<i32>, Output) {
     cmd.env_remove("RUST_LOG").args(["store", "check"]).arg(dir);
     let out = Proc::spawn("corvus store check", &mut cmd).finish(START);
     assert!(!out.timed_out, "store check did not finish: {out}");
-    let code = out.status.and_then(|s| s.code());
+    let code = out.code();
     println!("[{case}] store check {when}: exit {code:?}\n{}", out.stdout);
     (code, out)
 }

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -104,33 +103,20 @@ fn an_unwritable_log_file_stops_the_start_with_its_path() {
 
 /// Sends a 3.1.1 CONNECT with these credentials and returns the CONNACK return code and
 /// the client's own address (the peer address the broker sees).
-fn connect(addr: SocketAddr, client_id: &'static str, user: &str, password: &str) -> (u8, String) {
-    use mqtt_codec::{Connect, MqttString, ProtocolVersion};
-    let mut connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::from_static(client_id));
-    connect.username = Some(MqttString::try_from(user).unwrap());
-    connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
-    let mut bytes = bytes::BytesMut::new();
-    mqtt_codec::Packet::from(connect)
-        .encode(ProtocolVersion::V3_1_1, &mut bytes)
-        .unwrap();
-    let mut stream = TcpStream::connect(addr).expect("connect to the broker");
-    let local = stream.local_addr().unwrap().to_string();
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    stream.write_all(&bytes).unwrap();
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).expect("a CONNACK");
-    assert_eq!(connack[..2], [0x20, 2], "{connack:?}");
-    (connack[3], local)
+fn connect(addr: SocketAddr, client_id: &str, user: &str, password: &str) -> (u8, String) {
+    let login = support::mqtt::login(user, password);
+    let version = mqtt_codec::ProtocolVersion::V3_1_1;
+    let (client, ack) = support::mqtt::Client::connect(addr, version, client_id, login);
+    (
+        ack.reason_code.to_v3_connack(),
+        client.local_addr().to_string(),
+    )
 }
 
 fn corvus_token(args: &[&str], namespace: &Path) -> String {
-    let out = support::run(
-        "corvus token",
-        Command::new(env!("CARGO_BIN_EXE_corvus"))
-            .arg("token")
-            .args(args)
-            .arg(namespace),
-        CLIENT_TIMEOUT,
+    let out = support::corvus(
+        &[&["token"], args, &[namespace.to_str().unwrap()]].concat(),
+        "",
     );
     out.assert_success();
     out.stdout.trim().to_owned()

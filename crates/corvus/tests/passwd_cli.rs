@@ -8,25 +8,16 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use corvus_auth::PasswordFile;
-use support::{Proc, CLIENT_TIMEOUT};
+use support::assert_mode_0600;
 
 /// The PHC prefix of a hash made with argon2's default parameters.
 const DEFAULT_PREFIX: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
 
 /// Runs `corvus passwd ARGS` with `stdin` as its standard input, to completion.
 fn passwd(args: &[&str], stdin: &[u8]) -> support::Output {
-    let input = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(input.path(), stdin).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
-    cmd.env_remove("RUST_LOG").arg("passwd").args(args);
-    let name = format!("corvus passwd {}", args.join(" "));
-    let stdin = Stdio::from(std::fs::File::open(input.path()).unwrap());
-    let out = Proc::spawn_with_stdin(&name, &mut cmd, stdin).finish(CLIENT_TIMEOUT);
-    assert!(!out.timed_out, "{name} did not exit: {out}");
-    out
+    support::corvus(&[&["passwd"], args].concat(), stdin)
 }
 
 fn add(file: &Path, user: &str, stdin: &[u8]) -> support::Output {
@@ -37,10 +28,6 @@ fn delete(file: &Path, user: &str) -> support::Output {
     passwd(&["delete", file.to_str().unwrap(), user], b"")
 }
 
-fn code(out: &support::Output) -> Option<i32> {
-    out.status.and_then(|s| s.code())
-}
-
 fn lines(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file)
         .unwrap()
@@ -49,16 +36,6 @@ fn lines(file: &Path) -> Vec<String> {
         .collect()
 }
 
-#[cfg(unix)]
-fn assert_mode_0600(file: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{}: mode {mode:o}", file.display());
-}
-
-#[cfg(not(unix))]
-fn assert_mode_0600(_: &Path) {}
-
 #[test]
 fn add_replace_and_delete_users() {
     let tmp = tempfile::tempdir().unwrap();
@@ -66,7 +43,7 @@ fn add_replace_and_delete_users() {
     let bob = "bob/+ #é";
 
     let out = add(&file, "alice", b"wonderland\n");
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(
         out.stdout.trim(),
         format!("added \"alice\" to {}", file.display())
@@ -91,7 +68,7 @@ fn add_replace_and_delete_users() {
     assert!(loaded.verify(bob, b"builder"));
 
     let out = add(&file, "alice", b"looking-glass\n");
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(
         out.stdout.trim(),
         format!("replaced the password of \"alice\" in {}", file.display())
@@ -106,12 +83,12 @@ fn add_replace_and_delete_users() {
     assert!(!loaded.verify("alice", b"wonderland"));
 
     let out = delete(&file, bob);
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(lines(&file), replaced[..1]);
     assert_mode_0600(&file);
 
     let out = delete(&file, bob);
-    assert_eq!(code(&out), Some(1), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
     assert_eq!(
         out.stderr.trim(),
         format!(
@@ -161,7 +138,7 @@ fn errors_exit_2_and_name_the_file() {
     let bad = tmp.path().join("bad");
     std::fs::write(&bad, "# users\nalice\n").unwrap();
     for out in [add(&bad, "bob", b"pw\n"), delete(&bad, "alice")] {
-        assert_eq!(code(&out), Some(2), "{out}");
+        assert_eq!(out.code(), Some(2), "{out}");
         assert!(
             out.stderr
                 .contains(&format!("{}:2: expected `user:hash`", bad.display())),
@@ -176,7 +153,7 @@ fn errors_exit_2_and_name_the_file() {
 
     let missing = tmp.path().join("missing");
     let out = delete(&missing, "alice");
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains(&*missing.to_string_lossy()), "{out}");
 
     // Refused before anything is written: no file appears.
@@ -187,14 +164,14 @@ fn errors_exit_2_and_name_the_file() {
         ("#x", b"pw\n"),
     ] {
         let out = add(&missing, user, stdin);
-        assert_eq!(code(&out), Some(2), "{user:?} {stdin:?}: {out}");
+        assert_eq!(out.code(), Some(2), "{user:?} {stdin:?}: {out}");
         assert!(out.stderr.starts_with("corvus passwd add: "), "{out}");
     }
     assert!(!missing.exists());
 
     let in_missing_dir = tmp.path().join("no-dir").join("passwd");
     let out = add(&in_missing_dir, "alice", b"pw\n");
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("no-dir"), "{out}");
 }
 
@@ -206,8 +183,7 @@ fn help_lists_the_passwd_commands() {
         out.stdout.contains("add") && out.stdout.contains("delete"),
         "{out}"
     );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
-    let out = Proc::spawn("corvus --help", cmd.arg("--help")).finish(CLIENT_TIMEOUT);
+    let out = support::corvus(&["--help"], "");
     out.assert_success();
     assert!(out.stdout.contains("passwd"), "{out}");
 }
@@ -244,7 +220,7 @@ fn add_with_scram_stores_verifiers_that_a_scram_client_proves() {
         &["add", path, "weak", "--scram", "--scram-iterations", "10"],
         b"pw\n",
     );
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("iteration"), "{out}");
     assert_eq!(lines(&file).len(), 1);
 }

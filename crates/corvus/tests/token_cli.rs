@@ -5,32 +5,18 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use corvus_auth::pattern::Access;
 use corvus_auth::token::{self, PublicKey, RevocationList};
-use support::{Proc, CLIENT_TIMEOUT};
 
 /// Runs `corvus token ARGS` with `stdin` as its standard input, to completion.
 fn corvus_token(args: &[&str], stdin: &str) -> support::Output {
-    let input = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(input.path(), stdin).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
-    cmd.env_remove("RUST_LOG").arg("token").args(args);
-    let name = format!("corvus token {}", args.join(" "));
-    let stdin = Stdio::from(std::fs::File::open(input.path()).unwrap());
-    let out = Proc::spawn_with_stdin(&name, &mut cmd, stdin).finish(CLIENT_TIMEOUT);
-    assert!(!out.timed_out, "{name} did not exit: {out}");
-    out
+    support::corvus(&[&["token"], args].concat(), stdin)
 }
 
 fn token(args: &[&str]) -> support::Output {
     corvus_token(args, "")
-}
-
-fn code(out: &support::Output) -> Option<i32> {
-    out.status.and_then(|s| s.code())
 }
 
 fn path(p: &Path) -> &str {
@@ -52,22 +38,17 @@ fn keygen_writes_a_secret_key_and_never_overwrites_it() {
     let dir = tempfile::tempdir().unwrap();
     let ns = dir.path().join("site1");
     let out = token(&["keygen", "--out", path(&ns)]);
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     let key = dir.path().join("site1.key");
     let public = dir.path().join("site1.pub");
     assert!(out.stdout.contains(path(&key)), "{out}");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{}: mode {mode:o}", key.display());
-    }
+    support::assert_mode_0600(&key);
     let key_text = std::fs::read_to_string(&key).unwrap();
     assert!(key_text.contains("\ned25519-private/"), "{key_text}");
     PublicKey::load(&public).unwrap();
 
     let again = token(&["keygen", "--out", path(&ns)]);
-    assert_eq!(code(&again), Some(2), "{again}");
+    assert_eq!(again.code(), Some(2), "{again}");
     assert!(
         again
             .stderr
@@ -98,7 +79,7 @@ fn mint_attenuate_inspect_and_revoke() {
         "--id",
         "gateway-1",
     ]);
-    assert_eq!(code(&minted), Some(0), "{minted}");
+    assert_eq!(minted.code(), Some(0), "{minted}");
     let root_file = dir.path().join("root.tok");
     std::fs::write(&root_file, &minted.stdout).unwrap();
 
@@ -109,7 +90,7 @@ fn mint_attenuate_inspect_and_revoke() {
         "--key",
         path(&public_path),
     ]);
-    assert_eq!(code(&shown), Some(0), "{shown}");
+    assert_eq!(shown.code(), Some(0), "{shown}");
     assert_eq!(lines_starting(&shown, "block "), ["block 0 (authority)"]);
     assert_eq!(
         lines_starting(&shown, "grant: "),
@@ -142,11 +123,11 @@ fn mint_attenuate_inspect_and_revoke() {
         ],
         &minted.stdout,
     );
-    assert_eq!(code(&child), Some(0), "{child}");
+    assert_eq!(child.code(), Some(0), "{child}");
     let child_file = dir.path().join("child.tok");
     std::fs::write(&child_file, &child.stdout).unwrap();
     let shown = token(&["inspect", "--token", path(&child_file)]);
-    assert_eq!(code(&shown), Some(0), "{shown}");
+    assert_eq!(shown.code(), Some(0), "{shown}");
     assert_eq!(
         lines_starting(&shown, "block "),
         ["block 0 (authority)", "block 1 (attenuation)"]
@@ -179,7 +160,7 @@ fn mint_attenuate_inspect_and_revoke() {
         "--file",
         path(&list_path),
     ]);
-    assert_eq!(code(&out), Some(0), "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains(&child_id), "{out}");
     let list = RevocationList::load(&list_path).unwrap();
     assert_eq!(list.len(), 1);
@@ -230,13 +211,13 @@ fn a_token_of_another_namespace_fails_inspect_with_its_key() {
         "--expires",
         "10m",
     ]);
-    assert_eq!(code(&minted), Some(0), "{minted}");
+    assert_eq!(minted.code(), Some(0), "{minted}");
     let b_pub = dir.path().join("b.pub");
     let out = corvus_token(
         &["inspect", "--token", "-", "--key", path(&b_pub)],
         &minted.stdout,
     );
-    assert_eq!(code(&out), Some(1), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
     assert_eq!(lines_starting(&out, "signature: INVALID").len(), 1, "{out}");
 }
 
@@ -259,7 +240,7 @@ fn bad_arguments_are_clear_errors() {
     };
 
     let out = mint("site/1/#", "1d");
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(
         out.stderr
             .starts_with("corvus token mint: invalid grant \"site/1/#\": expected ACCESS:PATTERN"),
@@ -268,91 +249,41 @@ fn bad_arguments_are_clear_errors() {
     assert!(out.stdout.is_empty(), "{out}");
 
     let out = mint("write:site/1/#", "1d");
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("unknown access \"write\""), "{out}");
 
     let out = mint("publish:a/#/b", "1d");
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(
         out.stderr.contains("invalid grant \"publish:a/#/b\""),
         "{out}"
     );
 
     let out = mint("publish:a", "soon");
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("invalid expiry \"soon\""), "{out}");
 
     let out = token(&["inspect", "--token", "-"]);
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("not a valid token"), "{out}");
 
     // --grant and --expires are required by mint.
     let out = token(&["mint", "--key", path(&key), "--expires", "1d"]);
-    assert_eq!(code(&out), Some(2), "{out}");
+    assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("--grant"), "{out}");
 }
 
-/// A blocking MQTT 5.0 client for the broker tests below, speaking through the codec.
-struct Client {
-    stream: std::net::TcpStream,
-    decoder: mqtt_codec::Decoder,
-    buf: bytes::BytesMut,
-}
-
-impl Client {
-    /// Connects as `user`/`password`; returns the client and the CONNACK's reason code.
-    fn connect(
-        addr: std::net::SocketAddr,
-        id: &str,
-        user: &str,
-        password: &str,
-    ) -> (Client, mqtt_codec::ReasonCode) {
-        use mqtt_codec::{Connect, MqttString, ProtocolVersion};
-        let mut connect = Connect::new(ProtocolVersion::V5, MqttString::try_from(id).unwrap());
-        connect.username = Some(MqttString::try_from(user).unwrap());
-        connect.password = Some(bytes::Bytes::copy_from_slice(password.trim().as_bytes()));
-        let stream = std::net::TcpStream::connect(addr).expect("connect to the broker");
-        stream.set_read_timeout(Some(support::WAIT)).unwrap();
-        let mut client = Client {
-            stream,
-            decoder: mqtt_codec::Decoder::new(ProtocolVersion::V5),
-            buf: bytes::BytesMut::new(),
-        };
-        client.send(connect.into());
-        match client.next() {
-            Some(mqtt_codec::Packet::ConnAck(ack)) => (client, ack.reason_code),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    fn send(&mut self, packet: mqtt_codec::Packet) {
-        use std::io::Write;
-        let mut out = bytes::BytesMut::new();
-        packet
-            .encode(mqtt_codec::ProtocolVersion::V5, &mut out)
-            .unwrap();
-        self.stream.write_all(&out).expect("write to the broker");
-    }
-
-    /// The next packet, or None once the broker has closed the connection; panics if
-    /// nothing comes within [`support::WAIT`].
-    fn next(&mut self) -> Option<mqtt_codec::Packet> {
-        use std::io::{ErrorKind, Read};
-        loop {
-            if let Some(packet) = self.decoder.decode(&mut self.buf).expect("decodable") {
-                return Some(packet);
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    panic!("nothing from the broker within {:?}", support::WAIT)
-                }
-                Err(_) => return None,
-            }
-        }
-    }
+/// Connects (MQTT 5.0) presenting `token` (as `corvus token` printed it); returns the
+/// client and the CONNACK's reason code.
+fn token_client(
+    addr: std::net::SocketAddr,
+    id: &str,
+    token: &str,
+) -> (support::mqtt::Client, mqtt_codec::ReasonCode) {
+    let login = support::mqtt::login("token", token.trim());
+    let (client, ack) =
+        support::mqtt::Client::connect(addr, mqtt_codec::ProtocolVersion::V5, id, login);
+    (client, ack.reason_code)
 }
 
 /// The walk-through of docs/security.md with the real binary: a namespace, a token for a
@@ -409,9 +340,9 @@ fn a_token_revoked_and_reloaded_by_sighup_disconnects_its_holder() {
     .unwrap();
     let mut broker =
         support::Broker::start_with("token-sighup", &["--config".as_ref(), config.as_os_str()]);
-    let (mut site, code) = Client::connect(broker.addr, "gateway", "token", &gateway.stdout);
+    let (mut site, code) = token_client(broker.addr, "gateway", &gateway.stdout);
     assert_eq!(code, ReasonCode::Success, "{}", broker.log());
-    let (mut device, code) = Client::connect(broker.addr, "dev7", "token", &dev7.stdout);
+    let (mut device, code) = token_client(broker.addr, "dev7", &dev7.stdout);
     assert_eq!(code, ReasonCode::Success, "{}", broker.log());
 
     token(&[
@@ -428,7 +359,7 @@ fn a_token_revoked_and_reloaded_by_sighup_disconnects_its_holder() {
         other => panic!("expected DISCONNECT 0x87, got {other:?}\n{}", broker.log()),
     }
     assert!(device.next().is_none(), "closed after the DISCONNECT");
-    let (_, code) = Client::connect(broker.addr, "dev7", "token", &dev7.stdout);
+    let (_, code) = token_client(broker.addr, "dev7", &dev7.stdout);
     assert_eq!(code, ReasonCode::NotAuthorized);
     // The gateway's token is its parent: still valid, its connection still served.
     site.send(Packet::PingReq);

@@ -8,10 +8,10 @@
 
 use std::time::SystemTime;
 
-use common::auth::{grants, in_an_hour, password, Secured};
+use common::auth::{grants, in_an_hour, tamper, will, with_login, with_token, Secured};
 use corvus_auth::token::attenuate;
 use corvus_core::DropReason;
-use mqtt_codec::{Connect as MqttConnect, Will, WillProperties};
+use mqtt_codec::Connect as MqttConnect;
 
 use super::*;
 
@@ -44,33 +44,21 @@ fn secured() -> Secured {
     Secured::new(&USERS, ACL)
 }
 
-/// A CONNECT with a fresh client id, clean start, user name and password.
-fn connect_as(version: ProtocolVersion, user: &str, pass: &str) -> MqttConnect {
+/// A CONNECT with a fresh client id and clean start, `tune` applied (a login).
+fn connect_as(version: ProtocolVersion, tune: impl FnOnce(&mut MqttConnect)) -> MqttConnect {
     let mut connect = MqttConnect::new(version, s(&format!("auth-{}", unique())));
-    connect.username = Some(s(user));
-    connect.password = Some(bytes::Bytes::copy_from_slice(pass.as_bytes()));
+    tune(&mut connect);
     connect
 }
 
 /// `user`, logged in with its password (v5).
 fn as_user(user: &str) -> MqttConnect {
-    connect_as(V5, user, &password(user))
+    connect_as(V5, with_login(user))
 }
 
 /// A client presenting `token` (v5).
-fn with_token(token: &str) -> MqttConnect {
-    connect_as(V5, "token", token)
-}
-
-/// A will message: QoS 1, payload "gone".
-fn will(topic: &str, retain: bool) -> Option<Will> {
-    Some(Will {
-        topic: s(topic),
-        payload: "gone".into(),
-        qos: QoS::AtLeastOnce,
-        retain,
-        properties: WillProperties::default(),
-    })
+fn token_holder(token: &str) -> MqttConnect {
+    connect_as(V5, with_token(token))
 }
 
 /// Sends `connect` and expects CONNACK 0x00.
@@ -205,13 +193,13 @@ async fn a_will_beyond_the_grant_is_refused_at_connect() {
                 ),
             ];
             for (what, version, topic, retain) in cases {
-                let mut connect = connect_as(version, "alice", &password("alice"));
-                connect.will = will(topic, retain);
+                let mut connect = connect_as(version, with_login("alice"));
+                connect.will = Some(will(topic, retain));
                 refused(case, connect, ReasonCode::NotAuthorized, what).await;
             }
             // Within the grant: admitted.
             let mut connect = as_user("alice");
-            connect.will = will("devices/alice/alarm", false);
+            connect.will = Some(will("devices/alice/alarm", false));
             admitted(case, connect).await.disconnect().await;
         },
     )
@@ -229,7 +217,7 @@ async fn a_will_whose_grant_is_withdrawn_before_it_fires_is_not_delivered() {
             let mut ops = watcher(case).await;
             let with_will = || {
                 let mut connect = as_user("alice");
-                connect.will = will("devices/alice/alarm", false);
+                connect.will = Some(will("devices/alice/alarm", false));
                 connect
             };
             // Granted throughout: the will is delivered when the connection drops.
@@ -263,24 +251,21 @@ async fn expired_tampered_and_foreign_tokens_are_refused() {
             let expired = secured.mint(&grants, SystemTime::now() - Duration::from_secs(10));
             refused(
                 case,
-                with_token(&expired),
+                token_holder(&expired),
                 ReasonCode::NotAuthorized,
                 "expired",
             )
             .await;
 
             let good = secured.mint(&grants, in_an_hour());
-            let mut tampered = good.clone().into_bytes();
-            let middle = tampered.len() / 2;
-            tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
-            let tampered = String::from_utf8(tampered).unwrap();
             let bad = ReasonCode::BadUserNameOrPassword;
-            refused(case, with_token(&tampered), bad, "tampered").await;
+            refused(case, token_holder(&tamper(&good)), bad, "tampered").await;
 
             let foreign = secured.mint_foreign(&grants);
-            refused(case, with_token(&foreign), bad, "another namespace's").await;
+            refused(case, token_holder(&foreign), bad, "another namespace's").await;
+            refused(case, token_holder("not a token"), bad, "not a token").await;
 
-            admitted(case, with_token(&good)).await.disconnect().await;
+            admitted(case, token_holder(&good)).await.disconnect().await;
         },
     )
     .await;
@@ -293,7 +278,7 @@ async fn a_token_revoked_while_connected_is_disconnected_0x87() {
         |c| secured.configure(c),
         async |case| {
             let token = secured.mint(&["publish:site/#"], in_an_hour());
-            let mut holder = admitted(case, with_token(&token)).await;
+            let mut holder = admitted(case, token_holder(&token)).await;
             assert_eq!(
                 holder
                     .publish("site/1/x", b"x", QoS::AtLeastOnce, false, 1)
@@ -304,7 +289,7 @@ async fn a_token_revoked_while_connected_is_disconnected_0x87() {
             holder.expect_disconnect(ReasonCode::NotAuthorized).await;
             refused(
                 case,
-                with_token(&token),
+                token_holder(&token),
                 ReasonCode::NotAuthorized,
                 "revoked",
             )
@@ -325,7 +310,7 @@ async fn an_attenuated_token_attenuated_again_more_widely_is_not_widened() {
             let device = attenuate(&site, &narrow, None).unwrap();
             let wide = grants(&["publish:site/#"]);
             let widened = attenuate(&device, &wide, None).unwrap();
-            let mut client = admitted(case, with_token(&widened)).await;
+            let mut client = admitted(case, token_holder(&widened)).await;
             for (id, topic, expected) in [
                 (1, "site/1/dev/7/x", ReasonCode::Success),
                 (2, "site/1/dev/8/x", ReasonCode::NotAuthorized),

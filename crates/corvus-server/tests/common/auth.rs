@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use corvus_auth::scram::ScramCredentials;
 use corvus_auth::token::{inspect, mint, Grant, RevocationList, RootKey};
 use corvus_auth::{hash_password_with, HashParams, PasswordFile};
 use corvus_server::{Config, Server};
-use mqtt_codec::{Connect, Packet, ProtocolVersion, ReasonCode};
+use mqtt_codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode, Will, WillProperties};
 
-use super::{s, Raw};
+use super::{s, start_with, Raw};
 
 /// Each user's password: its name reversed.
 pub fn password(user: &str) -> String {
@@ -24,6 +25,33 @@ pub fn with_login(user: &str) -> impl Fn(&mut Connect) + Copy + '_ {
         c.username = Some(s(user));
         c.password = Some(password(user).into_bytes().into());
     }
+}
+
+/// Presents `token` (user name "token", the token as the password).
+pub fn with_token(token: &str) -> impl Fn(&mut Connect) + Copy + '_ {
+    move |c: &mut Connect| {
+        c.username = Some(s("token"));
+        c.password = Some(token.to_owned().into_bytes().into());
+    }
+}
+
+/// A will on `topic`: QoS 1, payload "gone", no delay (callers set one).
+pub fn will(topic: &str, retain: bool) -> Will {
+    Will {
+        topic: s(topic),
+        payload: "gone".into(),
+        qos: QoS::AtLeastOnce,
+        retain,
+        properties: WillProperties::default(),
+    }
+}
+
+/// `token` with one byte in the middle changed: its signature no longer holds.
+pub fn tamper(token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
 }
 
 pub fn grants(grants: &[&str]) -> Vec<Grant> {
@@ -43,11 +71,21 @@ pub struct Secured {
 impl Secured {
     /// `users` in the password file, `acl` as the ACL file, and a fresh namespace.
     pub fn new(users: &[&str], acl: &str) -> Secured {
+        Secured::new_with_scram(users, &[], acl)
+    }
+
+    /// [`new`](Self::new), with SCRAM-SHA-256 verifiers (4096 iterations) after the hash of
+    /// each of `scram_users` (who must be among `users`).
+    pub fn new_with_scram(users: &[&str], scram_users: &[&str], acl: &str) -> Secured {
         let dir = tempfile::tempdir().unwrap();
         let mut passwords = PasswordFile::new();
         let cheap = HashParams::new(1024, 1, 1).unwrap();
         for user in users {
-            let hash = hash_password_with(password(user).as_bytes(), &cheap).unwrap();
+            let mut hash = hash_password_with(password(user).as_bytes(), &cheap).unwrap();
+            if scram_users.contains(user) {
+                let scram = ScramCredentials::generate(password(user).as_bytes(), 4096).unwrap();
+                hash = format!("{hash} {}", scram.to_text());
+            }
             passwords.add_or_replace(user, &hash).unwrap();
         }
         passwords.save(&dir.path().join("passwd")).unwrap();
@@ -63,6 +101,15 @@ impl Secured {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A broker on a free loopback port with these files configured, then `tune` applied.
+    pub async fn start(&self, tune: impl FnOnce(&mut Config)) -> (Server, SocketAddr) {
+        start_with(|c| {
+            self.configure(c);
+            tune(c);
+        })
+        .await
     }
 
     /// Every file in `[auth]`; anonymous clients allowed (they get the ACL's anonymous
@@ -93,11 +140,16 @@ impl Secured {
 
     /// Revokes `token`'s last block (it and what was attenuated from it) and reloads.
     pub fn revoke(&self, server: &Server, token: &str) {
+        self.revoke_offline(token);
+        server.reload_security().unwrap();
+    }
+
+    /// Adds `token`'s last block to the revocation list, without telling any broker.
+    pub fn revoke_offline(&self, token: &str) {
         let blocks = inspect(token).unwrap();
         let last = blocks.last().unwrap().revocation_id().to_owned();
         RevocationList::append_to_file(&self.path("revoked.txt"), &[last], "revoked by a test")
             .unwrap();
-        server.reload_security().unwrap();
     }
 }
 

@@ -335,6 +335,11 @@ impl Output {
         !self.timed_out && self.status.is_some_and(|s| s.success())
     }
 
+    /// The exit code; None while running or if ended by a signal.
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
     /// Panics with everything the process said unless it exited 0 in time.
     pub fn assert_success(&self) -> &Self {
         assert!(self.success(), "{} failed: {self}", self.name);
@@ -533,6 +538,139 @@ fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
 /// Runs `cmd` to completion within `timeout` (killed after it).
 pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
     Proc::spawn(name, cmd).finish(timeout)
+}
+
+/// Runs `corvus ARGS` (with RUST_LOG unset) reading `stdin`, to completion; panics if it does
+/// not exit within [`CLIENT_TIMEOUT`].
+pub fn corvus(args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
+    let input = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(input.path(), stdin).expect("write the standard input");
+    let stdin = std::fs::File::open(input.path()).expect("open the standard input");
+    let name = format!("corvus {}", args.join(" "));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corvus"));
+    cmd.env_remove("RUST_LOG").args(args);
+    let out = Proc::spawn_with_stdin(&name, &mut cmd, stdin.into()).finish(CLIENT_TIMEOUT);
+    assert!(!out.timed_out, "{name} did not exit: {out}");
+    out
+}
+
+/// Asserts `file` is readable and writable by its owner only (a no-op off Unix).
+pub fn assert_mode_0600(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}: mode {mode:o}", file.display());
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+}
+
+/// A blocking MQTT client speaking through the codec, for tests of the real binary: it sends
+/// exactly the packets a test builds and returns each packet the broker sends back.
+pub mod mqtt {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use bytes::BytesMut;
+    use mqtt_codec::{ConnAck, Connect, Decoder, MqttString, Packet, ProtocolVersion};
+
+    use super::WAIT;
+
+    pub fn s(text: &str) -> MqttString {
+        MqttString::try_from(text).unwrap()
+    }
+
+    /// Logs in with `user` and `password` (for [`Client::connect`]).
+    pub fn login<'a>(user: &'a str, password: &'a str) -> impl FnOnce(&mut Connect) + 'a {
+        move |c: &mut Connect| {
+            c.username = Some(s(user));
+            c.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+        }
+    }
+
+    /// Nothing came from the broker in time.
+    #[derive(Debug)]
+    pub struct TimedOut;
+
+    pub struct Client {
+        stream: TcpStream,
+        version: ProtocolVersion,
+        decoder: Decoder,
+        buf: BytesMut,
+    }
+
+    impl Client {
+        /// Connects to `addr` and sends a CONNECT for `client_id` with `tune` applied; returns
+        /// the client and the CONNACK, whatever its code.
+        pub fn connect(
+            addr: SocketAddr,
+            version: ProtocolVersion,
+            client_id: &str,
+            tune: impl FnOnce(&mut Connect),
+        ) -> (Client, ConnAck) {
+            let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the broker");
+            stream.set_nodelay(true).unwrap();
+            stream.set_write_timeout(Some(WAIT)).unwrap();
+            let mut client = Client {
+                stream,
+                version,
+                decoder: Decoder::new(version),
+                buf: BytesMut::new(),
+            };
+            let mut connect = Connect::new(version, s(client_id));
+            tune(&mut connect);
+            client.send(connect.into());
+            match client.next() {
+                Some(Packet::ConnAck(ack)) => (client, *ack),
+                other => panic!("{client_id}: expected CONNACK, got {other:?}"),
+            }
+        }
+
+        /// The client's own address (the peer address the broker sees).
+        pub fn local_addr(&self) -> SocketAddr {
+            self.stream.local_addr().unwrap()
+        }
+
+        pub fn send(&mut self, packet: Packet) {
+            let mut out = BytesMut::new();
+            packet.encode(self.version, &mut out).unwrap();
+            self.stream.write_all(&out).expect("write to the broker");
+        }
+
+        /// The next packet within `within`, or `Ok(None)` once the broker has closed the
+        /// connection (or reset it).
+        pub fn next_within(&mut self, within: Duration) -> Result<Option<Packet>, TimedOut> {
+            let deadline = Instant::now() + within;
+            loop {
+                if let Some(packet) = self.decoder.decode(&mut self.buf).expect("decodable") {
+                    return Ok(Some(packet));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(TimedOut);
+                }
+                self.stream.set_read_timeout(Some(left)).unwrap();
+                let mut chunk = [0u8; 16 * 1024];
+                match self.stream.read(&mut chunk) {
+                    Ok(0) => return Ok(None),
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        return Err(TimedOut)
+                    }
+                    Err(_) => return Ok(None),
+                }
+            }
+        }
+
+        /// The next packet, or None once the broker has closed the connection; panics if
+        /// nothing comes within [`WAIT`].
+        pub fn next(&mut self) -> Option<Packet> {
+            self.next_within(WAIT)
+                .unwrap_or_else(|_| panic!("nothing from the broker within {WAIT:?}"))
+        }
+    }
 }
 
 /// A small seeded generator (xorshift64*) for tests that pick kill points, offsets and
