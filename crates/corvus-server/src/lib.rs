@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod persist;
 pub mod preflight;
 mod rate;
+pub mod recovery_log;
 pub mod reload;
 pub mod security;
 pub mod sources;
@@ -98,17 +99,21 @@ impl Server {
         let store = if config.store.enabled {
             let dir = config.data_dir.clone();
             let options = config.store_options();
-            let opened =
-                tokio::task::spawn_blocking(move || Store::open(&dir, options, clock::now()))
-                    .await
-                    .map_err(|e| StartError::Store {
-                        dir: config.data_dir.clone(),
-                        source: corvus_store::StoreError::Thread(e.to_string()),
-                    })?
-                    .map_err(|source| StartError::Store {
-                        dir: config.data_dir.clone(),
-                        source,
-                    })?;
+            let opened = tokio::task::spawn_blocking(move || {
+                let progress = recovery_log::RecoveryLog::start();
+                let opened = Store::open_reporting(&dir, options, clock::now(), &progress);
+                progress.finish();
+                opened
+            })
+            .await
+            .map_err(|e| StartError::Store {
+                dir: config.data_dir.clone(),
+                source: corvus_store::StoreError::Thread(e.to_string()),
+            })?
+            .map_err(|source| StartError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
             Some(opened)
         } else {
             None

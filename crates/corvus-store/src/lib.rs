@@ -19,8 +19,12 @@
 //! - [`fs`]: the small file layer it is written against, with the real implementation and
 //!   (under `cfg(test)` or the `testing` feature) a fault-injecting in-memory one.
 //!
-//! It does not read clocks or spawn threads: the sync policy is applied when the caller
-//! passes the time in ([`SegmentLog::poll_sync`]).
+//! - [`progress`]: how far recovery has got, reported to whoever opens the store.
+//!
+//! The log, the journal and the keyed state read no clocks and spawn no threads: the log's
+//! sync policy is applied when the caller passes the time in ([`SegmentLog::poll_sync`]), and
+//! progress is reported at fixed points, not on a timer. Only the [`engine`] runs a thread
+//! (the store thread, which reads the clock to apply the sync policy and time its syncs).
 //!
 //! # On-disk format (version 1)
 //!
@@ -70,6 +74,7 @@ pub mod journal;
 pub mod keyed;
 mod lock;
 mod log;
+pub mod progress;
 pub mod segment;
 
 /// The data directory's layout: keyed state (redb) in `DIR/state`, the queue journal's

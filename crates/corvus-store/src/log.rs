@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{IoContext, Op, StoreError};
 use crate::fs::{FileSystem, StorageFile};
+use crate::progress::{NoProgress, ProgressSink, RecoveryStep, StepReporter};
 use crate::segment::{
     self, check_header, decode_record, encode_header, encode_record, parse_segment_file_name,
     scan_records, segment_file_name, DamageKind, HeaderCheck, Seq, FORMAT_MAX_PAYLOAD,
@@ -174,12 +175,23 @@ impl SegmentLog {
         dir: impl AsRef<Path>,
         options: LogOptions,
     ) -> Result<(SegmentLog, RecoveryReport), StoreError> {
+        SegmentLog::open_reporting(fs, dir, options, &NoProgress)
+    }
+
+    /// [`open`](Self::open), telling `progress` how many bytes of segments it has checked
+    /// ([`RecoveryStep::ScanJournal`]).
+    pub fn open_reporting(
+        fs: Arc<dyn FileSystem>,
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+        progress: &dyn ProgressSink,
+    ) -> Result<(SegmentLog, RecoveryReport), StoreError> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         fs.create_dir(&dir).ctx(Op::CreateDir, &dir)?;
 
         // Pass 1: find the segments and check every header before touching anything.
-        let mut found: Vec<(Seq, PathBuf, HeaderCheck)> = Vec::new();
+        let mut found: Vec<(Seq, PathBuf, HeaderCheck, u64)> = Vec::new();
         for entry in fs.list(&dir).ctx(Op::List, &dir)? {
             let name = entry.name.as_deref();
             if entry.is_dir && name == Some(QUARANTINE_DIR) {
@@ -218,20 +230,27 @@ impl SegmentLog {
                 }
                 _ => {}
             }
-            found.push((base, entry.path, check));
+            found.push((base, entry.path, check, len));
         }
-        found.sort_by_key(|(base, _, _)| *base);
+        found.sort_by_key(|(base, _, _, _)| *base);
 
         // Pass 2: scan, cut and quarantine.
         let last_valid = found
             .iter()
-            .rposition(|(_, _, c)| matches!(c, HeaderCheck::Valid(_)));
+            .rposition(|(_, _, c, _)| matches!(c, HeaderCheck::Valid(_)));
+        let to_scan: u64 = found
+            .iter()
+            .filter(|(_, _, c, _)| matches!(c, HeaderCheck::Valid(_)))
+            .map(|(_, _, _, len)| len)
+            .sum();
+        let mut scanned = 0;
+        let mut reporter = StepReporter::start(progress, RecoveryStep::ScanJournal, to_scan);
         let mut report = RecoveryReport::default();
         let mut quarantine = Quarantine::new(&*fs, &dir);
         let mut segments = Vec::new();
         let mut prev = Seq(0);
         let mut max_base = Seq(1);
-        for (i, (base, path, check)) in found.into_iter().enumerate() {
+        for (i, (base, path, check, _)) in found.into_iter().enumerate() {
             max_base = max_base.max(base);
             let is_last = Some(i) == last_valid;
             match check {
@@ -313,6 +332,8 @@ impl SegmentLog {
                 prev = last;
             }
             report.records += scan.records.len() as u64;
+            scanned += len;
+            reporter.at(scanned);
             segments.push(Segment {
                 path,
                 file,
@@ -323,6 +344,7 @@ impl SegmentLog {
             });
         }
         quarantine.finish()?;
+        reporter.finish();
 
         let next_seq = Seq((prev.0 + 1).max(max_base.0));
         if segments.is_empty() {

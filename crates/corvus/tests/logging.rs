@@ -1,7 +1,8 @@
 //! The broker's log on the real binary: `--log-format json` writes one JSON object per line
 //! with the shape tracing-subscriber gives it; `--log-file` appends the log to a private file
 //! instead of standard output; a refused connection is logged once, with its client id, peer
-//! address and reason code, and never with the password or token it presented.
+//! address and reason code, and never with the password or token it presented; recovering a
+//! large data directory shows its progress.
 
 mod support;
 
@@ -237,4 +238,137 @@ fn sighup_applies_the_config_files_new_log_level() {
     );
     broker.terminate(WAIT);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fills `dir` as a broker's data directory: one offline persistent session with `queued`
+/// QoS 1 messages waiting for it.
+fn fill_queue(dir: &Path, queued: usize) {
+    use corvus_core::{Delivery, Message};
+    use corvus_store::keyed::SessionRecord;
+    use corvus_store::{Store, StoreOp, StoreOptions};
+    use std::sync::Arc;
+
+    let (store, _) = Store::open(dir, StoreOptions::default(), 0).expect("the store opens");
+    store.submit([StoreOp::PutSession {
+        client: "offline".into(),
+        record: SessionRecord {
+            expiry_interval: u32::MAX,
+            disconnected_at: None,
+            pending_will: None,
+            armed_will: None,
+            last_packet_id: 0,
+            principal: None,
+        },
+    }]);
+    let message = Arc::new(Message {
+        topic: mqtt_codec::MqttString::from_static("site/queued"),
+        payload: bytes::Bytes::from(vec![b'x'; 100]),
+        qos: mqtt_codec::QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+        expires_at: None,
+        publisher: None,
+        received_at: None,
+    });
+    let mut last = 0;
+    for chunk in (0..queued).collect::<Vec<_>>().chunks(1000) {
+        let ops = chunk.iter().map(|_| StoreOp::Enqueue {
+            client: "offline".into(),
+            delivery: Delivery {
+                // Each its own body, as messages from different PUBLISHes are.
+                message: Arc::new((*message).clone()),
+                qos: mqtt_codec::QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: vec![],
+                stored_id: Some(store.next_message_id()),
+                received_at: None,
+            },
+        });
+        last = store.submit(ops.collect::<Vec<_>>());
+    }
+    let mut durable = store.durable();
+    let deadline = std::time::Instant::now() + WAIT;
+    while *durable.borrow_and_update() < last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not sync"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `(done, total)` of a progress line such as "recovery: replaying the queue journal: 400
+/// of 40000 records (1%), 0.1 s so far".
+fn progress_of(line: &str, step: &str) -> Option<(u64, u64)> {
+    let rest = line.split(&format!("recovery: {step}: ")).nth(1)?;
+    let mut words = rest.split(' ');
+    let done = words.next()?.parse().ok()?;
+    let total = words.nth(1)?.parse().ok()?;
+    Some((done, total))
+}
+
+/// Recovering a large data directory shows how far it has got: each step from 0 to its
+/// total, in order (at debug level every report; at info level a line every few seconds,
+/// which a test cannot wait for), then how long it took, and the broker serves what it
+/// recovered.
+#[test]
+fn recovery_of_a_large_store_logs_its_progress() {
+    const QUEUED: usize = 20_000;
+    let data = support::unique_temp_dir("recovery-progress");
+    fill_queue(&data, QUEUED);
+    let broker = support::Broker::start_on(data, "debug");
+    let log = broker.log();
+
+    // A Message and an Enqueue record per message.
+    let records = 2 * QUEUED as u64;
+    let replay: Vec<(u64, u64)> = log
+        .lines()
+        .filter_map(|l| progress_of(l, "replaying the queue journal"))
+        .collect();
+    assert_eq!(replay.len(), 101, "a line per hundredth:\n{log}");
+    assert_eq!(replay.first(), Some(&(0, records)), "{log}");
+    assert_eq!(replay.last(), Some(&(records, records)), "{log}");
+    assert!(replay.windows(2).all(|w| w[0].0 < w[1].0), "{replay:?}");
+    assert!(
+        log.contains("(100%)") && log.contains(" records (1%), "),
+        "percentages in the lines:\n{log}"
+    );
+
+    let order = [
+        "loading sessions",
+        "checking the queue journal",
+        "replaying the queue journal",
+        "done in",
+    ];
+    let first_line_of = |what: &str| {
+        log.lines()
+            .position(|l| l.contains(&format!("recovery: {what}")))
+            .unwrap_or_else(|| panic!("no 'recovery: {what}' line:\n{log}"))
+    };
+    let at: Vec<usize> = order.iter().map(|what| first_line_of(what)).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "steps out of order:\n{log}"
+    );
+    assert!(
+        log.contains("recovery: loading sessions: 1 of 1 sessions (100%)"),
+        "{log}"
+    );
+    // An empty step (no retained messages) says nothing.
+    assert!(!log.contains("recovery: loading retained"), "{log}");
+    // The journal is checked in MiB, up to all of it.
+    let scanned = log
+        .lines()
+        .rfind(|l| l.contains("recovery: checking the queue journal: "))
+        .unwrap_or_default();
+    assert!(scanned.contains(" MiB (100%)"), "{scanned}");
+
+    let start = log
+        .lines()
+        .find(|l| l.contains("listening for MQTT on"))
+        .unwrap_or_default();
+    assert!(
+        start.contains(&format!("{QUEUED} queued")),
+        "the start line says what was recovered: {start}"
+    );
 }

@@ -43,6 +43,7 @@ use crate::fs::{FileSystem, OsFileSystem};
 use crate::journal::{Journal, ReplayReport, ReplayedState};
 use crate::keyed::{KeyedStore, LoadedSession, LoadedState, OpenReport, SessionRecord};
 use crate::log::{LogOptions, RecoveryReport, SyncPolicy};
+use crate::progress::{NoProgress, ProgressSink};
 use crate::{QUEUE_DIR, STATE_DIR};
 
 /// Message bodies (payload bytes) that may wait for the store thread before connections
@@ -374,7 +375,18 @@ impl Store {
         options: StoreOptions,
         now: Millis,
     ) -> Result<(Store, Recovered), StoreError> {
-        Store::open_with(Arc::new(OsFileSystem), dir, options, now)
+        Store::open_reporting(dir, options, now, &NoProgress)
+    }
+
+    /// [`open`](Self::open), telling `progress` how far recovery has got (see
+    /// [`RecoveryStep`](crate::progress::RecoveryStep) for the steps).
+    pub fn open_reporting(
+        dir: &Path,
+        options: StoreOptions,
+        now: Millis,
+        progress: &dyn ProgressSink,
+    ) -> Result<(Store, Recovered), StoreError> {
+        Store::open_on(Arc::new(OsFileSystem), dir, options, now, progress)
     }
 
     /// [`open`](Self::open) with the journal on a given file layer (fault injection in tests).
@@ -384,10 +396,25 @@ impl Store {
         options: StoreOptions,
         now: Millis,
     ) -> Result<(Store, Recovered), StoreError> {
+        Store::open_on(fs, dir, options, now, &NoProgress)
+    }
+
+    fn open_on(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: StoreOptions,
+        now: Millis,
+        progress: &dyn ProgressSink,
+    ) -> Result<(Store, Recovered), StoreError> {
         let (keyed, state_open) = KeyedStore::open(&dir.join(STATE_DIR))?;
-        let mut state = keyed.load(now)?;
-        let (mut journal, mut queues, journal_replay, journal_recovery) =
-            Journal::open(fs, dir.join(QUEUE_DIR), options.log_options(), now)?;
+        let mut state = keyed.load_reporting(now, progress)?;
+        let (mut journal, mut queues, journal_replay, journal_recovery) = Journal::open_reporting(
+            fs,
+            dir.join(QUEUE_DIR),
+            options.log_options(),
+            now,
+            progress,
+        )?;
         let orphans: Vec<ClientId> = queues
             .sessions
             .keys()

@@ -580,3 +580,124 @@ fn each_successful_sync_is_timed_once() {
     assert_eq!(timed.bounds, SYNC_LATENCY_BOUNDS);
     assert!(timed.cumulative.windows(2).all(|w| w[0] <= w[1]));
 }
+
+/// Recovery of a large store reports every step, in order, from 0 to its total: the
+/// sessions, subscriptions and retained messages read, the journal's bytes checked (several
+/// segments) and its records replayed, each a bounded number of times.
+#[test]
+fn recovery_reports_its_progress_step_by_step() {
+    use crate::progress::{Progress, RecoveryStep};
+    use std::sync::Mutex;
+
+    const SESSIONS: usize = 300;
+    const SUBSCRIPTIONS_EACH: usize = 3;
+    const RETAINED: usize = 250;
+    const QUEUED: usize = 20_000;
+    let options = StoreOptions {
+        max_message: 1024,
+        segment_size: 1024 * 1024,
+        ..StoreOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path(), options.clone(), 0).unwrap();
+        let mut ops = Vec::new();
+        for s in 0..SESSIONS {
+            let client = format!("c{s}");
+            ops.push(session(&client));
+            for f in 0..SUBSCRIPTIONS_EACH {
+                ops.push(Op::PutSubscription {
+                    client: client.as_str().into(),
+                    filter: MqttString::try_from(format!("site/{s}/{f}/#")).unwrap(),
+                    entry: corvus_core::SubscriptionEntry {
+                        options: Default::default(),
+                        identifier: None,
+                    },
+                });
+            }
+        }
+        for r in 0..RETAINED {
+            let mut m = (*message(b"retained")).clone();
+            m.topic = MqttString::try_from(format!("status/{r}")).unwrap();
+            m.retain = true;
+            ops.push(Op::PutRetained(Arc::new(m)));
+        }
+        store.submit(ops);
+        let payload = [b'x'; 200];
+        let mut last = 0;
+        for chunk in 0..QUEUED / 1000 {
+            let ops: Vec<Op> = (0..1000)
+                .map(|i| {
+                    let client = format!("c{}", (chunk * 1000 + i) % SESSIONS);
+                    enqueue(&client, &message(&payload), store.next_message_id())
+                })
+                .collect();
+            last = store.submit(ops);
+        }
+        assert!(wait_durable(&store, last, WAIT));
+    }
+    let queue_bytes: u64 = std::fs::read_dir(dir.path().join(crate::QUEUE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+
+    let seen = Mutex::new(Vec::<Progress>::new());
+    let sink = |p: Progress| seen.lock().unwrap().push(p);
+    let (_store, recovered) = Store::open_reporting(dir.path(), options, 0, &sink).unwrap();
+    let seen = seen.into_inner().unwrap();
+
+    let order = [
+        RecoveryStep::LoadSessions,
+        RecoveryStep::LoadSubscriptions,
+        RecoveryStep::LoadRetained,
+        RecoveryStep::ScanJournal,
+        RecoveryStep::ReplayJournal,
+    ];
+    let steps: Vec<RecoveryStep> = seen.iter().map(|p| p.step).fold(Vec::new(), |mut v, s| {
+        if v.last() != Some(&s) {
+            v.push(s);
+        }
+        v
+    });
+    assert_eq!(steps, order, "each step once, in order");
+    let totals = [
+        SESSIONS as u64,
+        (SESSIONS * SUBSCRIPTIONS_EACH) as u64,
+        RETAINED as u64,
+        queue_bytes,
+        recovered.journal_recovery.records,
+    ];
+    assert_eq!(recovered.journal_replay.records, QUEUED as u64 * 2);
+    for (step, total) in order.into_iter().zip(totals) {
+        let reports: Vec<&Progress> = seen.iter().filter(|p| p.step == step).collect();
+        assert!(
+            reports.iter().all(|p| p.total == total),
+            "{step:?}: {reports:?}"
+        );
+        assert_eq!(reports.first().unwrap().done, 0, "{step:?} starts at 0");
+        assert_eq!(
+            reports.last().unwrap().done,
+            total,
+            "{step:?} ends at its total"
+        );
+        assert!(
+            reports.windows(2).all(|w| w[0].done < w[1].done),
+            "{step:?} only moves forward: {reports:?}"
+        );
+        assert!(
+            reports.len() <= 102,
+            "{step:?} reported {} times",
+            reports.len()
+        );
+    }
+    let scan = seen
+        .iter()
+        .filter(|p| p.step == RecoveryStep::ScanJournal)
+        .count();
+    assert!(scan >= 5, "one report per segment checked, {scan} in all");
+    let replay = seen
+        .iter()
+        .filter(|p| p.step == RecoveryStep::ReplayJournal)
+        .count();
+    assert_eq!(replay, 101, "a report every hundredth of the records");
+}

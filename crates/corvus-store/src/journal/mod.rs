@@ -41,6 +41,7 @@ use corvus_core::{ClientId, Message, Millis};
 use crate::error::StoreError;
 use crate::fs::FileSystem;
 use crate::log::{LogOptions, RecoveryReport, SegmentLog};
+use crate::progress::{NoProgress, ProgressSink, RecoveryStep, StepReporter};
 use crate::segment::Seq;
 
 pub use record::{
@@ -129,12 +130,29 @@ impl Journal {
         options: LogOptions,
         now: Millis,
     ) -> Result<(Journal, ReplayedState, ReplayReport, RecoveryReport), StoreError> {
-        let (log, recovery) = SegmentLog::open(fs, dir, options)?;
+        Journal::open_reporting(fs, dir, options, now, &NoProgress)
+    }
+
+    /// [`open`](Self::open), telling `progress` how far it has checked the segments
+    /// ([`RecoveryStep::ScanJournal`]) and replayed their records
+    /// ([`RecoveryStep::ReplayJournal`]).
+    pub fn open_reporting(
+        fs: Arc<dyn FileSystem>,
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+        now: Millis,
+        progress: &dyn ProgressSink,
+    ) -> Result<(Journal, ReplayedState, ReplayReport, RecoveryReport), StoreError> {
+        let (log, recovery) = SegmentLog::open_reporting(fs, dir, options, progress)?;
         let mut state = State::default();
-        for item in log.read_from(Seq(0)) {
+        let mut reporter =
+            StepReporter::start(progress, RecoveryStep::ReplayJournal, recovery.records);
+        for (replayed, item) in log.read_from(Seq(0)).enumerate() {
             let (seq, bytes) = item?;
             state.apply_payload(seq, &bytes);
+            reporter.at(replayed as u64 + 1);
         }
+        reporter.finish();
         let expired = state.finish_replay(now);
         let report = std::mem::take(&mut state.report);
         let next_message_id = state.max_message_id.map_or(1, |m| m.saturating_add(1));

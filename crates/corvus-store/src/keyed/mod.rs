@@ -43,6 +43,7 @@ use redb::{
 
 use crate::error::{DbOp, IoContext, Op, StoreError};
 use crate::fs::{FileSystem, OsFileSystem};
+use crate::progress::{NoProgress, ProgressSink, RecoveryStep, StepReporter};
 
 pub use check::{check, dump, CheckReport, Dump, DumpSession};
 pub use records::{DecodeError, SessionRecord};
@@ -295,12 +296,23 @@ impl KeyedStore {
     /// returned in [`LoadedState::expired_wills`]), expired retained messages are deleted,
     /// undecodable records are moved to the `quarantine` table. Never panics on stored bytes.
     pub fn load(&self, now: Millis) -> Result<LoadedState, StoreError> {
+        self.load_reporting(now, &NoProgress)
+    }
+
+    /// [`load`](Self::load), telling `progress` how many sessions, subscriptions and
+    /// retained messages it has read.
+    pub fn load_reporting(
+        &self,
+        now: Millis,
+        progress: &dyn ProgressSink,
+    ) -> Result<LoadedState, StoreError> {
         let path = &self.path;
         let txn = self
             .db
             .begin_write()
             .map_err(|e| StoreError::db(DbOp::Write, path, e))?;
-        let state = load_in(&txn, now).map_err(|e| StoreError::db(DbOp::Write, path, e))?;
+        let state =
+            load_in(&txn, now, progress).map_err(|e| StoreError::db(DbOp::Write, path, e))?;
         txn.commit()
             .map_err(|e| StoreError::db(DbOp::Commit, path, e))?;
         Ok(state)
@@ -780,7 +792,11 @@ fn collect_kv(
         .map_err(Into::into)
 }
 
-fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Error> {
+fn load_in(
+    txn: &WriteTransaction,
+    now: Millis,
+    progress: &dyn ProgressSink,
+) -> Result<LoadedState, redb::Error> {
     let (mut sessions_t, mut subs_t, mut retained_t) = open_tables(txn)?;
     let qtable = txn.open_table(QUARANTINE)?;
     let next = qtable.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
@@ -793,7 +809,10 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
 
     // Sessions.
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    for (k, v) in collect_kv(&sessions_t)? {
+    let sessions = collect_kv(&sessions_t)?;
+    let mut reporter = StepReporter::start(progress, RecoveryStep::LoadSessions, len(&sessions));
+    for (n, (k, v)) in sessions.into_iter().enumerate() {
+        reporter.at(n as u64);
         let decoded = match records::decode_client_id(&k) {
             None => Err("client id is not UTF-8".to_string()),
             Some(cid) => records::decode_session(&v)
@@ -837,7 +856,10 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
             })
         })
         .collect::<Result<_, _>>()?;
-    for (c, f, v) in subs {
+    reporter.finish();
+    let mut reporter = StepReporter::start(progress, RecoveryStep::LoadSubscriptions, len(&subs));
+    for (n, (c, f, v)) in subs.into_iter().enumerate() {
+        reporter.at(n as u64);
         let decoded = match records::decode_mqtt_key(&f) {
             None => Err("filter is not an MQTT string".to_string()),
             Some(filter) => records::decode_subscription(&v)
@@ -863,8 +885,13 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
         }
     }
 
+    reporter.finish();
+
     // Retained messages.
-    for (k, v) in collect_kv(&retained_t)? {
+    let retained = collect_kv(&retained_t)?;
+    let mut reporter = StepReporter::start(progress, RecoveryStep::LoadRetained, len(&retained));
+    for (n, (k, v)) in retained.into_iter().enumerate() {
+        reporter.at(n as u64);
         let decoded = records::decode_retained(&v)
             .map_err(|e| e.to_string())
             .and_then(|m| {
@@ -887,6 +914,13 @@ fn load_in(txn: &WriteTransaction, now: Millis) -> Result<LoadedState, redb::Err
         }
     }
 
+    reporter.finish();
+
     state.report.quarantined = q.bad;
     Ok(state)
+}
+
+/// How many items a step has, for its [`StepReporter`].
+fn len<T>(items: &[T]) -> u64 {
+    items.len() as u64
 }

@@ -153,17 +153,22 @@ impl Broker {
 
     /// [`start`](Self::start), with more command line arguments (`--config FILE`, say).
     pub fn start_with(test: &str, extra: &[&std::ffi::OsStr]) -> Broker {
-        Broker::spawn(test, extra, Some("info"))
+        Broker::spawn(unique_temp_dir(test), extra, Some("info"))
+    }
+
+    /// Starts `corvus` on a data directory filled beforehand, logging at `level`. The
+    /// directory is removed when the broker is dropped.
+    pub fn start_on(data_dir: PathBuf, level: &str) -> Broker {
+        Broker::spawn(data_dir, &[], Some(level))
     }
 
     /// [`start_with`](Self::start_with) without `--log-level`: the config file's level
     /// holds (and a reload may change it).
     pub fn start_with_file_level(test: &str, extra: &[&std::ffi::OsStr]) -> Broker {
-        Broker::spawn(test, extra, None)
+        Broker::spawn(unique_temp_dir(test), extra, None)
     }
 
-    fn spawn(test: &str, extra: &[&std::ffi::OsStr], level: Option<&str>) -> Broker {
-        let data_dir = unique_temp_dir(test);
+    fn spawn(data_dir: PathBuf, extra: &[&std::ffi::OsStr], level: Option<&str>) -> Broker {
         let mut failures = Vec::new();
         for _ in 0..5 {
             // Another process may take the port between the probe and the broker's bind:
