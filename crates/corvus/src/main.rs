@@ -82,6 +82,8 @@ enum Command {
     /// Capability tokens: `keygen`, `mint`, `attenuate`, `revoke` and `inspect`.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Load-test an MQTT broker (this one or any other) and check every message.
+    Bench(corvus_bench::BenchArgs),
     /// Check a config file as the broker would at start, without starting it: parse it,
     /// validate it, and read every file it names (certificates, keys, password, ACL, token
     /// key, revocation list). Binds no port and leaves the data directory alone.
@@ -143,6 +145,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
         std::process::exit(check_config::run(file));
+    }
+    if let Some(Command::Bench(args)) = cli.command {
+        std::process::exit(corvus_bench::main(args));
     }
     let config = cli.settings.config()?;
     let log = logging::init(&LogSettings {

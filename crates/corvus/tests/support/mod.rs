@@ -221,6 +221,11 @@ impl Broker {
         self.addr.port().to_string()
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
     /// Everything the broker printed so far (its log), for failure messages.
     pub fn log(&self) -> String {
         let out = self.proc.output();

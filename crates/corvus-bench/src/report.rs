@@ -1,0 +1,275 @@
+//! The result of a run: as JSON for scripts, as text for people.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::checker::Verdict;
+use crate::histogram::Histogram;
+use crate::options::{BenchArgs, MqttVersion, Scenario};
+use crate::progress::thousands;
+
+/// End-to-end latency percentiles, in microseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram) -> Option<Latency> {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        (!h.is_empty()).then(|| Latency {
+            p50: us(h.quantile(0.50)),
+            p90: us(h.quantile(0.90)),
+            p99: us(h.quantile(0.99)),
+            p999: us(h.quantile(0.999)),
+            max: us(h.max()),
+            samples: h.len(),
+        })
+    }
+}
+
+/// What the conns scenario saw.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Connections {
+    pub opened: u64,
+    pub failed: u64,
+    /// Connections established per second (CONNECT answered with a successful CONNACK).
+    pub per_s: f64,
+    pub pings: u64,
+    pub pongs: u64,
+    /// Connections the broker closed while they were held.
+    pub dropped: u64,
+}
+
+/// The broker's resident memory (with `--pid`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rss {
+    pub before_kb: u64,
+    pub after_kb: u64,
+    pub peak_kb: u64,
+    /// conns only: (after connecting - before) / connections.
+    pub per_connection_bytes: Option<f64>,
+}
+
+/// One run's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    /// "5" or "3" (3.1.1).
+    pub mqtt: &'static str,
+    pub qos: u8,
+    pub size: u32,
+    pub publishers: u32,
+    pub subscribers: u32,
+    pub duration_s: f64,
+    /// Offered rate (0: as fast as the window lets).
+    pub rate: u64,
+    pub sent: u64,
+    /// Distinct messages received, over all subscribers.
+    pub received: u64,
+    pub expected: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    /// Messages received that were not this run's, or came to a subscriber whose filters do
+    /// not match them.
+    pub foreign: u64,
+    /// PUBLISHes the broker acknowledged with an error reason code.
+    pub rejected: u64,
+    /// Every message arrived once and in order, and nothing failed.
+    pub ok: bool,
+    /// From the first PUBLISH to the last delivery.
+    pub elapsed_s: f64,
+    pub received_per_s: f64,
+    pub sent_per_s: f64,
+    pub latency_us: Option<Latency>,
+    pub connections: Option<Connections>,
+    pub rss: Option<Rss>,
+    /// What went wrong, if anything.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// An empty report of a run with `args`.
+    pub fn new(args: &BenchArgs) -> Report {
+        Report {
+            scenario: args.scenario,
+            mqtt: match args.mqtt {
+                MqttVersion::V3 => "3",
+                MqttVersion::V5 => "5",
+            },
+            qos: args.qos,
+            size: args.size,
+            publishers: if args.scenario == Scenario::Conns {
+                0
+            } else {
+                args.publishers()
+            },
+            subscribers: if args.scenario == Scenario::Conns {
+                0
+            } else {
+                args.subscribers()
+            },
+            duration_s: args.duration().as_secs_f64(),
+            rate: args.rate(),
+            sent: 0,
+            received: 0,
+            expected: 0,
+            lost: 0,
+            duplicated: 0,
+            reordered: 0,
+            foreign: 0,
+            rejected: 0,
+            ok: false,
+            elapsed_s: 0.0,
+            received_per_s: 0.0,
+            sent_per_s: 0.0,
+            latency_us: None,
+            connections: None,
+            rss: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Takes the checkers' verdict.
+    pub fn set_verdict(&mut self, v: Verdict) {
+        self.received = v.received;
+        self.expected = v.expected;
+        self.lost = v.lost;
+        self.duplicated = v.duplicated;
+        self.reordered = v.reordered;
+        self.foreign = v.foreign;
+    }
+
+    /// Decides `ok`: no error, and every message once, in order.
+    pub fn conclude(&mut self) {
+        let clean = self.lost == 0
+            && self.duplicated == 0
+            && self.reordered == 0
+            && self.foreign == 0
+            && self.rejected == 0;
+        let connections_ok = self
+            .connections
+            .as_ref()
+            .is_none_or(|c| c.failed == 0 && c.dropped == 0 && c.pongs == c.pings);
+        self.ok = self.errors.is_empty() && clean && connections_ok;
+    }
+
+    /// The report for people.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let qos = self.qos;
+        let mqtt = if self.mqtt == "3" { "3.1.1" } else { "5.0" };
+        let _ = match self.scenario {
+            Scenario::Conns => writeln!(out, "conns: MQTT {mqtt}, held {:.0} s", self.duration_s),
+            s => writeln!(
+                out,
+                "{}: {} publisher{} -> {} subscriber{}, QoS {qos}, {}-byte payloads, MQTT {mqtt}, {:.0} s{}",
+                serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                self.publishers,
+                plural(self.publishers),
+                self.subscribers,
+                plural(self.subscribers),
+                self.size,
+                self.duration_s,
+                if self.rate > 0 { format!(", offered {} msg/s", thousands(self.rate)) } else { String::new() },
+            ),
+        };
+        if let Some(c) = &self.connections {
+            let _ = writeln!(
+                out,
+                "  connections  {} opened ({:.0}/s), {} failed, {} dropped while held",
+                thousands(c.opened),
+                c.per_s,
+                c.failed,
+                c.dropped
+            );
+            let _ = writeln!(
+                out,
+                "  pings        {} sent, {} answered",
+                thousands(c.pings),
+                thousands(c.pongs)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  sent         {} msg ({} msg/s)",
+                thousands(self.sent),
+                thousands(self.sent_per_s as u64)
+            );
+            let _ = writeln!(
+                out,
+                "  received     {} msg ({} msg/s) of {} expected",
+                thousands(self.received),
+                thousands(self.received_per_s as u64),
+                thousands(self.expected)
+            );
+            let checked =
+                if self.lost + self.duplicated + self.reordered + self.foreign + self.rejected == 0
+                {
+                    "every message once, in order".to_string()
+                } else {
+                    format!(
+                    "{} lost, {} duplicated, {} reordered, {} foreign, {} rejected by the broker",
+                    self.lost, self.duplicated, self.reordered, self.foreign, self.rejected
+                )
+                };
+            let _ = writeln!(out, "  checked      {checked}");
+        }
+        if let Some(l) = &self.latency_us {
+            let _ = writeln!(
+                out,
+                "  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                micros(l.p50),
+                micros(l.p90),
+                micros(l.p99),
+                micros(l.p999),
+                micros(l.max)
+            );
+        }
+        if let Some(r) = &self.rss {
+            let _ = write!(
+                out,
+                "  broker RSS   {:.1} MiB before, {:.1} MiB peak, {:.1} MiB after",
+                r.before_kb as f64 / 1024.0,
+                r.peak_kb as f64 / 1024.0,
+                r.after_kb as f64 / 1024.0
+            );
+            if let Some(per) = r.per_connection_bytes {
+                let _ = write!(out, "; {per:.0} bytes per connection");
+            }
+            out.push('\n');
+        }
+        for e in &self.errors {
+            let _ = writeln!(out, "  error        {e}");
+        }
+        let _ = writeln!(
+            out,
+            "  result       {}",
+            if self.ok { "ok" } else { "FAILED" }
+        );
+        out
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Microseconds for people: `312 us`, `4.21 ms`.
+fn micros(us: f64) -> String {
+    match us {
+        us if us < 1000.0 => format!("{us:.0} us"),
+        us => format!("{:.2} ms", us / 1000.0),
+    }
+}

@@ -1,0 +1,431 @@
+//! fanin, fanout, topics and latency: publishers send stamped messages for the run's
+//! duration, subscribers check every one (sequence per publisher) and time it, and the run
+//! waits a little for what is still on its way before counting what was lost.
+//!
+//! Unpaced runs are closed-loop: each publisher may be at most `--window` messages ahead
+//! of their delivery (to every subscriber expecting them), so the figure is what the broker
+//! delivers, not how much it can buffer. With `--rate` the publishers are paced instead
+//! (latency runs), still within the window.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqtt_codec::{Packet, QoS};
+use tokio::sync::{watch, Notify};
+
+use crate::checker::{Checker, Verdict};
+use crate::client::{Conn, Dial, PUBACK, PUBCOMP, PUBREC, PUBREL};
+use crate::error::BenchError;
+use crate::histogram::Histogram;
+use crate::options::BenchArgs;
+use crate::packet_ids::PacketIds;
+use crate::plan::Plan;
+use crate::progress::{thousands, ProgressLine};
+use crate::report::{Latency, Report, Rss};
+use crate::rss;
+use crate::stamp::Stamp;
+
+/// PUBLISHes encoded per write, at most.
+const BATCH: u64 = 64;
+
+/// What publishers and subscribers share while the run goes on.
+struct Shared {
+    t0: Instant,
+    stop_at: Instant,
+    /// Messages sent, per publisher.
+    sent: Vec<AtomicU64>,
+    /// Deliveries of each publisher's messages, over all subscribers.
+    delivered: Vec<AtomicU64>,
+    received_total: AtomicU64,
+    /// PUBLISHes the broker acknowledged with an error.
+    rejected: AtomicU64,
+    /// Told when subscribers took deliveries (a publisher waiting on its window wakes).
+    progress: Notify,
+}
+
+impl Shared {
+    /// Nanoseconds since the run began (what stamps carry).
+    fn ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    fn total_sent(&self) -> u64 {
+        self.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// How one publisher publishes.
+#[derive(Debug, Clone)]
+struct Publishing {
+    qos: QoS,
+    size: usize,
+    window: u64,
+    /// Subscribers that receive this publisher's messages.
+    fanout: u64,
+    /// Messages per second from this publisher (0: unpaced).
+    rate: f64,
+    drain: Duration,
+}
+
+/// Runs a throughput or latency scenario against `addr`, filling `report`.
+pub async fn run(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let run_id = run_id();
+    let publishers = args.publishers() as usize;
+    let subscribers = args.subscribers() as usize;
+    let plan = Plan::new(
+        args.scenario,
+        &run_id,
+        publishers as u32,
+        subscribers as u32,
+    );
+    let dial = Dial {
+        addr,
+        local: None,
+        version: args.protocol(),
+        keep_alive: 60,
+        read_chunk: 64 * 1024,
+    };
+    let qos = args.qos();
+
+    let mut sub_conns = Vec::with_capacity(subscribers);
+    for (s, filters) in plan.filters.iter().enumerate() {
+        let mut conn = Conn::open(&dial, &format!("bench-{run_id}-sub-{s}")).await?;
+        conn.subscribe(filters, qos).await?;
+        sub_conns.push(conn);
+    }
+    let mut pub_conns = Vec::with_capacity(publishers);
+    for p in 0..publishers {
+        pub_conns.push(Conn::open(&dial, &format!("bench-{run_id}-pub-{p}")).await?);
+    }
+
+    let rss_before = args.pid.and_then(rss::rss_kb);
+    let sampler = args.pid.map(rss::Sampler::start);
+    let t0 = Instant::now();
+    let shared = Arc::new(Shared {
+        t0,
+        stop_at: t0 + args.duration(),
+        sent: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+        delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+        received_total: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        progress: Notify::new(),
+    });
+    let progress = progress_line(args, shared.clone());
+
+    let (finish, finished) = watch::channel(false);
+    let mut sub_tasks = Vec::with_capacity(subscribers);
+    for conn in sub_conns {
+        let shared = shared.clone();
+        let finished = finished.clone();
+        sub_tasks.push(tokio::spawn(receive(conn, shared, publishers, finished)));
+    }
+    let fanout = plan.fanout();
+    let mut pub_tasks = Vec::with_capacity(publishers);
+    for (p, conn) in pub_conns.into_iter().enumerate() {
+        let how = Publishing {
+            qos,
+            size: args.size as usize,
+            window: args.window.max(1),
+            fanout: fanout[p],
+            rate: args.rate() as f64 / publishers as f64,
+            drain: args.drain(),
+        };
+        let topic = plan.topics[p].clone().into_bytes();
+        pub_tasks.push(tokio::spawn(publish(conn, p, topic, shared.clone(), how)));
+    }
+
+    let mut conns = Vec::new();
+    for task in pub_tasks {
+        match task.await {
+            Ok(Ok(conn)) => conns.push(conn),
+            Ok(Err(e)) => report.errors.push(e.to_string()),
+            Err(e) => report.errors.push(format!("a publisher failed: {e}")),
+        }
+    }
+    let published_at = Instant::now();
+    let sent: Vec<u64> = shared
+        .sent
+        .iter()
+        .map(|s| s.load(Ordering::Acquire))
+        .collect();
+    let expected: u64 = plan
+        .listens_to
+        .iter()
+        .map(|hears| hears.iter().map(|&p| sent[p as usize]).sum::<u64>())
+        .sum();
+    // What is still on its way gets `--drain` to arrive.
+    let drain_until = published_at + args.drain();
+    while shared.received_total.load(Ordering::Acquire) < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = finish.send(true);
+
+    let mut verdict = Verdict::default();
+    let mut latency = Histogram::default();
+    let mut last_delivery = None::<Instant>;
+    for (s, task) in sub_tasks.into_iter().enumerate() {
+        match task.await {
+            Ok(Ok(received)) => {
+                verdict.add(received.checker.verdict(&sent, &plan.listens_to[s]));
+                latency.merge(&received.latency);
+                last_delivery = last_delivery.max(received.last_delivery);
+                conns.push(received.conn);
+            }
+            Ok(Err(e)) => report.errors.push(e.to_string()),
+            Err(e) => report.errors.push(format!("a subscriber failed: {e}")),
+        }
+    }
+    drop(progress);
+    for conn in &mut conns {
+        conn.queue_disconnect();
+        let _ = conn.flush().await;
+    }
+
+    let sent_total = shared.total_sent();
+    report.sent = sent_total;
+    report.rejected = shared.rejected.load(Ordering::Relaxed);
+    report.set_verdict(verdict);
+    let publishing = published_at.duration_since(t0).as_secs_f64().max(1e-9);
+    let delivering = last_delivery
+        .map_or(publishing, |at| at.duration_since(t0).as_secs_f64())
+        .max(1e-9);
+    report.elapsed_s = delivering;
+    report.sent_per_s = sent_total as f64 / publishing;
+    report.received_per_s = verdict.received as f64 / delivering;
+    report.latency_us = Latency::of(&latency);
+    if let (Some(pid), Some(sampler)) = (args.pid, sampler) {
+        let peak_kb = sampler.stop(pid);
+        report.rss = Some(Rss {
+            before_kb: rss_before.unwrap_or(0),
+            after_kb: rss::rss_kb(pid).unwrap_or(0),
+            peak_kb,
+            per_connection_bytes: None,
+        });
+    }
+    Ok(())
+}
+
+/// A prefix unique to this run.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+/// Once a second: how far the run has got and the rates over the last second.
+fn progress_line(args: &BenchArgs, shared: Arc<Shared>) -> ProgressLine {
+    let name = format!("{:?}", args.scenario).to_lowercase();
+    let total = args.duration().as_secs_f64();
+    let mut last = (0u64, 0u64, Duration::ZERO);
+    ProgressLine::start(move |elapsed| {
+        let sent = shared.total_sent();
+        let received = shared.received_total.load(Ordering::Relaxed);
+        let span = (elapsed - last.2).as_secs_f64().max(1e-9);
+        let rates = (
+            (sent - last.0) as f64 / span,
+            (received.saturating_sub(last.1)) as f64 / span,
+        );
+        last = (sent, received, elapsed);
+        format!(
+            "{name} {:.0}/{total:.0} s: sent {} ({} msg/s), received {} ({} msg/s)",
+            elapsed.as_secs_f64(),
+            thousands(sent),
+            thousands(rates.0 as u64),
+            thousands(received),
+            thousands(rates.1 as u64),
+        )
+    })
+}
+
+/// One publisher: sends until the run's end, within its window (and pace), then waits for
+/// its outstanding acknowledgements.
+async fn publish(
+    mut conn: Conn,
+    p: usize,
+    topic: Vec<u8>,
+    shared: Arc<Shared>,
+    how: Publishing,
+) -> Result<Conn, BenchError> {
+    let mut ids = PacketIds::default();
+    let max_inflight = match how.qos {
+        QoS::AtMostOnce => u64::MAX,
+        _ => u64::from(conn.receive_maximum).min(how.window).max(1),
+    };
+    let mut seq = 0u64;
+    loop {
+        let now = Instant::now();
+        if now >= shared.stop_at {
+            break;
+        }
+        let notified = shared.progress.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let delivered = shared.delivered[p].load(Ordering::Acquire) / how.fanout;
+        let mut room = how.window.saturating_sub(seq.saturating_sub(delivered));
+        room = room.min(max_inflight.saturating_sub(ids.in_use()));
+        let mut next_due = shared.stop_at;
+        if how.rate > 0.0 {
+            let due = (now.duration_since(shared.t0).as_secs_f64() * how.rate) as u64 + 1;
+            room = room.min(due.saturating_sub(seq));
+            next_due = shared.t0 + Duration::from_secs_f64(seq as f64 / how.rate);
+        }
+        let room = room.min(BATCH);
+        if room > 0 {
+            let sent_ns = shared.ns();
+            for _ in 0..room {
+                let id = match how.qos {
+                    QoS::AtMostOnce => 0,
+                    _ => ids.take(),
+                };
+                let stamp = Stamp {
+                    publisher: p as u32,
+                    seq,
+                    sent_ns,
+                };
+                conn.queue_publish(&topic, how.qos, id, stamp, how.size);
+                seq += 1;
+            }
+            shared.sent[p].store(seq, Ordering::Release);
+            conn.flush().await?;
+            if how.qos != QoS::AtMostOnce {
+                while conn.try_read_more()? {}
+                take_acks(&mut conn, &mut ids, &shared)?;
+                conn.flush().await?;
+            }
+            continue;
+        }
+        // Nothing may go now: wait for acknowledgements, deliveries, the pace or the end.
+        let wake = next_due
+            .min(shared.stop_at)
+            .max(now + Duration::from_micros(50));
+        tokio::select! {
+            read = conn.read_more(), if how.qos != QoS::AtMostOnce => {
+                read?;
+                take_acks(&mut conn, &mut ids, &shared)?;
+                conn.flush().await?;
+            }
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    let deadline = Instant::now() + how.drain;
+    while ids.in_use() > 0 {
+        match tokio::time::timeout_at(deadline.into(), conn.read_more()).await {
+            Ok(read) => read?,
+            Err(_) => {
+                return Err(BenchError::Timeout {
+                    client: conn.name.clone(),
+                    seconds: how.drain.as_secs(),
+                    waiting_for: format!("{} acknowledgements", ids.in_use()),
+                })
+            }
+        }
+        take_acks(&mut conn, &mut ids, &shared)?;
+        conn.flush().await?;
+    }
+    Ok(conn)
+}
+
+/// Handles the acknowledgements read so far: frees their packet ids, answers PUBREC with
+/// PUBREL, counts rejections.
+fn take_acks(conn: &mut Conn, ids: &mut PacketIds, shared: &Shared) -> Result<(), BenchError> {
+    while let Some(packet) = conn.try_decode()? {
+        match packet {
+            Packet::PubAck(ack) | Packet::PubComp(ack) => {
+                if !ack.reason_code.is_success() {
+                    shared.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                ids.free(ack.packet_id.get());
+            }
+            Packet::PubRec(ack) if ack.reason_code.is_success() => {
+                conn.queue_ack(PUBREL, ack.packet_id.get());
+            }
+            Packet::PubRec(ack) => {
+                shared.rejected.fetch_add(1, Ordering::Relaxed);
+                ids.free(ack.packet_id.get());
+            }
+            Packet::PingResp => {}
+            other => return Err(conn.unexpected(&other)),
+        }
+    }
+    Ok(())
+}
+
+/// What a subscriber hands back at the end.
+struct Received {
+    conn: Conn,
+    checker: Checker,
+    latency: Histogram,
+    last_delivery: Option<Instant>,
+}
+
+/// One subscriber: checks and times every message until told to finish.
+async fn receive(
+    mut conn: Conn,
+    shared: Arc<Shared>,
+    publishers: usize,
+    mut finished: watch::Receiver<bool>,
+) -> Result<Received, BenchError> {
+    let mut checker = Checker::new(publishers);
+    let mut latency = Histogram::default();
+    let mut counts = vec![0u64; publishers];
+    let mut last_delivery = None;
+    loop {
+        tokio::select! {
+            read = conn.read_more() => read?,
+            _ = finished.changed() => break,
+        }
+        let now_ns = shared.ns();
+        let mut got = 0u64;
+        while let Some(packet) = conn.try_decode()? {
+            match packet {
+                Packet::Publish(publish) => {
+                    got += 1;
+                    match Stamp::read(&publish.payload) {
+                        Some(stamp) => {
+                            checker.record(stamp.publisher, stamp.seq);
+                            latency.record(now_ns.saturating_sub(stamp.sent_ns));
+                            if let Some(c) = counts.get_mut(stamp.publisher as usize) {
+                                *c += 1;
+                            }
+                        }
+                        None => checker.foreign += 1,
+                    }
+                    match (publish.qos, publish.packet_id) {
+                        (QoS::AtLeastOnce, Some(id)) => conn.queue_ack(PUBACK, id.get()),
+                        (QoS::ExactlyOnce, Some(id)) => conn.queue_ack(PUBREC, id.get()),
+                        _ => {}
+                    }
+                }
+                Packet::PubRel(ack) => conn.queue_ack(PUBCOMP, ack.packet_id.get()),
+                Packet::PingResp => {}
+                other => return Err(conn.unexpected(&other)),
+            }
+        }
+        conn.flush().await?;
+        if got > 0 {
+            last_delivery = Some(Instant::now());
+            for (p, c) in counts.iter_mut().enumerate() {
+                if *c > 0 {
+                    shared.delivered[p].fetch_add(*c, Ordering::Release);
+                    *c = 0;
+                }
+            }
+            shared.received_total.fetch_add(got, Ordering::Release);
+            shared.progress.notify_waiters();
+        }
+    }
+    Ok(Received {
+        conn,
+        checker,
+        latency,
+        last_delivery,
+    })
+}
