@@ -88,11 +88,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub rate: Option<u64>,
 
-    /// Messages each publisher may have sent and not yet seen delivered (to every
-    /// subscriber expecting them): throughput runs measure what the broker delivers without
-    /// burying it under a backlog. For QoS 1 and 2 the broker's Receive Maximum bounds it
-    /// too.
-    #[arg(long, default_value_t = 1000)]
+    /// Messages on their way to each subscriber at most (sent and not yet received):
+    /// throughput runs measure what the broker delivers, not what it can buffer, and stay
+    /// within a broker's per-client queue (Mosquitto's holds 1000 by default). Each
+    /// publisher gets an equal share; for QoS 1 and 2 the broker's Receive Maximum bounds
+    /// it too.
+    #[arg(long, default_value_t = 500)]
     pub window: u64,
 
     /// Connections to open (conns).

@@ -2,9 +2,9 @@
 //! duration, subscribers check every one (sequence per publisher) and time it, and the run
 //! waits a little for what is still on its way before counting what was lost.
 //!
-//! Unpaced runs are closed-loop: each publisher may be at most `--window` messages ahead
-//! of their delivery (to every subscriber expecting them), so the figure is what the broker
-//! delivers, not how much it can buffer. With `--rate` the publishers are paced instead
+//! Unpaced runs are closed-loop: at most `--window` messages are on their way to any one
+//! subscriber (each publisher gets its share), so the figure is what the broker delivers,
+//! not how much it can buffer. With `--rate` the publishers are paced instead
 //! (latency runs), still within the window.
 
 use std::net::SocketAddr;
@@ -126,12 +126,13 @@ pub async fn run(
         sub_tasks.push(tokio::spawn(receive(conn, shared, publishers, finished)));
     }
     let fanout = plan.fanout();
+    let window = per_publisher_window(args.window, &plan);
     let mut pub_tasks = Vec::with_capacity(publishers);
     for (p, conn) in pub_conns.into_iter().enumerate() {
         let how = Publishing {
             qos,
             size: args.size as usize,
-            window: args.window.max(1),
+            window,
             fanout: fanout[p],
             rate: args.rate() as f64 / publishers as f64,
             drain: args.drain(),
@@ -209,6 +210,20 @@ pub async fn run(
         });
     }
     Ok(())
+}
+
+/// Each publisher's share of `window`: a subscriber hearing k publishers has at most
+/// `window` messages on their way to it (so a broker's per-client queue of that size never
+/// overflows in a closed-loop run).
+fn per_publisher_window(window: u64, plan: &Plan) -> u64 {
+    let most_heard = plan
+        .listens_to
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    (window / most_heard as u64).max(1)
 }
 
 /// A prefix unique to this run.
