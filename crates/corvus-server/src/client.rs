@@ -40,7 +40,11 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// Bytes of queued messages turned into packets per wake-up, so one busy session cannot
 /// build an unbounded write buffer.
 const WRITE_BUDGET: usize = 256 * 1024;
+/// The most room made in the read buffer for one read: a busy connection's reads grow to
+/// this; an idle one's stay at [`MIN_READ`] (thousands of idle connections must cost little).
 const READ_CHUNK: usize = 8 * 1024;
+/// The room made for a read on a quiet connection (a CONNECT, a PINGREQ).
+const MIN_READ: usize = 256;
 /// How long a closing connection waits for the store to make its last acknowledgements
 /// sendable.
 const HELD_GRACE: Duration = Duration::from_secs(1);
@@ -68,6 +72,9 @@ enum End {
 struct Io<S> {
     stream: S,
     read_buf: BytesMut,
+    /// Room to make for the next read: doubled while reads fill what there is, back to
+    /// what was read when they do not.
+    read_room: usize,
     write_buf: BytesMut,
     decoder: Decoder,
 }
@@ -89,10 +96,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     }
 
     async fn read_more(&mut self, figures: &ListenerFigures) -> std::io::Result<usize> {
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
-            self.read_buf.reserve(READ_CHUNK);
+        let spare = self.read_buf.capacity() - self.read_buf.len();
+        if spare < self.read_room / 4 {
+            self.read_buf.reserve(self.read_room);
         }
+        let spare = self.read_buf.capacity() - self.read_buf.len();
         let n = self.stream.read_buf(&mut self.read_buf).await?;
+        self.read_room = next_read_room(n, spare);
         Metrics::add(&figures.bytes_received, n as u64);
         Ok(n)
     }
@@ -109,6 +119,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         }
         self.stream.flush().await
     }
+}
+
+/// The room for the next read after one that read `n` bytes into `spare`: twice as much
+/// when it filled the buffer (more is waiting), else about what it read.
+fn next_read_room(n: usize, spare: usize) -> usize {
+    match n >= spare {
+        true => spare.saturating_mul(2),
+        false => n.saturating_mul(2),
+    }
+    .clamp(MIN_READ, READ_CHUNK)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +203,8 @@ pub async fn serve<S>(
     let mut task = Task {
         io: Io {
             stream,
-            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            read_buf: BytesMut::new(),
+            read_room: MIN_READ,
             write_buf: BytesMut::new(),
             // Until CONNECT, only a small packet: an unknown client may not make the broker
             // buffer much (raised to max_packet_size once it is connected).
@@ -983,4 +1004,21 @@ fn generated_client_id() -> String {
         nanos,
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_that_fill_the_buffer_grow_it_and_small_ones_shrink_it() {
+        // An idle connection (a PINGREQ now and then) keeps the smallest room.
+        assert_eq!(next_read_room(2, MIN_READ), MIN_READ);
+        // A full read doubles the room, up to READ_CHUNK.
+        assert_eq!(next_read_room(MIN_READ, MIN_READ), 2 * MIN_READ);
+        assert_eq!(next_read_room(READ_CHUNK, READ_CHUNK), READ_CHUNK);
+        // After a burst, the room follows what was read.
+        assert_eq!(next_read_room(1000, READ_CHUNK), 2000);
+        assert_eq!(next_read_room(0, READ_CHUNK), MIN_READ);
+    }
 }

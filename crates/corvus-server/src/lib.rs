@@ -413,20 +413,31 @@ async fn serve_connection(
         deadline: tokio::time::Instant::now() + connect_timeout,
         shutdown: shutdown.clone(),
     };
+    // Each transport's future is boxed on its own: held inline, every connection would
+    // carry the largest of them (a TLS session over WebSocket, about 26 kB) for its whole
+    // life, plain TCP ones included.
     match tls {
-        None => serve_upgraded(stream, websocket, steps, accepted, shared, shutdown).await,
+        None => {
+            Box::pin(serve_upgraded(
+                stream, websocket, steps, accepted, shared, shutdown,
+            ))
+            .await
+        }
         Some(tls) => {
-            if let Some(stream) = steps.step("TLS handshake", tls.accept(stream)).await {
-                if let Some(which) = shared.auth.cert_identity {
-                    accepted.certificate_name = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|cert| cert_name::certificate_name(cert, which));
+            Box::pin(async move {
+                if let Some(stream) = steps.step("TLS handshake", tls.accept(stream)).await {
+                    if let Some(which) = shared.auth.cert_identity {
+                        accepted.certificate_name = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|cert| cert_name::certificate_name(cert, which));
+                    }
+                    serve_upgraded(stream, websocket, steps, accepted, shared, shutdown).await;
                 }
-                serve_upgraded(stream, websocket, steps, accepted, shared, shutdown).await;
-            }
+            })
+            .await
         }
     }
 }
@@ -445,10 +456,13 @@ async fn serve_upgraded<S>(
     match websocket {
         None => client::serve(stream, accepted, shared, steps.left(), shutdown).await,
         Some((path, max)) => {
-            let upgrade = ws::accept(stream, &path, max);
-            if let Some(stream) = steps.step("WebSocket upgrade", upgrade).await {
-                client::serve(stream, accepted, shared, steps.left(), shutdown).await;
-            }
+            Box::pin(async move {
+                let upgrade = ws::accept(stream, &path, max);
+                if let Some(stream) = steps.step("WebSocket upgrade", upgrade).await {
+                    client::serve(stream, accepted, shared, steps.left(), shutdown).await;
+                }
+            })
+            .await
         }
     }
 }

@@ -144,3 +144,26 @@ fn a_missing_broker_fails_the_run_with_its_reason() {
     let errors = report["errors"].to_string();
     assert!(errors.contains("cannot connect"), "{errors}");
 }
+
+/// `bench/render.py --selftest` renders fake results into a copy of the document and checks
+/// the table, the markers and the SVG; `bench/compare.sh` parses. Skipped without python3.
+#[test]
+fn the_comparison_scripts_check_out() {
+    let root = support::repo_root();
+    if !support::require(
+        "the_comparison_scripts_check_out",
+        "python3",
+        support::which("python3").is_some(),
+    ) {
+        return;
+    }
+    let mut render = Command::new("python3");
+    render.arg(root.join("bench/render.py")).arg("--selftest");
+    let out = support::run("render.py --selftest", &mut render, RUN_LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("selftest: ok"), "{out}");
+    let mut syntax = Command::new("bash");
+    syntax.arg("-n").arg(root.join("bench/compare.sh"));
+    let out = support::run("bash -n compare.sh", &mut syntax, RUN_LIMIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+}
