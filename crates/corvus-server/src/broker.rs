@@ -21,7 +21,7 @@ use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
 use corvus_core::{BrokerConfig, ClientId, Delivery, Message, Millis, Session};
 use corvus_store::{Recovered, Store, StoreOp, Ticket};
 use mqtt_codec::{PacketId, QoS};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 use crate::connection_info::ConnectionInfo;
 use crate::metrics::Metrics;
@@ -50,7 +50,7 @@ pub struct Evict {
 #[derive(Debug)]
 pub struct Owner {
     pub connection: u64,
-    pub kick: mpsc::Sender<Evict>,
+    pub kick: crate::kick::Kick,
     /// Who is connected, for the admin API.
     pub info: Arc<ConnectionInfo>,
 }
@@ -136,7 +136,7 @@ pub enum Claim {
     },
     /// Another connection owns it: ask it to leave through this sender, wait, and claim
     /// again. The owner stays the owner until it has settled the session and let go.
-    Busy(mpsc::Sender<Evict>),
+    Busy(crate::kick::Kick),
 }
 
 /// Who owns each client's session. On a single node the registry is a map in memory; in a

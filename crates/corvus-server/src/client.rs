@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use corvus_core::{Action, Authentication, ClientId, ConnectRequest, Connection};
 use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{debug, info};
 
@@ -331,18 +331,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 return;
             }
         };
-        if !self.admit(&request, certificate_name, deadline).await {
+        // The phases before and after serving are boxed: inline, the largest of them would
+        // set the size of every connection's task for its whole life.
+        if !Box::pin(self.admit(&request, certificate_name, deadline)).await {
             return;
         }
-        let (kick_tx, mut kick_rx) = mpsc::channel(1);
-        let Some(handle) = self.claim(&request, kick_tx).await else {
+        let (kick_tx, mut kick_rx) = crate::kick::channel();
+        let Some(handle) = Box::pin(self.claim(&request, kick_tx)).await else {
             return;
         };
         debug!(peer = %self.peer, client = %request.client_id, "connected");
         let end = self
             .serve_session(&handle, &mut kick_rx, &mut shutdown)
             .await;
-        self.finish(&request.client_id, &handle, end).await;
+        Box::pin(self.finish(&request.client_id, &handle, end)).await;
     }
 
     /// Authenticates the client and hands the connection what it may do; false (after
@@ -459,7 +461,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn claim(
         &mut self,
         request: &ConnectRequest,
-        kick: mpsc::Sender<Evict>,
+        kick: crate::kick::Kick,
     ) -> Option<Arc<SessionHandle>> {
         let give_up = Instant::now() + TAKEOVER_WAIT;
         let info = Arc::new(ConnectionInfo::new(ConnectionFacts {
@@ -529,7 +531,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn serve_session(
         &mut self,
         handle: &SessionHandle,
-        kick_rx: &mut mpsc::Receiver<Evict>,
+        kick_rx: &mut crate::kick::KickReceiver,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {
         loop {
@@ -596,7 +598,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             self.release_held();
             let flushed = tokio::select! {
                 r = self.io.flush(&self.listener.figures) => r,
-                Some(evict) = kick_rx.recv() => return End::Evicted(evict),
+                evict = kick_rx.recv() => return End::Evicted(evict),
                 // A client that stopped reading must not hold up shutdown.
                 _ = shutdown.changed() => return End::Shutdown,
             };
@@ -631,6 +633,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 .into_iter()
                 .flatten()
                 .min();
+            // Waiting may last minutes (an idle client): the actions' buffer, which a CONNECT
+            // grew to a few hundred bytes, is given back meanwhile (one allocation per wake-up
+            // for a busy client, against a kilobyte held by every idle one).
+            if self.actions.is_empty() {
+                self.actions = Vec::new();
+            }
             // While the store is behind, clients are not read: backpressure instead of memory.
             let store = self.broker.store().cloned();
             let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
@@ -667,7 +675,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     // Otherwise the throttle is over, or the tally due (handed over above, next
                     // time round): read again.
                 }
-                Some(evict) = kick_rx.recv() => return End::Evicted(evict),
+                evict = kick_rx.recv() => return End::Evicted(evict),
                 _ = shutdown.changed() => return End::Shutdown,
             }
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connection_info;
 mod held;
 pub mod http;
+pub mod kick;
 pub mod listener_metrics;
 pub mod metrics;
 pub mod persist;

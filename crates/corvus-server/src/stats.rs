@@ -457,7 +457,7 @@ mod tests {
         // One client connects: connected, and the maximum remembers it after it leaves.
         let owner = Owner {
             connection: 1,
-            kick: tokio::sync::mpsc::channel(1).0,
+            kick: crate::kick::channel().0,
             info: crate::connection_info::tests::info(),
         };
         let Claim::Owned { handle, .. } = broker.claim_session(&"a".into(), owner) else {
