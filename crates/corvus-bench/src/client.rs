@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use mqtt_codec::{
-    Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, QoS, Subscribe, Subscription,
-    SubscriptionOptions,
+    put_varint, Connect, Decoder, MqttString, Packet, PacketId, ProtocolVersion, QoS, Subscribe,
+    Subscription, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -324,7 +324,8 @@ impl OutgoingPublish<'_> {
         let remaining = 2 + self.topic.len() + id_len + props_len + self.size;
         out.reserve(5 + remaining);
         out.put_u8(0x30 | ((self.qos as u8) << 1));
-        put_remaining_length(out, remaining);
+        // The command line caps the payload so that this stays within VARINT_MAX.
+        put_varint(out, remaining as u32);
         out.put_u16(self.topic.len() as u16);
         out.put_slice(self.topic);
         if id_len > 0 {
@@ -349,21 +350,6 @@ fn encode_ack(out: &mut BytesMut, kind: u8, packet_id: u16) {
     out.put_u8(kind);
     out.put_u8(2);
     out.put_u16(packet_id);
-}
-
-/// MQTT's variable-length Remaining Length.
-fn put_remaining_length(out: &mut BytesMut, mut n: usize) {
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.put_u8(byte);
-        if n == 0 {
-            break;
-        }
-    }
 }
 
 #[cfg(test)]

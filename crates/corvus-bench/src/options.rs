@@ -6,6 +6,10 @@ use clap::{Args, ValueEnum};
 
 use crate::stamp::STAMP_LEN;
 
+/// The largest payload: a PUBLISH's Remaining Length (payload, topic and header) must stay
+/// within 268,435,455 bytes.
+const MAX_PAYLOAD: i64 = 268_000_000;
+
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,8 +71,9 @@ pub struct BenchArgs {
     pub qos: u8,
 
     /// Payload bytes per message (at least 20: the header with publisher, sequence number
-    /// and send time).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(STAMP_LEN as i64..=256 * 1024 * 1024))]
+    /// and send time; at most 268,000,000, so that a PUBLISH stays within MQTT's largest
+    /// packet).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(STAMP_LEN as i64..=MAX_PAYLOAD))]
     pub size: u32,
 
     /// Seconds to publish (conns: to hold the connections).

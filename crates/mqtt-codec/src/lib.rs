@@ -47,4 +47,4 @@ pub use reason::ReasonCode;
 pub use string::{MqttString, StringError};
 pub use topic::TopicError;
 pub use types::{PacketId, PacketType, ProtocolVersion, QoS};
-pub use wire::VARINT_MAX;
+pub use wire::{put_varint, VARINT_MAX};

@@ -50,8 +50,10 @@ pub(crate) const fn varint_len(value: u32) -> usize {
     }
 }
 
-/// Writes a variable byte integer; the caller has checked `value <= VARINT_MAX`.
-pub(crate) fn put_varint(buf: &mut BytesMut, mut value: u32) {
+/// Writes a Variable Byte Integer (MQTT 5.0 section 1.5.5: a Remaining Length, say); the
+/// caller has checked `value <= VARINT_MAX`. Public for encoders outside the codec (the load
+/// generator writes its PUBLISH packets by hand).
+pub fn put_varint(buf: &mut BytesMut, mut value: u32) {
     loop {
         let mut byte = (value & 0x7F) as u8;
         value >>= 7;
