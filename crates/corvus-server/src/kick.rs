@@ -5,8 +5,7 @@
 //! connection has one for its whole life, and a tokio channel costs about 1 kB (its
 //! cache-padded shared state and a block of 32 slots).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
@@ -14,10 +13,21 @@ use crate::broker::Evict;
 
 #[derive(Debug, Default)]
 struct Slot {
-    pending: Mutex<Option<Evict>>,
+    state: Mutex<State>,
     wake: Notify,
-    /// Set when the connection no longer listens (its task is finishing).
-    closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: Option<Evict>,
+    /// The connection no longer listens (its task is finishing).
+    closed: bool,
+}
+
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Asks the connection to leave. Clones ask the same connection.
@@ -38,15 +48,12 @@ impl Kick {
     /// Hands `evict` to the connection. Given back if it is already being asked (one request
     /// at a time) or no longer listens.
     pub fn try_send(&self, evict: Evict) -> Result<(), Evict> {
-        if self.0.closed.load(Ordering::Acquire) {
+        let mut state = self.0.state();
+        if state.closed || state.pending.is_some() {
             return Err(evict);
         }
-        let mut pending = self.0.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.is_some() {
-            return Err(evict);
-        }
-        *pending = Some(evict);
-        drop(pending);
+        state.pending = Some(evict);
+        drop(state);
         // A permit is stored if the connection is not waiting right now: nothing is missed.
         self.0.wake.notify_one();
         Ok(())
@@ -57,13 +64,7 @@ impl KickReceiver {
     /// The next request to leave (waits for it).
     pub async fn recv(&mut self) -> Evict {
         loop {
-            if let Some(evict) = self
-                .0
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
+            if let Some(evict) = self.0.state().pending.take() {
                 return evict;
             }
             self.0.wake.notified().await;
@@ -73,7 +74,11 @@ impl KickReceiver {
 
 impl Drop for KickReceiver {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
+        // Under the lock, so that no request is left behind after the check: one that came
+        // first is dropped here, and its sender sees `done` fall (the connection is gone).
+        let mut state = self.0.state();
+        state.closed = true;
+        state.pending = None;
     }
 }
 
@@ -105,6 +110,17 @@ mod tests {
         assert!(other.try_send(evict().0).is_ok());
         drop(rx);
         assert!(kick.try_send(evict().0).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_left_when_the_receiver_goes_tells_its_sender() {
+        let (kick, rx) = channel();
+        let (e, left) = evict();
+        assert!(kick.try_send(e).is_ok());
+        drop(rx);
+        // The request was dropped with the receiver: whoever waits on `done` is not kept
+        // waiting for a connection that is gone.
+        assert!(left.await.is_err());
     }
 
     #[tokio::test]
