@@ -266,8 +266,9 @@ struct Task<S> {
     /// The capability token the client connected with: watched for expiry and revocation.
     token: Option<TokenWatch>,
     /// For a client that authenticated with AUTH: who it proved to be, and a
-    /// re-authentication under way.
-    reauth: Option<Reauth>,
+    /// re-authentication under way. Boxed: few clients use it, and inline every connection
+    /// would carry its SCRAM state (about 200 bytes).
+    reauth: Option<Box<Reauth>>,
     /// Who the client was authenticated as (`Identity::describe`), until `info` takes it.
     identity: String,
     /// The connection as the admin API shows it, once the session is claimed.
@@ -296,43 +297,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         connect_timeout: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // The whole CONNECT (and any AUTH exchange) must arrive in time, and CONNECT must
-        // come first [MQTT-3.1.0-1].
+        // The whole CONNECT (and any AUTH exchange) must arrive in time.
         let deadline = Instant::now() + connect_timeout;
-        let read = tokio::select! {
-            read = timeout_at(deadline, self.io.read_packet(&self.listener.figures)) => Some(read),
-            // A shutdown does not wait for a CONNECT.
-            _ = shutdown.changed() => None,
+        // The phases before and after serving are boxed: inline, the largest of them (and
+        // the packets they read) would set the size of every connection's task for its
+        // whole life.
+        let Some(request) = Box::pin(self.read_connect(deadline, &mut shutdown)).await else {
+            return;
         };
-        let Some(read) = read else { return };
-        let first = match read {
-            Err(_) => return debug!(peer = %self.peer, "no CONNECT in time"),
-            Ok(Ok(Some(packet))) => packet,
-            Ok(Ok(None)) => return,
-            Ok(Err(ReadError::Io(_))) => return,
-            Ok(Err(ReadError::Decode(e))) => {
-                info!(peer = %self.peer, error = %e, reason = %e.reason_code(), "refused connection: bad CONNECT");
-                self.conn.on_decode_error(&e, &mut self.actions);
-                self.flush_without_session().await;
-                return;
-            }
-        };
-        let Packet::Connect(connect) = first else {
-            return info!(peer = %self.peer, "refused connection: first packet was not CONNECT");
-        };
-        self.io.decoder.set_max_packet_size(self.max_packet_size);
-        // Named in the log if the CONNECT is refused (as sent: it may be empty or invalid).
-        let asked_id = connect.client_id.clone();
-        let request = match self.conn.on_connect(*connect, now(), generated_client_id) {
-            Ok(request) => request,
-            Err(refusal) => {
-                info!(peer = %self.peer, client = %asked_id, reason = %refusal.reason, "refused connection");
-                self.send_refusal(refusal).await;
-                return;
-            }
-        };
-        // The phases before and after serving are boxed: inline, the largest of them would
-        // set the size of every connection's task for its whole life.
         if !Box::pin(self.admit(&request, certificate_name, deadline)).await {
             return;
         }
@@ -345,6 +317,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             .serve_session(&handle, &mut kick_rx, &mut shutdown)
             .await;
         Box::pin(self.finish(&request.client_id, &handle, end)).await;
+    }
+
+    /// Reads the CONNECT, which must come first [MQTT-3.1.0-1] and by `deadline`, and checks
+    /// it; `None` (after answering, when there is an answer) if the connection ends here.
+    async fn read_connect(
+        &mut self,
+        deadline: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<ConnectRequest> {
+        let read = tokio::select! {
+            read = timeout_at(deadline, self.io.read_packet(&self.listener.figures)) => read,
+            // A shutdown does not wait for a CONNECT.
+            _ = shutdown.changed() => return None,
+        };
+        let first = match read {
+            Err(_) => {
+                debug!(peer = %self.peer, "no CONNECT in time");
+                return None;
+            }
+            Ok(Ok(Some(packet))) => packet,
+            Ok(Ok(None)) | Ok(Err(ReadError::Io(_))) => return None,
+            Ok(Err(ReadError::Decode(e))) => {
+                info!(peer = %self.peer, error = %e, reason = %e.reason_code(), "refused connection: bad CONNECT");
+                self.conn.on_decode_error(&e, &mut self.actions);
+                self.flush_without_session().await;
+                return None;
+            }
+        };
+        let Packet::Connect(connect) = first else {
+            info!(peer = %self.peer, "refused connection: first packet was not CONNECT");
+            return None;
+        };
+        self.io.decoder.set_max_packet_size(self.max_packet_size);
+        // Named in the log if the CONNECT is refused (as sent: it may be empty or invalid).
+        let asked_id = connect.client_id.clone();
+        match self.conn.on_connect(*connect, now(), generated_client_id) {
+            Ok(request) => Some(request),
+            Err(refusal) => {
+                info!(peer = %self.peer, client = %asked_id, reason = %refusal.reason, "refused connection");
+                self.send_refusal(refusal).await;
+                None
+            }
+        }
     }
 
     /// Authenticates the client and hands the connection what it may do; false (after
@@ -383,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                                     Some(TokenWatch::new(token.clone(), security.revocations()));
                             }
                             Identity::User(user) if request.authentication.is_some() => {
-                                self.reauth = Some(Reauth::Proven(user.clone()));
+                                self.reauth = Some(Box::new(Reauth::Proven(user.clone())));
                             }
                             _ => {}
                         }
@@ -881,11 +896,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     /// (0x87) if it does not prove to be the user it was.
     fn reauthenticate(&mut self, data: Option<bytes::Bytes>) {
         let security = self.listener.security.clone();
-        let failure = match self.reauth.take() {
+        let failure = match self.reauth.take().map(|r| *r) {
             Some(Reauth::Proven(user)) => match security.scram_start(data.as_deref()) {
                 Ok((exchange, server_first)) => {
                     self.conn.auth_continue(server_first, &mut self.actions);
-                    self.reauth = Some(Reauth::Running { user, exchange });
+                    self.reauth = Some(Box::new(Reauth::Running { user, exchange }));
                     return;
                 }
                 Err(denied) => denied.why,
@@ -896,7 +911,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                         debug!(peer = %self.peer, client = %self.client_label(), user = %user, "re-authenticated");
                         self.conn
                             .reauth_succeeded(Some(server_final), &mut self.actions);
-                        self.reauth = Some(Reauth::Proven(user));
+                        self.reauth = Some(Box::new(Reauth::Proven(user)));
                         return;
                     }
                     Ok((identity, _)) => format!(
