@@ -148,20 +148,21 @@ def fmt_ratio(v):
     return f"{v:.2f}×"
 
 
+def short(v, units):
+    """`v` in the largest of `units` ((factor, suffix), largest first, the last with factor 1)
+    it reaches, to 3 digits."""
+    for factor, suffix in units:
+        if v >= factor:
+            return f"{v / factor:.3g}{suffix}"
+    return f"{v:.3g}{units[-1][1]}"
+
+
 def short_rate(v):
-    if v >= 1e6:
-        return f"{v / 1e6:.3g}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.3g}k"
-    return f"{v:.3g}"
+    return short(v, ((1e6, "M"), (1e3, "k"), (1, "")))
 
 
 def short_us(v):
-    if v >= 1e6:
-        return f"{v / 1e6:.3g} s"
-    if v >= 1e3:
-        return f"{v / 1e3:.3g} ms"
-    return f"{v:.3g} µs"
+    return short(v, ((1e6, " s"), (1e3, " ms"), (1, " µs")))
 
 
 # ----------------------------------------------------------------------------------------------

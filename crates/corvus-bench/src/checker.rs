@@ -30,8 +30,8 @@ pub struct Checker {
     pub foreign: u64,
 }
 
-/// The totals of a check against what was sent.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// The totals of a check against what was sent (in a report's JSON as they are here).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Verdict {
     /// Distinct messages received.
     pub received: u64,
@@ -40,7 +40,8 @@ pub struct Verdict {
     pub lost: u64,
     pub duplicated: u64,
     pub reordered: u64,
-    /// Messages that were not the benchmark's own.
+    /// Messages that were not this run's, or came to a subscriber whose filters do not
+    /// match them.
     pub foreign: u64,
 }
 
@@ -99,6 +100,11 @@ impl Checker {
         self.streams
             .get(publisher as usize)
             .map_or(0, |s| s.distinct)
+    }
+
+    /// Distinct messages received so far, from all publishers.
+    pub fn distinct(&self) -> u64 {
+        self.streams.iter().map(|s| s.distinct).sum()
     }
 
     /// The verdict, given how many messages each publisher this subscriber listens to sent

@@ -78,7 +78,17 @@ impl Conn {
                 .bind(SocketAddr::new(local, 0))
                 .map_err(connect_error)?;
         }
-        let stream = socket.connect(dial.addr).await.map_err(connect_error)?;
+        // A broker whose accept queue is full may leave the handshake hanging.
+        let stream = match tokio::time::timeout(ANSWER_WITHIN, socket.connect(dial.addr)).await {
+            Ok(connected) => connected.map_err(connect_error)?,
+            Err(_) => {
+                return Err(BenchError::Timeout {
+                    client: name,
+                    seconds: ANSWER_WITHIN.as_secs(),
+                    waiting_for: "the TCP handshake".into(),
+                })
+            }
+        };
         stream.set_nodelay(true).map_err(io)?;
         let mut conn = Conn {
             name: name.clone(),
@@ -138,13 +148,33 @@ impl Conn {
         }))?;
         self.flush().await?;
         match self.next_within(ANSWER_WITHIN, "SUBACK").await? {
+            Packet::SubAck(ack) if ack.reason_codes.len() != filters.len() => {
+                Err(BenchError::Unexpected {
+                    client: self.name.clone(),
+                    what: format!(
+                        "SUBACK with {} reason codes for {} filters",
+                        ack.reason_codes.len(),
+                        filters.len()
+                    ),
+                })
+            }
             Packet::SubAck(ack) => {
                 for (filter, code) in filters.iter().zip(&ack.reason_codes) {
-                    if (*code as u8) >= 0x80 {
+                    let code = *code as u8;
+                    if code >= 0x80 {
                         return Err(BenchError::SubscribeRefused {
                             client: self.name.clone(),
                             filter: filter.clone(),
-                            code: *code as u8,
+                            code,
+                        });
+                    }
+                    // Granted QoS 0-2 are the codes 0-2: a lower one would run another test.
+                    if code < qos as u8 {
+                        return Err(BenchError::Downgraded {
+                            client: self.name.clone(),
+                            filter: filter.clone(),
+                            granted: code,
+                            asked: qos as u8,
                         });
                     }
                 }
@@ -195,11 +225,6 @@ impl Conn {
     /// Queues a DISCONNECT (normal).
     pub fn queue_disconnect(&mut self) {
         self.out.put_slice(&[0xE0, 0]);
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued(&self) -> usize {
-        self.out.len()
     }
 
     /// Writes everything queued.

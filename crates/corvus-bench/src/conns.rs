@@ -123,6 +123,8 @@ pub async fn run(
     let connecting = started.elapsed().as_secs_f64().max(1e-9);
     tokio::time::sleep(SETTLE).await;
     let rss_connected = args.pid.and_then(rss::rss_kb);
+    // The connections the broker held when its memory was read.
+    let held = counters.opened.load(Ordering::Relaxed) - counters.dropped.load(Ordering::Relaxed);
     let _ = hold_tx.send(Some(Instant::now()));
     tokio::time::sleep(args.duration()).await;
     let _ = stop.send(true);
@@ -151,8 +153,8 @@ pub async fn run(
             before_kb,
             after_kb: rss::rss_kb(pid).unwrap_or(0),
             peak_kb: sampler.stop(pid),
-            per_connection_bytes: (opened > 0)
-                .then(|| connected_kb.saturating_sub(before_kb) as f64 * 1024.0 / opened as f64),
+            per_connection_bytes: (held > 0)
+                .then(|| connected_kb.saturating_sub(before_kb) as f64 * 1024.0 / held as f64),
         });
     }
     Ok(())
@@ -208,10 +210,20 @@ async fn hold_connection(
                     counters.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                while let Ok(Some(packet)) = conn.try_decode() {
-                    if matches!(packet, Packet::PingResp) && awaiting {
-                        counters.pongs.fetch_add(1, Ordering::Relaxed);
-                        awaiting = false;
+                loop {
+                    match conn.try_decode() {
+                        Ok(Some(Packet::PingResp)) if awaiting => {
+                            counters.pongs.fetch_add(1, Ordering::Relaxed);
+                            awaiting = false;
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        // A malformed packet ends the connection as the broker closing it
+                        // would: the run is not clean.
+                        Err(_) => {
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
                     }
                 }
             }

@@ -43,6 +43,19 @@ pub enum BenchError {
         seconds: u64,
         waiting_for: String,
     },
+    #[error("{client}: stalled with {unseen} messages sent and not received by every subscriber for {seconds} s (lost?)")]
+    Stalled {
+        client: String,
+        unseen: u64,
+        seconds: u64,
+    },
+    #[error("{client}: the broker granted QoS {granted} for {filter}, not the {asked} asked for")]
+    Downgraded {
+        client: String,
+        filter: String,
+        granted: u8,
+        asked: u8,
+    },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }

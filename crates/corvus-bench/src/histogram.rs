@@ -5,7 +5,8 @@
 /// Sub-buckets per power of two.
 const SUB_BITS: u32 = 7;
 const SUB: usize = 1 << SUB_BITS;
-/// Powers of two covered: up to 2^40 ns (18 minutes).
+/// Bucket rows: values to 2^47 ns (39 hours) each have their bucket; larger ones share the
+/// last, which reports the exact maximum.
 const POWERS: usize = 41;
 
 #[derive(Debug, Clone)]
@@ -87,10 +88,15 @@ impl Histogram {
         }
         let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
         let mut seen = 0;
+        let last = self.counts.len() - 1;
         for (i, &c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return bucket_top(i).min(self.max);
+                // The last bucket also holds every larger value: only the maximum is sure.
+                return match i == last {
+                    true => self.max,
+                    false => bucket_top(i).min(self.max),
+                };
             }
         }
         self.max
@@ -141,6 +147,13 @@ mod tests {
         assert_eq!(h.quantile(1.0), 1_000_000);
         assert_eq!(h.max(), 1_000_000);
         assert_eq!(h.len(), 1000);
+    }
+
+    #[test]
+    fn values_beyond_the_last_bucket_are_not_understated() {
+        let mut h = Histogram::default();
+        h.record(u64::MAX / 2);
+        assert_eq!(h.quantile(0.5), u64::MAX / 2);
     }
 
     #[test]

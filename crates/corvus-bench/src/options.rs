@@ -123,6 +123,14 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+impl Scenario {
+    /// The name on the command line (`fanin`).
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
+    }
+}
+
 impl BenchArgs {
     /// Publishers for the scenario.
     pub fn publishers(&self) -> u32 {

@@ -71,15 +71,9 @@ pub struct Report {
     /// Offered rate (0: as fast as the window lets).
     pub rate: u64,
     pub sent: u64,
-    /// Distinct messages received, over all subscribers.
-    pub received: u64,
-    pub expected: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    /// Messages received that were not this run's, or came to a subscriber whose filters do
-    /// not match them.
-    pub foreign: u64,
+    /// What the subscribers received, checked (over all of them).
+    #[serde(flatten)]
+    pub checked: Verdict,
     /// PUBLISHes the broker acknowledged with an error reason code.
     pub rejected: u64,
     /// Every message arrived once and in order, and nothing failed.
@@ -106,25 +100,12 @@ impl Report {
             },
             qos: args.qos,
             size: args.size,
-            publishers: if args.scenario == Scenario::Conns {
-                0
-            } else {
-                args.publishers()
-            },
-            subscribers: if args.scenario == Scenario::Conns {
-                0
-            } else {
-                args.subscribers()
-            },
+            publishers: args.publishers(),
+            subscribers: args.subscribers(),
             duration_s: args.duration().as_secs_f64(),
             rate: args.rate(),
             sent: 0,
-            received: 0,
-            expected: 0,
-            lost: 0,
-            duplicated: 0,
-            reordered: 0,
-            foreign: 0,
+            checked: Verdict::default(),
             rejected: 0,
             ok: false,
             elapsed_s: 0.0,
@@ -137,28 +118,19 @@ impl Report {
         }
     }
 
-    /// Takes the checkers' verdict.
-    pub fn set_verdict(&mut self, v: Verdict) {
-        self.received = v.received;
-        self.expected = v.expected;
-        self.lost = v.lost;
-        self.duplicated = v.duplicated;
-        self.reordered = v.reordered;
-        self.foreign = v.foreign;
-    }
-
     /// Decides `ok`: no error, and every message once, in order.
     pub fn conclude(&mut self) {
-        let clean = self.lost == 0
-            && self.duplicated == 0
-            && self.reordered == 0
-            && self.foreign == 0
-            && self.rejected == 0;
+        let clean = self.is_clean();
         let connections_ok = self
             .connections
             .as_ref()
             .is_none_or(|c| c.failed == 0 && c.dropped == 0 && c.pongs == c.pings);
         self.ok = self.errors.is_empty() && clean && connections_ok;
+    }
+
+    /// Every message arrived once and in order, and the broker refused none.
+    fn is_clean(&self) -> bool {
+        self.checked.is_clean() && self.rejected == 0
     }
 
     /// The report for people.
@@ -171,7 +143,7 @@ impl Report {
             s => writeln!(
                 out,
                 "{}: {} publisher{} -> {} subscriber{}, QoS {qos}, {}-byte payloads, MQTT {mqtt}, {:.0} s{}",
-                serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                s.name(),
                 self.publishers,
                 plural(self.publishers),
                 self.subscribers,
@@ -206,20 +178,18 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  received     {} msg ({} msg/s) of {} expected",
-                thousands(self.received),
+                thousands(self.checked.received),
                 thousands(self.received_per_s as u64),
-                thousands(self.expected)
+                thousands(self.checked.expected)
             );
-            let checked =
-                if self.lost + self.duplicated + self.reordered + self.foreign + self.rejected == 0
-                {
-                    "every message once, in order".to_string()
-                } else {
-                    format!(
+            let c = &self.checked;
+            let checked = match self.is_clean() {
+                true => "every message once, in order".to_string(),
+                false => format!(
                     "{} lost, {} duplicated, {} reordered, {} foreign, {} rejected by the broker",
-                    self.lost, self.duplicated, self.reordered, self.foreign, self.rejected
-                )
-                };
+                    c.lost, c.duplicated, c.reordered, c.foreign, self.rejected
+                ),
+            };
             let _ = writeln!(out, "  checked      {checked}");
         }
         if let Some(l) = &self.latency_us {

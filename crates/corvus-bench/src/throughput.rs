@@ -36,8 +36,10 @@ struct Shared {
     stop_at: Instant,
     /// Messages sent, per publisher.
     sent: Vec<AtomicU64>,
-    /// Deliveries of each publisher's messages, over all subscribers.
-    delivered: Vec<AtomicU64>,
+    /// Distinct messages each subscriber has received from each publisher (`[s][p]`), as
+    /// its checker counts them.
+    delivered: Vec<Vec<AtomicU64>>,
+    /// Distinct messages received, over all subscribers.
     received_total: AtomicU64,
     /// PUBLISHes the broker acknowledged with an error.
     rejected: AtomicU64,
@@ -51,6 +53,15 @@ impl Shared {
         self.t0.elapsed().as_nanos() as u64
     }
 
+    /// Messages of publisher `p` that every one of its `listeners` has received.
+    fn slowest_listener(&self, p: usize, listeners: &[usize]) -> u64 {
+        listeners
+            .iter()
+            .map(|&s| self.delivered[s][p].load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     fn total_sent(&self) -> u64 {
         self.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum()
     }
@@ -62,8 +73,9 @@ struct Publishing {
     qos: QoS,
     size: usize,
     window: u64,
-    /// Subscribers that receive this publisher's messages.
-    fanout: u64,
+    /// The subscribers that receive this publisher's messages: its window is measured
+    /// against the slowest of them.
+    listeners: Vec<usize>,
     /// Messages per second from this publisher (0: unpaced).
     rate: f64,
     drain: Duration,
@@ -111,7 +123,9 @@ pub async fn run(
         t0,
         stop_at: t0 + args.duration(),
         sent: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
-        delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+        delivered: (0..subscribers)
+            .map(|_| (0..publishers).map(|_| AtomicU64::new(0)).collect())
+            .collect(),
         received_total: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         progress: Notify::new(),
@@ -123,9 +137,9 @@ pub async fn run(
     for conn in sub_conns {
         let shared = shared.clone();
         let finished = finished.clone();
-        sub_tasks.push(tokio::spawn(receive(conn, shared, publishers, finished)));
+        let s = sub_tasks.len();
+        sub_tasks.push(tokio::spawn(receive(conn, s, shared, publishers, finished)));
     }
-    let fanout = plan.fanout();
     let window = per_publisher_window(args.window, &plan);
     let mut pub_tasks = Vec::with_capacity(publishers);
     for (p, conn) in pub_conns.into_iter().enumerate() {
@@ -133,7 +147,7 @@ pub async fn run(
             qos,
             size: args.size as usize,
             window,
-            fanout: fanout[p],
+            listeners: plan.listeners_of(p as u32),
             rate: args.rate() as f64 / publishers as f64,
             drain: args.drain(),
         };
@@ -191,8 +205,13 @@ pub async fn run(
     let sent_total = shared.total_sent();
     report.sent = sent_total;
     report.rejected = shared.rejected.load(Ordering::Relaxed);
-    report.set_verdict(verdict);
-    let publishing = published_at.duration_since(t0).as_secs_f64().max(1e-9);
+    report.checked = verdict;
+    // Publishers stop sending at `stop_at`; what follows is waiting for acknowledgements.
+    let publishing = published_at
+        .min(shared.stop_at)
+        .duration_since(t0)
+        .as_secs_f64()
+        .max(1e-9);
     let delivering = last_delivery
         .map_or(publishing, |at| at.duration_since(t0).as_secs_f64())
         .max(1e-9);
@@ -236,7 +255,7 @@ fn run_id() -> String {
 
 /// Once a second: how far the run has got and the rates over the last second.
 fn progress_line(args: &BenchArgs, shared: Arc<Shared>) -> ProgressLine {
-    let name = format!("{:?}", args.scenario).to_lowercase();
+    let name = args.scenario.name();
     let total = args.duration().as_secs_f64();
     let mut last = (0u64, 0u64, Duration::ZERO);
     ProgressLine::start(move |elapsed| {
@@ -274,6 +293,7 @@ async fn publish(
         _ => u64::from(conn.receive_maximum).min(how.window).max(1),
     };
     let mut seq = 0u64;
+    let mut window_full_since = None::<Instant>;
     loop {
         let now = Instant::now();
         if now >= shared.stop_at {
@@ -282,8 +302,23 @@ async fn publish(
         let notified = shared.progress.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let delivered = shared.delivered[p].load(Ordering::Acquire) / how.fanout;
-        let mut room = how.window.saturating_sub(seq.saturating_sub(delivered));
+        let delivered = shared.slowest_listener(p, &how.listeners);
+        let unseen = seq.saturating_sub(delivered);
+        let mut room = how.window.saturating_sub(unseen);
+        // Messages that never arrive (QoS 0 loss) would keep the window full for good:
+        // a window full for longer than the drain time ends the run, said as such.
+        if room == 0 {
+            let since = *window_full_since.get_or_insert(now);
+            if now.duration_since(since) > how.drain {
+                return Err(BenchError::Stalled {
+                    client: conn.name.clone(),
+                    unseen,
+                    seconds: how.drain.as_secs(),
+                });
+            }
+        } else {
+            window_full_since = None;
+        }
         room = room.min(max_inflight.saturating_sub(ids.in_use()));
         let mut next_due = shared.stop_at;
         if how.rate > 0.0 {
@@ -384,13 +419,14 @@ struct Received {
 /// One subscriber: checks and times every message until told to finish.
 async fn receive(
     mut conn: Conn,
+    s: usize,
     shared: Arc<Shared>,
     publishers: usize,
     mut finished: watch::Receiver<bool>,
 ) -> Result<Received, BenchError> {
     let mut checker = Checker::new(publishers);
     let mut latency = Histogram::default();
-    let mut counts = vec![0u64; publishers];
+    let mut told = 0u64;
     let mut last_delivery = None;
     loop {
         tokio::select! {
@@ -407,9 +443,6 @@ async fn receive(
                         Some(stamp) => {
                             checker.record(stamp.publisher, stamp.seq);
                             latency.record(now_ns.saturating_sub(stamp.sent_ns));
-                            if let Some(c) = counts.get_mut(stamp.publisher as usize) {
-                                *c += 1;
-                            }
                         }
                         None => checker.foreign += 1,
                     }
@@ -427,13 +460,16 @@ async fn receive(
         conn.flush().await?;
         if got > 0 {
             last_delivery = Some(Instant::now());
-            for (p, c) in counts.iter_mut().enumerate() {
-                if *c > 0 {
-                    shared.delivered[p].fetch_add(*c, Ordering::Release);
-                    *c = 0;
-                }
+            // Distinct messages only: duplicates and strays must neither end the drain early
+            // nor open a publisher's window.
+            for (p, delivered) in shared.delivered[s].iter().enumerate() {
+                delivered.store(checker.distinct_from(p as u32), Ordering::Release);
             }
-            shared.received_total.fetch_add(got, Ordering::Release);
+            let distinct = checker.distinct();
+            shared
+                .received_total
+                .fetch_add(distinct - told, Ordering::Release);
+            told = distinct;
             shared.progress.notify_waiters();
         }
     }
@@ -443,4 +479,24 @@ async fn receive(
         latency,
         last_delivery,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Scenario;
+
+    #[test]
+    fn each_publisher_gets_its_share_of_the_window() {
+        // fanin: one subscriber hears 4 publishers.
+        let fanin = Plan::new(Scenario::Fanin, "r", 4, 1);
+        assert_eq!(per_publisher_window(500, &fanin), 125);
+        // fanout: each subscriber hears the one publisher.
+        let fanout = Plan::new(Scenario::Fanout, "r", 1, 8);
+        assert_eq!(per_publisher_window(500, &fanout), 500);
+        // topics: the + and # subscribers hear all 8; never below 1.
+        let topics = Plan::new(Scenario::Topics, "r", 8, 24);
+        assert_eq!(per_publisher_window(500, &topics), 62);
+        assert_eq!(per_publisher_window(3, &topics), 1);
+    }
 }

@@ -103,7 +103,9 @@ impl Server {
             let opened = tokio::task::spawn_blocking(move || {
                 let progress = recovery_log::RecoveryLog::start();
                 let opened = Store::open_reporting(&dir, options, clock::now(), &progress);
-                progress.finish();
+                if opened.is_ok() {
+                    progress.finish();
+                }
                 opened
             })
             .await

@@ -250,23 +250,19 @@ impl SegmentLog {
         let mut segments = Vec::new();
         let mut prev = Seq(0);
         let mut max_base = Seq(1);
-        for (i, (base, path, check, _)) in found.into_iter().enumerate() {
+        // The lengths read in pass 1 (nothing has changed the files since).
+        for (i, (base, path, check, found_len)) in found.into_iter().enumerate() {
             max_base = max_base.max(base);
             let is_last = Some(i) == last_valid;
             match check {
                 HeaderCheck::Valid(_) => {}
                 HeaderCheck::Torn if last_valid.is_none_or(|l| i > l) => {
                     // Torn while being created, after the last good segment: drop it.
-                    let len = fs
-                        .open(&path)
-                        .ctx(Op::Open, &path)?
-                        .len()
-                        .ctx(Op::Read, &path)?;
                     fs.remove(&path).ctx(Op::Remove, &path)?;
                     report.truncated.push(Truncation {
                         path,
                         offset: 0,
-                        len,
+                        len: found_len,
                         kind: DamageKind::TornHeader,
                         file_removed: true,
                     });
@@ -278,16 +274,11 @@ impl SegmentLog {
                     } else {
                         DamageKind::CorruptHeader
                     };
-                    let len = fs
-                        .open(&path)
-                        .ctx(Op::Open, &path)?
-                        .len()
-                        .ctx(Op::Read, &path)?;
                     let copy = quarantine.move_file(&path, kind)?;
                     report.quarantined.push(Quarantined {
                         path,
                         offset: 0,
-                        len,
+                        len: found_len,
                         kind,
                         copy,
                     });

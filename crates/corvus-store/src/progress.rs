@@ -56,11 +56,6 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Whether the step is finished.
-    pub fn is_finished(&self) -> bool {
-        self.done >= self.total
-    }
-
     /// Percent done, rounded down.
     pub fn percent(&self) -> u64 {
         // Both fit in u128 without overflow; total is never 0.

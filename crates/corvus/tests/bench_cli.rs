@@ -75,8 +75,12 @@ fn every_throughput_scenario_checks_every_message() {
         );
         let latency = &report["latency_us"];
         assert_eq!(latency["samples"], report["received"], "{what}");
-        assert!(latency["p50"].as_f64() <= latency["p99"].as_f64(), "{what}");
-        assert!(latency["p99"].as_f64() <= latency["max"].as_f64(), "{what}");
+        let us = |q: &str| {
+            latency[q]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no latency {q}: {what}"))
+        };
+        assert!(us("p50") <= us("p99") && us("p99") <= us("max"), "{what}");
         assert!(report["rss"]["peak_kb"].as_u64() > Some(0), "{what}");
     }
 }
