@@ -12,7 +12,7 @@ use crate::config::CertIdentity;
 /// cannot be read, which a verified certificate can always be).
 pub fn certificate_name(der: &[u8], which: CertIdentity) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
-    match which {
+    let name = match which {
         CertIdentity::Cn => cert
             .subject()
             .iter_common_name()
@@ -28,7 +28,10 @@ pub fn certificate_name(der: &[u8], which: CertIdentity) -> Option<String> {
                 _ => None,
             })
         }
-    }
+    };
+    // An empty name names nobody: it would be a user no password file can hold, and `%u`
+    // would make it an empty topic level.
+    name.filter(|name| !name.is_empty())
 }
 
 #[cfg(test)]
@@ -60,6 +63,8 @@ mod tests {
         );
         let bare = certificate("only-cn", &[]);
         assert_eq!(certificate_name(&bare, CertIdentity::San), None);
+        let empty = certificate("", &[]);
+        assert_eq!(certificate_name(&empty, CertIdentity::Cn), None);
         assert_eq!(
             certificate_name(b"not a certificate", CertIdentity::Cn),
             None

@@ -20,6 +20,9 @@ mod wire;
 mod auth_cases;
 #[path = "abuse/limit_cases.rs"]
 mod limit_cases;
+// Stalls and oversized input on TLS and WebSocket listeners.
+#[path = "abuse/transport_cases.rs"]
+mod transport_cases;
 
 use std::time::{Duration, Instant};
 

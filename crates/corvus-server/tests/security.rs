@@ -497,6 +497,426 @@ async fn a_client_certificate_names_the_user() {
     server.shutdown().await;
 }
 
+/// A broker with `files` configured, its plain listener, and two `mqtts` listeners that
+/// require a certificate from `devices` and take the user name from it: by Common Name, and
+/// by Subject Alternative Name.
+struct CertBroker {
+    server: Server,
+    plain: std::net::SocketAddr,
+    cn: std::net::SocketAddr,
+    san: std::net::SocketAddr,
+    /// The CA of the broker's own certificate.
+    ca: Ca,
+    /// The CA of the client certificates.
+    devices: Ca,
+    _tls: common::tls::Files,
+}
+
+impl CertBroker {
+    async fn start(files: &Secured) -> CertBroker {
+        let ca = Ca::new("Corvus test CA");
+        let tls = write_files(&ca, &ca.issue(&["localhost"], false));
+        let devices = Ca::new("Device CA");
+        let devices_pem = files.path("devices.pem");
+        std::fs::write(&devices_pem, devices.cert.pem()).unwrap();
+        let listener = |which| ListenerConfig {
+            cert_identity: Some(which),
+            ..mqtts_listener(
+                Some(tls.cert.clone()),
+                Some(tls.key.clone()),
+                Some(devices_pem.clone()),
+            )
+        };
+        let (server, plain) = files
+            .start(|c| {
+                c.listeners.push(listener(CertIdentity::Cn));
+                c.listeners.push(listener(CertIdentity::San));
+            })
+            .await;
+        let [_, cn, san] = server.local_addrs()[..] else {
+            panic!("three listeners: {:?}", server.local_addrs())
+        };
+        CertBroker {
+            server,
+            plain,
+            cn,
+            san,
+            ca,
+            devices,
+            _tls: tls,
+        }
+    }
+
+    /// A client over TLS to `addr` presenting `cert` (the handshake must succeed: the
+    /// certificate is the client CA's), nothing sent yet.
+    async fn open(
+        &self,
+        addr: std::net::SocketAddr,
+        version: ProtocolVersion,
+        cert: &(rcgen::Certificate, rcgen::KeyPair),
+    ) -> Raw {
+        let config = client_config(&self.ca, &[&rustls::version::TLS13], Some(cert));
+        let stream = tls_connect(addr, config)
+            .await
+            .expect("a certificate of the client CA passes the handshake");
+        Raw::over(Box::new(stream), version)
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_common_name_names_the_user_and_gets_that_users_rules() {
+    let files = secured();
+    let broker = CertBroker::start(&files).await;
+    let v5 = ProtocolVersion::V5;
+    // CN "ops", and a Subject Alternative Name "alice".
+    let device = broker.devices.issue_client_named(Some("ops"), &["alice"]);
+    // On the CN listener the user is ops, whatever the CONNECT says: here alice's own name
+    // and password.
+    let (mut by_cn, _) = broker
+        .open(broker.cn, v5, &device)
+        .await
+        .handshake("cert-cn", with_login("alice"))
+        .await;
+    use ReasonCode::{GrantedQoS1 as Granted, NotAuthorized as No};
+    // ops's rules: publish status/#, and devices/ops/# (everyone's devices/%u/#)...
+    let mut watcher = login(broker.plain, "ops", "ops-watcher").await;
+    assert_eq!(
+        watcher
+            .subscribe_many(1, &["devices/#", "status/#"], QoS::AtLeastOnce)
+            .await,
+        [Granted, Granted]
+    );
+    for (id, topic, expected) in [
+        (1, "status/x", ReasonCode::Success),
+        (2, "devices/ops/x", ReasonCode::Success),
+        (3, "devices/alice/x", No), // alice's, not ops's
+        (4, "other/x", No),
+    ] {
+        let got = by_cn
+            .publish_packet(qos1(topic, topic.as_bytes(), id))
+            .await;
+        assert_eq!(got, expected, "{topic}");
+    }
+    let got: Vec<_> = recv_publishes_acked(&mut watcher, 2)
+        .await
+        .into_iter()
+        .map(|p| p.topic.to_string())
+        .collect();
+    assert_eq!(got, ["status/x", "devices/ops/x"]);
+    assert_nothing_queued(&mut watcher).await;
+    // ...subscribe devices/# and status/#, nothing else.
+    assert_eq!(
+        by_cn
+            .subscribe_many(5, &["devices/#", "status/#", "other/#"], QoS::AtLeastOnce)
+            .await,
+        [Granted, Granted, No]
+    );
+    // A message of alice's (logged in with her password) reaches it through devices/#.
+    let mut alice = login(broker.plain, "alice", "alice").await;
+    assert_eq!(
+        alice
+            .publish("devices/alice/t", b"from alice", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::Success
+    );
+    let got = by_cn.recv_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("devices/alice/t", &b"from alice"[..])
+    );
+    assert_nothing_queued(&mut by_cn).await;
+
+    // The same certificate on the SAN listener names alice: alice's rules.
+    let (mut by_san, _) = broker
+        .open(broker.san, v5, &device)
+        .await
+        .handshake("cert-san", |_| {})
+        .await;
+    assert_eq!(
+        by_san
+            .subscribe_many(1, &["devices/#", "devices/alice/#"], QoS::AtLeastOnce)
+            .await,
+        [No, Granted]
+    );
+    assert_eq!(by_san.publish_packet(qos1("status/x", b"x", 2)).await, No);
+    broker.server.shutdown().await;
+}
+
+/// A QoS 1 PUBLISH of `payload` on `topic` with packet id `id`.
+fn qos1(topic: &str, payload: &[u8], id: u16) -> mqtt_codec::Publish {
+    let mut publish = mqtt_codec::Publish::new(s(topic), payload.to_vec().into());
+    publish.qos = QoS::AtLeastOnce;
+    publish.packet_id = Some(pid(id));
+    publish
+}
+
+impl CertBroker {
+    /// A client presenting `cert` on `addr` is refused with CONNACK 0x87 (3.1.1: return code
+    /// 5) and the close, in MQTT 5.0 and 3.1.1, though its CONNECT carries alice's valid
+    /// password: the certificate decides.
+    async fn expect_refused(
+        &self,
+        addr: std::net::SocketAddr,
+        cert: &(rcgen::Certificate, rcgen::KeyPair),
+        what: &str,
+    ) {
+        for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+            let mut raw = self.open(addr, version, cert).await;
+            let mut connect = Connect::new(version, s("nameless"));
+            with_login("alice")(&mut connect);
+            raw.send(connect.into()).await;
+            match raw.expect_close().await.as_slice() {
+                [Packet::ConnAck(ack)] => {
+                    assert_eq!(
+                        ack.reason_code,
+                        ReasonCode::NotAuthorized,
+                        "{what}, {version:?}"
+                    )
+                }
+                other => panic!("{what}, {version:?}: expected CONNACK 0x87, got {other:?}"),
+            }
+        }
+        assert!(self.server.broker().session("nameless").is_none(), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_without_a_name_of_the_configured_kind_is_refused_0x87() {
+    let files = secured();
+    let broker = CertBroker::start(&files).await;
+    let devices = &broker.devices;
+    let cases = [
+        (
+            "no Common Name (an empty subject), on the CN listener",
+            broker.cn,
+            devices.issue_client_named(None, &["alice"]),
+        ),
+        (
+            "no Subject Alternative Name, on the SAN listener",
+            broker.san,
+            devices.issue_client_named(Some("alice"), &[]),
+        ),
+        (
+            "only an IP address as Subject Alternative Name, on the SAN listener",
+            broker.san,
+            devices.issue_client_named(Some("alice"), &["127.0.0.1"]),
+        ),
+    ];
+    for (what, addr, cert) in &cases {
+        broker.expect_refused(*addr, cert, what).await;
+    }
+    // A certificate with the name is admitted on both.
+    for addr in [broker.cn, broker.san] {
+        let named = devices.issue_client_named(Some("alice"), &["alice"]);
+        let (raw, _) = broker
+            .open(addr, ProtocolVersion::V5, &named)
+            .await
+            .handshake("named", |_| {})
+            .await;
+        raw.disconnect().await;
+    }
+    broker.server.shutdown().await;
+}
+
+/// An empty Common Name is no name either: the password file cannot hold a user "" (user
+/// names are non-empty), and `%u` would make it an empty topic level.
+#[tokio::test]
+async fn a_client_certificate_with_an_empty_common_name_is_refused_0x87() {
+    let files = secured();
+    let broker = CertBroker::start(&files).await;
+    let empty = broker.devices.issue_client_named(Some(""), &["alice"]);
+    broker
+        .expect_refused(
+            broker.cn,
+            &empty,
+            "an empty Common Name, on the CN listener",
+        )
+        .await;
+    broker.server.shutdown().await;
+}
+
+// ---- SUBSCRIBE, $SYS and retained, end to end ----
+
+#[tokio::test]
+async fn a_subscribe_mixing_denied_and_granted_filters_delivers_only_what_was_granted() {
+    let files = secured();
+    let (server, addr) = files.start(|_| {}).await;
+    // Publishers for every filter: ops on status/#, a token holder anywhere under devices/.
+    let token = files.mint(&["publish:devices/#"], in_an_hour());
+    let mut ops = login(addr, "ops", "ops").await;
+    let mut holder = token_client(addr, &token, "holder").await;
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let (mut alice, _) = Raw::connect_with(addr, version, "alice", with_login("alice")).await;
+        let filters = ["status/#", "devices/alice/#", "devices/#", "$SYS/#"];
+        // v5: 0x87 for each denied filter; 3.1.1: the failure code 0x80.
+        let no = match version {
+            ProtocolVersion::V5 => ReasonCode::NotAuthorized,
+            _ => ReasonCode::UnspecifiedError,
+        };
+        assert_eq!(
+            alice.subscribe_many(1, &filters, QoS::AtLeastOnce).await,
+            [no, ReasonCode::GrantedQoS1, no, no],
+            "{version:?}"
+        );
+        let held = server
+            .broker()
+            .session("alice")
+            .unwrap()
+            .lock()
+            .subscription_count();
+        assert_eq!(held, 1, "{version:?}: only the granted filter is held");
+        // Messages matching only the denied filters, then one matching the granted one.
+        let published = [
+            (true, "status/x"),
+            (false, "devices/bob/x"),
+            (false, "devices/alice/x"),
+        ];
+        for (i, (by_ops, topic)) in published.into_iter().enumerate() {
+            let publisher = if by_ops { &mut ops } else { &mut holder };
+            let sent = publisher
+                .publish(
+                    topic,
+                    topic.as_bytes(),
+                    QoS::AtLeastOnce,
+                    false,
+                    i as u16 + 1,
+                )
+                .await;
+            assert_eq!(sent, ReasonCode::Success, "{topic}");
+        }
+        let got = alice.recv_publish().await;
+        assert_eq!(
+            (got.topic.as_str(), &got.payload[..], got.qos),
+            ("devices/alice/x", &b"devices/alice/x"[..], QoS::AtLeastOnce),
+            "{version:?}"
+        );
+        assert_nothing_queued(&mut alice).await;
+        alice.disconnect().await;
+    }
+    server.shutdown().await;
+}
+
+/// root may do anything with every topic (`#`); ops may read `$SYS`.
+const SYS_ACL: &str = r##"
+[[rule]]
+user = "root"
+allow = ["publish", "subscribe", "retain"]
+topics = ["#"]
+
+[[rule]]
+user = "ops"
+allow = ["subscribe"]
+topics = ["$SYS/#"]
+"##;
+
+#[tokio::test]
+async fn sys_needs_a_grant_of_its_own_even_for_a_user_granted_everything() {
+    let files = Secured::new(&["root", "ops"], SYS_ACL);
+    let (server, addr) = files.start(|c| c.sys_interval = 1).await;
+    let mut root = login(addr, "root", "root").await;
+    use ReasonCode::{NotAuthorized as No, Success as Yes};
+    assert_eq!(
+        root.subscribe_many(
+            1,
+            &["$SYS/#", "$SYS/broker/uptime", "$share/g/$SYS/#", "#"],
+            QoS::AtMostOnce
+        )
+        .await,
+        [No, No, No, Yes]
+    );
+    // Nor may it publish there: `$SYS` is the broker's.
+    assert_eq!(
+        root.publish("$SYS/broker/uptime", b"0", QoS::AtLeastOnce, false, 2)
+            .await,
+        No
+    );
+    let mut ops = login(addr, "ops", "ops").await;
+    assert_eq!(
+        ops.subscribe_many(1, &["$SYS/#", "#"], QoS::AtMostOnce)
+            .await,
+        [Yes, No]
+    );
+    // ops gets the broker's uptime, twice with different values: the second was published
+    // after root subscribed to `#`.
+    let mut uptimes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while uptimes.len() < 2 {
+            let p = ops.recv_publish().await;
+            assert!(p.topic.starts_with("$SYS/broker/"), "{}", p.topic);
+            if p.topic.as_str() == "$SYS/broker/uptime" && uptimes.last() != Some(&p.payload) {
+                uptimes.push(p.payload);
+            }
+        }
+    })
+    .await
+    .expect("$SYS/broker/uptime published twice");
+    // root got none of it; its `#` does work for other topics.
+    assert_nothing_queued(&mut root).await;
+    assert_eq!(
+        root.publish("plain/topic", b"x", QoS::AtLeastOnce, false, 3)
+            .await,
+        Yes
+    );
+    assert_eq!(root.recv_publish().await.topic.as_str(), "plain/topic");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_denied_retained_publish_from_a_3_1_1_client_is_neither_delivered_nor_retained() {
+    let files = secured();
+    let (server, addr) = files.start(|_| {}).await;
+    let v311 = ProtocolVersion::V3_1_1;
+    let mut live = login(addr, "ops", "ops-live").await;
+    assert_eq!(
+        live.subscribe_many(1, &["devices/#", "status/#"], QoS::AtLeastOnce)
+            .await,
+        [ReasonCode::GrantedQoS1, ReasonCode::GrantedQoS1]
+    );
+    let (mut old, _) = Raw::connect_with(addr, v311, "old-alice", with_login("alice")).await;
+    // Another user's topic; and alice's own, where she may publish but not retain. 3.1.1
+    // has no negative acknowledgement: each flow completes as if it went through.
+    for (topic, qos, id) in [
+        ("devices/bob/t", QoS::AtLeastOnce, 1),
+        ("devices/alice/t", QoS::AtLeastOnce, 2),
+        ("devices/alice/t", QoS::ExactlyOnce, 3),
+        ("devices/alice/t0", QoS::AtMostOnce, 0),
+    ] {
+        assert_eq!(
+            old.publish(topic, b"denied", qos, true, id).await,
+            ReasonCode::Success,
+            "{topic} at {qos:?}"
+        );
+    }
+    wait_dropped(&server, corvus_core::DropReason::NotAuthorized, 4).await;
+    assert_nothing_queued(&mut live).await;
+    assert_eq!(server.broker().retained_count(), 0);
+    // A later subscriber, allowed to read all of it, gets nothing.
+    let (mut late, _) = Raw::connect_with(addr, v311, "late-ops", with_login("ops")).await;
+    assert_eq!(
+        late.subscribe_many(1, &["devices/#"], QoS::AtLeastOnce)
+            .await,
+        [ReasonCode::GrantedQoS1]
+    );
+    assert_nothing_queued(&mut late).await;
+    // The same from a client granted retain (ops on status/#) is retained.
+    let (mut old_ops, _) = Raw::connect_with(addr, v311, "old-ops", with_login("ops")).await;
+    assert_eq!(
+        old_ops
+            .publish("status/kept", b"kept", QoS::AtLeastOnce, true, 1)
+            .await,
+        ReasonCode::Success
+    );
+    assert_eq!(&live.recv_publish().await.payload[..], b"kept");
+    assert_eq!(
+        late.subscribe_many(2, &["status/#"], QoS::AtLeastOnce)
+            .await,
+        [ReasonCode::GrantedQoS1]
+    );
+    let kept = late.recv_publish().await;
+    assert_eq!((kept.topic.as_str(), kept.retain), ("status/kept", true));
+    server.shutdown().await;
+}
+
 // ---- capability tokens ----
 
 async fn token_client(addr: std::net::SocketAddr, token: &str, client: &str) -> Raw {

@@ -560,3 +560,353 @@ async fn a_client_flooding_beyond_the_message_rate_is_disconnected_0x96() {
     )
     .await;
 }
+
+// ---- retained quota (broker-wide) ----
+
+/// Removes the retained message on each of `topics` (an empty retained PUBLISH, which the
+/// quota never refuses), so that the next round starts from an empty store.
+async fn clear_retained(raw: &mut Raw, topics: &[String]) {
+    for (i, topic) in topics.iter().enumerate() {
+        let id = u16::try_from(i + 1).unwrap();
+        assert_eq!(
+            raw.publish(topic, b"", QoS::AtLeastOnce, true, id).await,
+            ReasonCode::Success,
+            "clearing {topic}"
+        );
+    }
+}
+
+/// Receives exactly `n` PUBLISHes and nothing more; returns their (topic, payload).
+async fn received(raw: &mut Raw, n: usize) -> Vec<(String, Vec<u8>)> {
+    let got = recv_publishes_acked(raw, n).await;
+    assert_nothing_queued(raw).await;
+    got.into_iter()
+        .map(|p| (p.topic.to_string(), p.payload.to_vec()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_beyond_the_count_quota_are_0x97_and_go_nowhere() {
+    const QUOTA: usize = 10;
+    const BEYOND: usize = 1_000;
+    run(
+        |c| c.limits.max_retained_messages = QUOTA,
+        async |case| {
+            let n = unique();
+            let topics: Vec<String> = (0..QUOTA + BEYOND)
+                .map(|i| format!("hoard/{n}/{i}"))
+                .collect();
+            let mut live = case.connect(&format!("hoard-live-{n}")).await;
+            let filter = format!("hoard/{n}/#");
+            assert_eq!(
+                subscribe_all(&mut live, 1, &[&filter]).await,
+                [ReasonCode::Success]
+            );
+            let metrics = &case.server.broker().metrics;
+            let dropped_before = metrics.dropped(DropReason::QuotaExceeded);
+            let mut hoarder = case.connect(&format!("hoarder-{n}")).await;
+            for (i, topic) in topics.iter().enumerate() {
+                let expected = match i < QUOTA {
+                    true => ReasonCode::Success,
+                    false => ReasonCode::QuotaExceeded,
+                };
+                let got = hoarder
+                    .publish(topic, b"kept", QoS::AtLeastOnce, true, 1)
+                    .await;
+                assert_eq!(got, expected, "{topic}");
+            }
+            // At QoS 2 too: PUBREC 0x97, and the flow ends there.
+            let beyond = format!("hoard/{n}/qos2");
+            assert_eq!(
+                hoarder
+                    .publish(&beyond, b"kept", QoS::ExactlyOnce, true, 2)
+                    .await,
+                ReasonCode::QuotaExceeded
+            );
+            // Replacing a retained message is within the quota.
+            assert_eq!(
+                hoarder
+                    .publish(&topics[0], b"again", QoS::AtLeastOnce, true, 3)
+                    .await,
+                ReasonCode::Success
+            );
+            wait_dropped(
+                &case.server,
+                DropReason::QuotaExceeded,
+                dropped_before + BEYOND as u64 + 1,
+            )
+            .await;
+            // Delivered: the ones within the quota and the replacement; nothing refused.
+            let mut expected: Vec<(String, Vec<u8>)> = topics[..QUOTA]
+                .iter()
+                .map(|t| (t.clone(), b"kept".to_vec()))
+                .collect();
+            expected.push((topics[0].clone(), b"again".to_vec()));
+            assert_eq!(received(&mut live, QUOTA + 1).await, expected);
+            assert_eq!(case.server.broker().retained_count(), QUOTA);
+            // A later subscriber gets the ones kept, the latest of each.
+            let mut late = case.connect(&format!("hoard-late-{n}")).await;
+            assert_eq!(
+                subscribe_all(&mut late, 1, &[&filter]).await,
+                [ReasonCode::Success]
+            );
+            let mut kept = received(&mut late, QUOTA).await;
+            kept.sort();
+            expected.remove(0);
+            expected.sort();
+            assert_eq!(kept, expected);
+            clear_retained(&mut hoarder, &topics[..QUOTA]).await;
+            assert_eq!(case.server.broker().retained_count(), 0);
+            for raw in [live, late, hoarder] {
+                raw.disconnect().await;
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_beyond_the_byte_quota_are_0x97_and_go_nowhere() {
+    // Counted as topic plus payload bytes.
+    const QUOTA: usize = 4096;
+    const BIG: usize = 64 * 1024;
+    const FLOOD: usize = 100;
+    run(
+        |c| c.limits.max_retained_bytes = QUOTA,
+        async |case| {
+            let n = unique();
+            let (first, big, last) = (
+                format!("heavy/{n}/first"),
+                format!("heavy/{n}/big"),
+                format!("heavy/{n}/last"),
+            );
+            let mut live = case.connect(&format!("heavy-live-{n}")).await;
+            let filter = format!("heavy/{n}/#");
+            assert_eq!(
+                subscribe_all(&mut live, 1, &[&filter]).await,
+                [ReasonCode::Success]
+            );
+            let metrics = &case.server.broker().metrics;
+            let dropped_before = metrics.dropped(DropReason::QuotaExceeded);
+            let mut hoarder = case.connect(&format!("heavy-{n}")).await;
+            let small = vec![b'a'; 1000];
+            assert_eq!(
+                hoarder
+                    .publish(&first, &small, QoS::AtLeastOnce, true, 1)
+                    .await,
+                ReasonCode::Success
+            );
+            // 100 retained messages of 64 KiB, 6.4 MB in all: each one refused.
+            let heavy = vec![b'b'; BIG];
+            for _ in 0..FLOOD {
+                assert_eq!(
+                    hoarder
+                        .publish(&big, &heavy, QoS::AtLeastOnce, true, 2)
+                        .await,
+                    ReasonCode::QuotaExceeded
+                );
+            }
+            // What is left of the quota, to the byte: one byte more is refused, exactly
+            // that is taken.
+            let left = QUOTA - (first.len() + small.len()) - last.len();
+            let over = vec![b'c'; left + 1];
+            assert_eq!(
+                hoarder
+                    .publish(&last, &over, QoS::AtLeastOnce, true, 3)
+                    .await,
+                ReasonCode::QuotaExceeded
+            );
+            let fits = vec![b'c'; left];
+            assert_eq!(
+                hoarder
+                    .publish(&last, &fits, QoS::AtLeastOnce, true, 4)
+                    .await,
+                ReasonCode::Success
+            );
+            wait_dropped(
+                &case.server,
+                DropReason::QuotaExceeded,
+                dropped_before + FLOOD as u64 + 1,
+            )
+            .await;
+            assert_eq!(case.server.broker().retained_bytes(), QUOTA);
+            assert_eq!(case.server.broker().retained_count(), 2);
+            // Delivered live: the two within the quota, nothing refused.
+            assert_eq!(
+                received(&mut live, 2).await,
+                [(first.clone(), small.clone()), (last.clone(), fits.clone())]
+            );
+            clear_retained(&mut hoarder, &[first, last]).await;
+            assert_eq!(case.server.broker().retained_bytes(), 0);
+            live.disconnect().await;
+            hoarder.disconnect().await;
+        },
+    )
+    .await;
+}
+
+// ---- topic length ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_beyond_max_topic_length_are_refused_alone() {
+    const MAX: usize = 64;
+    run(
+        |c| c.limits.max_topic_length = MAX,
+        async |case| {
+            let n = unique();
+            let base = format!("long/{n}/");
+            let sized = |len: usize| format!("{base}{}", "x".repeat(len - base.len()));
+            let (exact, beyond) = (sized(MAX), sized(MAX + 1));
+            // The longest a topic can be: 65 535 bytes (within the default packet size).
+            let longest = sized(65_535);
+            let mut watcher = case.connect(&format!("long-watcher-{n}")).await;
+            assert_eq!(
+                subscribe_all(&mut watcher, 1, &[format!("{base}#")]).await,
+                [ReasonCode::Success]
+            );
+            // SUBSCRIBE: 0x8F for each filter beyond, the others granted.
+            let id = format!("long-{n}");
+            let mut client = case.connect(&id).await;
+            assert_eq!(
+                subscribe_all(&mut client, 1, &[&exact, &beyond, &longest]).await,
+                [
+                    ReasonCode::Success,
+                    ReasonCode::TopicFilterInvalid,
+                    ReasonCode::TopicFilterInvalid
+                ]
+            );
+            let held = case
+                .server
+                .broker()
+                .session(&id)
+                .unwrap()
+                .lock()
+                .subscription_count();
+            assert_eq!(held, 1, "only the filter within the limit is held");
+            // PUBLISH: 0x90 (PUBACK, PUBREC), not delivered; the connection goes on.
+            for (topic, qos, expected) in [
+                (&beyond, QoS::AtLeastOnce, ReasonCode::TopicNameInvalid),
+                (&longest, QoS::AtLeastOnce, ReasonCode::TopicNameInvalid),
+                (&beyond, QoS::ExactlyOnce, ReasonCode::TopicNameInvalid),
+                (&beyond, QoS::AtMostOnce, ReasonCode::Success),
+                (&exact, QoS::AtLeastOnce, ReasonCode::Success),
+            ] {
+                let sent = client.publish(topic, b"x", qos, false, 2).await;
+                assert_eq!(sent, expected, "{} bytes at {qos:?}", topic.len());
+            }
+            // Only the topic within the limit reached anyone (the client's own
+            // subscription to it, and the watcher).
+            assert_eq!(
+                received(&mut watcher, 1).await,
+                [(exact.clone(), b"x".to_vec())]
+            );
+            assert_eq!(
+                received(&mut client, 1).await,
+                [(exact.clone(), b"x".to_vec())]
+            );
+            // A will beyond it: CONNACK 0x90, then the close.
+            let mut raw = case.open().await;
+            let mut connect = mqtt_codec::Connect::new(V5, s(&format!("long-will-{n}")));
+            connect.will = Some(mqtt_codec::Will {
+                topic: s(&beyond),
+                payload: "gone".into(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Default::default(),
+            });
+            raw.send(connect.into()).await;
+            match raw.expect_close().await.as_slice() {
+                [Packet::ConnAck(ack)] => {
+                    assert_eq!(ack.reason_code, ReasonCode::TopicNameInvalid, "{ack:?}")
+                }
+                other => {
+                    panic!("a will beyond max_topic_length: expected CONNACK 0x90, got {other:?}")
+                }
+            }
+            watcher.disconnect().await;
+            client.disconnect().await;
+        },
+    )
+    .await;
+}
+
+// ---- session expiry cap ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_asking_to_outlive_max_session_expiry_are_capped_and_expire() {
+    const CAP: u32 = 2;
+    run(
+        |c| c.limits.max_session_expiry = CAP,
+        async |case| {
+            let n = unique();
+            // v5 asking for an hour, and for never; v5 asking for 1 s and then for never on
+            // DISCONNECT; 3.1.1 with a persistent session (never, in 3.1.1).
+            let asks: [(&str, ProtocolVersion, Option<u32>, Option<u32>); 4] = [
+                ("hour", V5, Some(3600), None),
+                ("never", V5, Some(u32::MAX), None),
+                ("extended", V5, Some(1), Some(u32::MAX)),
+                ("v311", ProtocolVersion::V3_1_1, None, None),
+            ];
+            let mut ids = Vec::new();
+            for (what, version, at_connect, at_disconnect) in asks {
+                let id = format!("expiry-{what}-{n}");
+                let (mut raw, ack) = Raw::connect_with(case.addr, version, &id, |c| {
+                    c.clean_start = false;
+                    c.properties.session_expiry_interval = at_connect;
+                })
+                .await;
+                if let Some(asked) = at_connect {
+                    // Told when it differs from what was asked (MQTT 5.0 section 3.2.2.3.2).
+                    let told = ack.properties.session_expiry_interval.unwrap_or(asked);
+                    assert_eq!(told, asked.min(CAP), "{what}: the expiry granted");
+                }
+                assert_eq!(
+                    raw.subscribe(1, &format!("expiry/{n}"), QoS::AtLeastOnce)
+                        .await,
+                    [ReasonCode::GrantedQoS1]
+                );
+                let mut disconnect = mqtt_codec::Disconnect::default();
+                disconnect.properties.session_expiry_interval = at_disconnect;
+                raw.send(disconnect.into()).await;
+                assert!(raw.expect_close().await.is_empty(), "{what}");
+                ids.push((what, version, id));
+            }
+            // Kept for now, for the cap (the broker closes on the DISCONNECT, then settles
+            // the session)...
+            for (what, _, id) in &ids {
+                wait_offline(&case.server, id).await;
+                let handle = case.server.broker().session(id);
+                let expiry = handle.map(|h| h.lock().expiry_interval);
+                assert_eq!(expiry, Some(CAP), "{what}: kept, for the cap");
+            }
+            // ...and gone after the cap, whatever was asked.
+            let broker = case.server.broker();
+            let gone = tokio::time::timeout(Duration::from_secs(CAP.into()) + WAIT, async {
+                while ids.iter().any(|(_, _, id)| broker.session(id).is_some()) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            let left: Vec<_> = ids
+                .iter()
+                .filter(|(_, _, id)| broker.session(id).is_some())
+                .map(|(what, _, _)| *what)
+                .collect();
+            assert!(gone.is_ok(), "sessions past the cap of {CAP} s: {left:?}");
+            // A reconnection finds no session (and leaves none: a clean one ends it).
+            for (what, version, id) in ids {
+                let (raw, ack) = Raw::connect_with(case.addr, version, &id, |c| {
+                    c.clean_start = false;
+                })
+                .await;
+                assert!(!ack.session_present, "{what}: the session expired");
+                raw.disconnect().await;
+                Raw::connect(case.addr, version, &id)
+                    .await
+                    .disconnect()
+                    .await;
+            }
+        },
+    )
+    .await;
+}

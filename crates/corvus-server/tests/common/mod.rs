@@ -239,6 +239,34 @@ impl Raw {
         }
     }
 
+    /// One SUBSCRIBE carrying every filter of `filters` at `qos`; returns the SUBACK's codes
+    /// (a 3.1.1 failure, 0x80, as [`ReasonCode::UnspecifiedError`]).
+    pub async fn subscribe_many(&mut self, id: u16, filters: &[&str], qos: QoS) -> Vec<ReasonCode> {
+        let subscriptions = filters
+            .iter()
+            .map(|filter| Subscription {
+                filter: s(filter),
+                options: SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let subscribe = Subscribe {
+            packet_id: pid(id),
+            properties: Default::default(),
+            subscriptions,
+        };
+        self.send(subscribe.into()).await;
+        match self.recv().await {
+            Packet::SubAck(ack) => {
+                assert_eq!(ack.packet_id, pid(id));
+                ack.reason_codes
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
     /// Publishes and completes the QoS flow; returns the broker's acknowledgement code.
     pub async fn publish(
         &mut self,
