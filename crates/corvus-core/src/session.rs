@@ -147,8 +147,14 @@ pub struct PendingWill {
 }
 
 /// Messages dropped for one session, by reason ("why did my device miss messages").
+///
+/// Most sessions never drop a message, so the tallies are allocated at the first drop: a
+/// session costs a pointer here, not 144 bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionCounters {
+pub struct SessionCounters(Option<Box<DropTallies>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct DropTallies {
     dropped: [u64; DropReason::ALL.len()],
     /// How much of `dropped` the runtime has already added to its broker-wide metrics.
     reported: [u64; DropReason::ALL.len()],
@@ -156,25 +162,27 @@ pub struct SessionCounters {
 
 impl SessionCounters {
     pub fn count(&mut self, reason: DropReason) {
-        self.dropped[reason as usize] += 1;
+        self.0.get_or_insert_default().dropped[reason as usize] += 1;
     }
 
     /// Drops counted since the last call, for the broker-wide metrics.
     pub fn take_unreported(&mut self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.into_iter().filter_map(|reason| {
-            let i = reason as usize;
-            let new = self.dropped[i] - self.reported[i];
-            self.reported[i] = self.dropped[i];
-            (new > 0).then_some((reason, new))
+        self.0.as_deref_mut().into_iter().flat_map(|tallies| {
+            DropReason::ALL.into_iter().filter_map(move |reason| {
+                let i = reason as usize;
+                let new = tallies.dropped[i] - tallies.reported[i];
+                tallies.reported[i] = tallies.dropped[i];
+                (new > 0).then_some((reason, new))
+            })
         })
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason as usize]
+        self.0.as_ref().map_or(0, |t| t.dropped[reason as usize])
     }
 
     pub fn total_dropped(&self) -> u64 {
-        DropReason::ALL.iter().map(|&r| self.dropped(r)).sum()
+        self.0.as_ref().map_or(0, |t| t.dropped.iter().sum())
     }
 }
 
@@ -191,7 +199,10 @@ pub struct Session {
     subscriptions: HashMap<MqttString, SubscriptionEntry>,
     queue: OutboundQueue,
     inflight: VecDeque<InFlight>,
-    inbound_qos2: HashSet<PacketId>,
+    /// QoS 2 packet ids from the client awaiting PUBREL: made at the first one (most
+    /// sessions never receive QoS 2), so an empty set costs a pointer.
+    #[allow(clippy::box_collection)]
+    inbound_qos2: Option<Box<HashSet<PacketId>>>,
     last_packet_id: u16,
     pub pending_will: Option<PendingWill>,
     pub armed_will: Option<ArmedWill>,
@@ -225,7 +236,7 @@ impl Session {
             subscriptions: HashMap::new(),
             queue: OutboundQueue::default(),
             inflight: VecDeque::new(),
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: None,
             last_packet_id: 0,
             pending_will: None,
             armed_will: None,
@@ -577,17 +588,22 @@ impl Session {
     /// Records a received QoS 2 PUBLISH; false if its identifier is already awaiting PUBREL
     /// (a resend, not to be delivered again).
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
-        self.inbound_qos2.insert(packet_id)
+        self.inbound_qos2.get_or_insert_default().insert(packet_id)
     }
 
     /// True if a QoS 2 PUBLISH with this identifier was received and is awaiting PUBREL.
     pub fn is_awaiting_pubrel(&self, packet_id: PacketId) -> bool {
-        self.inbound_qos2.contains(&packet_id)
+        self.inbound_qos2
+            .as_ref()
+            .is_some_and(|ids| ids.contains(&packet_id))
     }
 
     /// PUBREL: true if the identifier was awaiting it.
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
-        let known = self.inbound_qos2.remove(&packet_id);
+        let known = self
+            .inbound_qos2
+            .as_mut()
+            .is_some_and(|ids| ids.remove(&packet_id));
         if known && self.records_changes() {
             self.store_events
                 .push(StoreEvent::InboundQos2Removed(packet_id));
@@ -597,11 +613,11 @@ impl Session {
 
     /// The QoS 2 packet ids from the client awaiting PUBREL.
     pub fn inbound_qos2(&self) -> impl Iterator<Item = PacketId> + '_ {
-        self.inbound_qos2.iter().copied()
+        self.inbound_qos2.iter().flat_map(|ids| ids.iter().copied())
     }
 
     pub fn inbound_qos2_len(&self) -> usize {
-        self.inbound_qos2.len()
+        self.inbound_qos2.as_ref().map_or(0, |ids| ids.len())
     }
 
     // ---- lifetime ----

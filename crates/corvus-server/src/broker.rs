@@ -21,7 +21,7 @@ use corvus_core::topic_tree::{SubscriptionEntry, SubscriptionTree};
 use corvus_core::{BrokerConfig, ClientId, Delivery, Message, Millis, Session};
 use corvus_store::{Recovered, Store, StoreOp, Ticket};
 use mqtt_codec::{PacketId, QoS};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::connection_info::ConnectionInfo;
 use crate::metrics::Metrics;
@@ -71,7 +71,7 @@ pub enum Eviction {
 pub struct SessionHandle {
     session: Mutex<Session>,
     /// Wakes the owning connection when messages are queued.
-    pub notify: Notify,
+    pub notify: crate::signal::Signal,
     online: AtomicBool,
     owner: Mutex<Option<Owner>>,
     /// Whether the store holds a record of this session (so its end must delete it).
@@ -82,7 +82,7 @@ impl SessionHandle {
     fn new(session: Session) -> SessionHandle {
         SessionHandle {
             session: Mutex::new(session),
-            notify: Notify::new(),
+            notify: Default::default(),
             online: AtomicBool::new(false),
             owner: Mutex::new(None),
             stored: AtomicBool::new(false),
@@ -241,6 +241,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The topics clients publish to most (the admin API's top topics).
     pub topic_rates: TopicRates,
+    /// The connections' timers, rung by one task the server runs.
+    pub alarms: Arc<crate::alarms::Alarms>,
     next_connection: AtomicU64,
     store: Option<Arc<Store>>,
 }
@@ -272,6 +274,7 @@ impl Broker {
             sys_retained: RwLock::new(RetainedStore::new()),
             metrics: Metrics::default(),
             topic_rates: TopicRates::default(),
+            alarms: Default::default(),
             next_connection: AtomicU64::new(1),
             store,
         }
@@ -424,6 +427,17 @@ impl Broker {
     }
 
     /// Asks the connection holding `client`'s session to leave, for `reason`.
+    /// Tells every connection that owns a session that the broker is shutting down. A
+    /// connection that claims its session after this has passed sees the server's shutdown
+    /// flag instead (it is raised first).
+    pub fn shutdown_connections(&self) {
+        for handle in read(&self.sessions).values() {
+            if let Some(owner) = handle.owner().as_ref() {
+                owner.kick.shutdown();
+            }
+        }
+    }
+
     pub fn evict(&self, client: &str, reason: EvictReason) -> Eviction {
         let Some(handle) = self.session(client) else {
             return Eviction::NotConnected;
@@ -626,7 +640,7 @@ impl Broker {
             };
             if was_queued {
                 queued += 1;
-                handle.notify.notify_one();
+                handle.notify.raise();
             }
         }
         (queued, ticket)
@@ -677,7 +691,7 @@ impl Broker {
         let ticket = self.persist(ops);
         drop(sessions);
         for handle in &queued {
-            handle.notify.notify_one();
+            handle.notify.raise();
         }
         (queued.len(), ticket)
     }

@@ -7,14 +7,15 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use corvus_core::{Action, Authentication, ClientId, ConnectRequest, Connection};
-use mqtt_codec::{DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use mqtt_codec::{Decoder, Packet, ProtocolVersion, ReasonCode};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch};
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, info};
 
 use corvus_store::Ticket;
@@ -35,16 +36,18 @@ use crate::security::{
 use crate::sources::SourceSlot;
 use crate::topic_rates::TopicTally;
 
+mod io;
+mod wait;
+
+pub(crate) use io::Transport;
+use io::{Io, ReadError};
+use wait::{Wait, Wake, Woken};
+
 /// How long a new connection waits for the previous owner of its session to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// Bytes of queued messages turned into packets per wake-up, so one busy session cannot
 /// build an unbounded write buffer.
 const WRITE_BUDGET: usize = 256 * 1024;
-/// The most room made in the read buffer for one read: a busy connection's reads grow to
-/// this; an idle one's stay at [`MIN_READ`] (thousands of idle connections must cost little).
-const READ_CHUNK: usize = 8 * 1024;
-/// The room made for a read on a quiet connection (a CONNECT, a PINGREQ).
-const MIN_READ: usize = 256;
 /// How long a closing connection waits for the store to make its last acknowledgements
 /// sendable.
 const HELD_GRACE: Duration = Duration::from_secs(1);
@@ -69,74 +72,13 @@ enum End {
     Shutdown,
 }
 
-struct Io<S> {
-    stream: S,
-    read_buf: BytesMut,
-    /// Room to make for the next read: doubled while reads fill what there is, back to
-    /// what was read when they do not.
-    read_room: usize,
-    write_buf: BytesMut,
-    decoder: Decoder,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    /// Reads until one packet is complete.
-    async fn read_packet(
-        &mut self,
-        figures: &ListenerFigures,
-    ) -> Result<Option<Packet>, ReadError> {
-        loop {
-            if let Some(packet) = self.decoder.decode(&mut self.read_buf)? {
-                return Ok(Some(packet));
-            }
-            if self.read_more(figures).await? == 0 {
-                return Ok(None);
-            }
+impl From<crate::kick::Leave> for End {
+    fn from(leave: crate::kick::Leave) -> End {
+        match leave {
+            crate::kick::Leave::Evicted(evict) => End::Evicted(evict),
+            crate::kick::Leave::Shutdown => End::Shutdown,
         }
     }
-
-    async fn read_more(&mut self, figures: &ListenerFigures) -> std::io::Result<usize> {
-        let spare = self.read_buf.capacity() - self.read_buf.len();
-        if spare < self.read_room / 4 {
-            self.read_buf.reserve(self.read_room);
-        }
-        let spare = self.read_buf.capacity() - self.read_buf.len();
-        let n = self.stream.read_buf(&mut self.read_buf).await?;
-        self.read_room = next_read_room(n, spare);
-        Metrics::add(&figures.bytes_received, n as u64);
-        Ok(n)
-    }
-
-    /// Writes the buffer out. Cancel-safe: what was written leaves the buffer as it goes, so
-    /// a flush given up (takeover, shutdown) and started again never repeats bytes.
-    async fn flush(&mut self, figures: &ListenerFigures) -> std::io::Result<()> {
-        while !self.write_buf.is_empty() {
-            let n = self.stream.write_buf(&mut self.write_buf).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            Metrics::add(&figures.bytes_sent, n as u64);
-        }
-        self.stream.flush().await
-    }
-}
-
-/// The room for the next read after one that read `n` bytes into `spare`: twice as much
-/// when it filled the buffer (more is waiting), else about what it read.
-fn next_read_room(n: usize, spare: usize) -> usize {
-    match n >= spare {
-        true => spare.saturating_mul(2),
-        false => n.saturating_mul(2),
-    }
-    .clamp(MIN_READ, READ_CHUNK)
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ReadError {
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
 }
 
 /// What a listener gives each of its connections.
@@ -187,38 +129,44 @@ pub struct Accepted {
 }
 
 /// Serves one client connection until it ends.
-pub async fn serve<S>(
+///
+/// Not an `async fn`: the connection's state is built here and moved into the future,
+/// where it is used in place. An `async fn` would keep its arguments (the stream, the
+/// `Accepted`) in the future beside the `Task` made of them, for the connection's life.
+pub fn serve<S>(
     stream: S,
     accepted: Accepted,
     listener: Arc<ListenerShared>,
     connect_timeout: Duration,
-    shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()>
+where
+    S: Transport,
 {
-    let limits = accepted.limits;
+    let Accepted {
+        peer,
+        certificate_name,
+        slot,
+        limits,
+    } = accepted;
     let broker = listener.broker.clone();
     let figures = listener.figures.clone();
-    figures.connected();
     let mut task = Task {
-        io: Io {
+        // Until CONNECT, only a small packet: an unknown client may not make the broker
+        // buffer much (raised to max_packet_size once it is connected).
+        io: Io::new(
             stream,
-            read_buf: BytesMut::new(),
-            read_room: MIN_READ,
-            write_buf: BytesMut::new(),
-            // Until CONNECT, only a small packet: an unknown client may not make the broker
-            // buffer much (raised to max_packet_size once it is connected).
-            decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(
+            Decoder::new(ProtocolVersion::V5).with_max_packet_size(
                 limits
                     .config
                     .max_connect_size
                     .min(limits.config.max_packet_size),
             ),
-        },
+        ),
         conn: Connection::new(limits.config.clone(), now()),
         actions: Vec::new(),
         id: broker.next_connection_id(),
-        peer: accepted.peer,
+        peer,
         needed: None,
         held: HeldOutput::default(),
         loading: None,
@@ -229,20 +177,27 @@ pub async fn serve<S>(
         broker: broker.clone(),
         rate: limits
             .message_rate
-            .map(|(rate, grace)| MessageRate::new(rate, grace)),
+            .map(|(rate, grace)| Box::new(MessageRate::new(rate, grace))),
         token: None,
         reauth: None,
-        identity: String::new(),
         info: None,
         topics: TopicTally::default(),
         max_packet_size: limits.config.max_packet_size,
         read_at: None,
         listener,
     };
-    task.run(accepted.certificate_name, connect_timeout, shutdown)
-        .await;
-    drop(accepted.slot);
-    figures.disconnected();
+    async move {
+        figures.connected();
+        // The phases before and after serving are boxed: inline, the largest of them (and
+        // the packets they read) would set the size of every connection's task for its
+        // whole life.
+        let connecting = task.connect(certificate_name, connect_timeout, &mut shutdown);
+        if let Some(connected) = Box::pin(connecting).await {
+            task.serve(connected, &shutdown).await;
+        }
+        drop(slot);
+        figures.disconnected();
+    }
 }
 
 struct Task<S> {
@@ -261,16 +216,16 @@ struct Task<S> {
     /// Queued message bodies being read back from the store.
     loading: Option<oneshot::Receiver<Bodies>>,
     listener: Arc<ListenerShared>,
-    /// The client's PUBLISH rate allowance, when the listener limits it.
-    rate: Option<MessageRate>,
+    /// The client's PUBLISH rate allowance, when the listener limits it. This and the
+    /// token are boxed: most connections have neither, and inline they would cost every
+    /// connection their size.
+    rate: Option<Box<MessageRate>>,
     /// The capability token the client connected with: watched for expiry and revocation.
-    token: Option<TokenWatch>,
+    token: Option<Box<TokenWatch>>,
     /// For a client that authenticated with AUTH: who it proved to be, and a
     /// re-authentication under way. Boxed: few clients use it, and inline every connection
     /// would carry its SCRAM state (about 200 bytes).
     reauth: Option<Box<Reauth>>,
-    /// Who the client was authenticated as (`Identity::describe`), until `info` takes it.
-    identity: String,
     /// The connection as the admin API shows it, once the session is claimed.
     info: Option<Arc<ConnectionInfo>>,
     /// Messages it published by topic, not yet handed to the broker's topic rates.
@@ -282,6 +237,14 @@ struct Task<S> {
     read_at: Option<corvus_core::Stamp>,
 }
 
+/// A connection whose client is connected: its client id, its session, and where requests
+/// to leave arrive.
+struct Connected {
+    client_id: ClientId,
+    handle: Arc<SessionHandle>,
+    kick_rx: crate::kick::KickReceiver,
+}
+
 /// Re-authentication (MQTT 5.0 section 4.12.1) of a client that authenticated with
 /// SCRAM-SHA-256 at CONNECT: it must prove again to be the same user.
 #[derive(Debug)]
@@ -290,33 +253,36 @@ enum Reauth {
     Running { user: String, exchange: Exchange },
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
-    async fn run(
+impl<S: Transport> Task<S> {
+    /// Serves the connected client until the connection ends, and ends it.
+    async fn serve(&mut self, mut connected: Connected, shutdown: &watch::Receiver<bool>) {
+        // Used in place: a destructured argument would be kept twice in the future.
+        let end = self
+            .serve_session(&connected.handle, &mut connected.kick_rx, shutdown)
+            .await;
+        Box::pin(self.finish(&connected.client_id, &connected.handle, end)).await;
+    }
+
+    /// Reads the CONNECT, authenticates the client and claims its session: the client id,
+    /// the session, and where requests to leave arrive; `None` if the connection ends here.
+    async fn connect(
         &mut self,
         certificate_name: Option<String>,
         connect_timeout: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Connected> {
         // The whole CONNECT (and any AUTH exchange) must arrive in time.
         let deadline = Instant::now() + connect_timeout;
-        // The phases before and after serving are boxed: inline, the largest of them (and
-        // the packets they read) would set the size of every connection's task for its
-        // whole life.
-        let Some(request) = Box::pin(self.read_connect(deadline, &mut shutdown)).await else {
-            return;
-        };
-        if !Box::pin(self.admit(&request, certificate_name, deadline)).await {
-            return;
-        }
-        let (kick_tx, mut kick_rx) = crate::kick::channel();
-        let Some(handle) = Box::pin(self.claim(&request, kick_tx)).await else {
-            return;
-        };
+        let request = Box::pin(self.read_connect(deadline, shutdown)).await?;
+        let identity = Box::pin(self.admit(&request, certificate_name, deadline)).await?;
+        let (kick_tx, kick_rx) = crate::kick::channel();
+        let handle = Box::pin(self.claim(&request, identity, kick_tx)).await?;
         debug!(peer = %self.peer, client = %request.client_id, "connected");
-        let end = self
-            .serve_session(&handle, &mut kick_rx, &mut shutdown)
-            .await;
-        Box::pin(self.finish(&request.client_id, &handle, end)).await;
+        Some(Connected {
+            client_id: request.client_id,
+            handle,
+            kick_rx,
+        })
     }
 
     /// Reads the CONNECT, which must come first [MQTT-3.1.0-1] and by `deadline`, and checks
@@ -362,14 +328,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         }
     }
 
-    /// Authenticates the client and hands the connection what it may do; false (after
-    /// sending the refusal) if it may not connect.
+    /// Authenticates the client and hands the connection what it may do: who the client is,
+    /// for people (`Identity::describe`); `None` (after sending the refusal) if it may not
+    /// connect.
     async fn admit(
         &mut self,
         request: &ConnectRequest,
         certificate_name: Option<String>,
         deadline: Instant,
-    ) -> bool {
+    ) -> Option<String> {
         let security = self.listener.security.clone();
         let authenticated = match &request.authentication {
             Some(asked) => self.authenticate_enhanced(asked, deadline).await,
@@ -390,19 +357,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 let authorizer = security.authorizer(&identity, &request.client_id, &self.broker);
                 match self.conn.authorize(authorizer) {
                     Ok(()) => {
-                        self.identity = identity.describe();
-                        debug!(peer = %self.peer, client = %request.client_id, identity = %self.identity, "authenticated");
+                        let described = identity.describe();
+                        debug!(peer = %self.peer, client = %request.client_id, identity = %described, "authenticated");
                         match &identity {
                             Identity::Token(token) => {
-                                self.token =
-                                    Some(TokenWatch::new(token.clone(), security.revocations()));
+                                self.token = Some(Box::new(TokenWatch::new(
+                                    token.clone(),
+                                    security.revocations(),
+                                )));
                             }
                             Identity::User(user) if request.authentication.is_some() => {
                                 self.reauth = Some(Box::new(Reauth::Proven(user.clone())));
                             }
                             _ => {}
                         }
-                        return true;
+                        return Some(described);
                     }
                     Err(refusal) => {
                         info!(peer = %self.peer, client = %request.client_id, identity = %identity.describe(), reason = %refusal.reason, "refused connection: will not authorized");
@@ -411,14 +380,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                 }
             }
             // The client broke off the exchange, or the network did.
-            Err(None) => return false,
+            Err(None) => return None,
             Err(Some(denied)) => {
                 info!(peer = %self.peer, client = %request.client_id, reason = %denied.reason, why = %denied.why, "refused connection");
                 self.conn.refuse(denied.reason)
             }
         };
         self.send_refusal(refusal).await;
-        false
+        None
     }
 
     /// Runs the enhanced authentication a CONNECT asks for, before CONNACK: one AUTH round
@@ -476,6 +445,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
     async fn claim(
         &mut self,
         request: &ConnectRequest,
+        identity: String,
         kick: crate::kick::Kick,
     ) -> Option<Arc<SessionHandle>> {
         let give_up = Instant::now() + TAKEOVER_WAIT;
@@ -485,7 +455,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             transport: self.listener.figures.kind,
             protocol: request.protocol,
             username: request.username.as_ref().map(|u| u.as_str().to_owned()),
-            identity: std::mem::take(&mut self.identity),
+            identity,
             connected_at: now(),
             keep_alive: self.conn.keep_alive(),
             clean_start: request.clean_start,
@@ -547,9 +517,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
         &mut self,
         handle: &SessionHandle,
         kick_rx: &mut crate::kick::KickReceiver,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> End {
         loop {
+            // Connections are told of a shutdown through their kick slot
+            // (`Broker::shutdown_connections`); one that claimed its session after that
+            // sees the flag here.
+            if *shutdown.borrow() {
+                return End::Shutdown;
+            }
             // Everything already buffered is handled before waiting again.
             let mut published = 0;
             self.read_at = None;
@@ -611,14 +587,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             }
             let more = self.fill_outgoing(handle);
             self.release_held();
-            let flushed = tokio::select! {
-                r = self.io.flush(&self.listener.figures) => r,
-                evict = kick_rx.recv() => return End::Evicted(evict),
-                // A client that stopped reading must not hold up shutdown.
-                _ = shutdown.changed() => return End::Shutdown,
-            };
-            if flushed.is_err() {
-                return End::Network;
+            // A client that stopped reading must not hold up its leaving. (In blocks, here
+            // and below: what is computed for the wait must not stay in the task's state.)
+            {
+                let flushed = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(leave) = kick_rx.poll_recv(cx) {
+                        return Poll::Ready(Err(leave));
+                    }
+                    self.io.poll_flush(cx, &self.listener.figures).map(Ok)
+                })
+                .await;
+                match flushed {
+                    Err(leave) => return End::from(leave),
+                    Ok(Err(_)) => return End::Network,
+                    Ok(Ok(())) => {}
+                }
             }
             if self.conn.is_closed() {
                 return End::Protocol;
@@ -626,50 +609,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
             if more {
                 continue;
             }
-            // One timer for whatever comes first: the keep alive running out, the token
-            // expiring, or the end of a throttle (a client beyond its message rate is not
-            // read until it is back within it).
-            let keep_alive = self
-                .conn
-                .keep_alive_deadline()
-                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now())));
-            let token_expiry = self.token.as_ref().map(TokenWatch::expires);
-            let throttled = self
-                .rate
-                .as_mut()
-                .map_or(Duration::ZERO, |r| r.wait(std::time::Instant::now()));
-            let throttle_end = (!throttled.is_zero()).then(|| Instant::now() + throttled);
-            // A client that published and went quiet still hands its tally over in time.
-            let tally_due = self
-                .topics
-                .due_at()
-                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now())));
-            let wake_at = [keep_alive, token_expiry, throttle_end, tally_due]
-                .into_iter()
-                .flatten()
-                .min();
-            // Waiting may last minutes (an idle client): the actions' buffer, which a CONNECT
-            // grew to a few hundred bytes, is given back meanwhile (one allocation per wake-up
-            // for a busy client, against a kilobyte held by every idle one).
-            if self.actions.is_empty() {
-                self.actions = Vec::new();
-            }
             // While the store is behind, clients are not read: backpressure instead of memory.
             let store = self.broker.store().cloned();
-            let backlogged = store.as_ref().is_some_and(|s| s.is_backlogged());
-            let reading = !backlogged && throttle_end.is_none();
-            tokio::select! {
-                read = self.io.read_more(&self.listener.figures), if reading => match read {
-                    Ok(0) | Err(_) => return End::Network,
-                    Ok(_) => {}
-                },
-                _ = backlog_drained(store.as_deref()), if backlogged => {}
-                _ = token_revoked(&mut self.token) => {
-                    self.close_unauthorized(handle, "token revoked");
-                }
-                _ = handle.notify.notified() => {}
-                _ = durable_changed(&mut self.durable), if !self.held.is_empty() => {}
-                bodies = bodies_read(&mut self.loading), if self.loading.is_some() => {
+            let backlogged = store.as_ref().is_some_and(|store| store.is_backlogged());
+            let (reading, timer) = self.prepare_wait(kick_rx, backlogged);
+            // What few connections wait for (a throttle, a token, the store) is waited for
+            // in a boxed future, so the common wait is all an idle connection's task carries.
+            let woken = if backlogged
+                || timer.is_some()
+                || self.token.is_some()
+                || !self.held.is_empty()
+                || self.loading.is_some()
+            {
+                let wait = Wait {
+                    reading,
+                    timer,
+                    backlog: store.as_deref().filter(|_| backlogged),
+                };
+                Box::pin(self.wait_any(handle, kick_rx, wait)).await
+            } else {
+                self.wait_common(handle, kick_rx, reading).await
+            };
+            match woken {
+                Woken::Read(Ok(0) | Err(_)) => return End::Network,
+                Woken::Read(Ok(_)) | Woken::Messages | Woken::Durable | Woken::Backlog => {}
+                Woken::Revoked => self.close_unauthorized(handle, "token revoked"),
+                Woken::Bodies(bodies) => {
                     self.loading = None;
                     let mut session = handle.lock();
                     session.load_bodies(bodies);
@@ -678,21 +643,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
                     drop(session);
                     self.need(ticket);
                 }
-                _ = sleep_until(wake_at.unwrap_or_else(far_future)), if wake_at.is_some() => {
-                    let now = Instant::now();
-                    if token_expiry.is_some_and(|at| now >= at) {
-                        self.close_unauthorized(handle, "token expired");
-                    } else if keep_alive.is_some_and(|at| now >= at) {
-                        info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::KeepAliveTimeout, "closing connection: keep alive timeout");
-                        self.conn.on_keep_alive_timeout(&mut self.actions);
-                        self.execute(handle);
-                    }
-                    // Otherwise the throttle is over, or the tally due (handed over above, next
-                    // time round): read again.
-                }
-                evict = kick_rx.recv() => return End::Evicted(evict),
-                _ = shutdown.changed() => return End::Shutdown,
+                Woken::Timer => self.on_timer(handle),
+                Woken::Leave(leave) => return End::from(leave),
             }
+        }
+    }
+
+    /// Before a wait: sets the alarm, gives back what an idle connection need not hold,
+    /// and says whether to read the socket and when the exact timer (if any) ends the wait.
+    fn prepare_wait(
+        &mut self,
+        kick_rx: &crate::kick::KickReceiver,
+        backlogged: bool,
+    ) -> (bool, Option<Instant>) {
+        let wake = self.next_wake();
+        kick_rx.set_alarm(&self.broker.alarms, wake.alarm);
+        // Waiting may last minutes (an idle client): the actions' buffer, which a CONNECT
+        // grew to a few hundred bytes, is given back meanwhile (one allocation per wake-up
+        // for a busy client, against a kilobyte held by every idle one).
+        if self.actions.is_empty() {
+            self.actions = Vec::new();
+        }
+        self.io.release_empty_buffers();
+        (!backlogged && !wake.throttled, wake.timer)
+    }
+
+    /// When the connection must wake with nothing to read, and whether the client is
+    /// throttled now (a client beyond its message rate is not read until it is back within
+    /// it).
+    fn next_wake(&mut self) -> Wake {
+        let monotonic =
+            |at: corvus_core::Millis| crate::clock::monotonic_millis() + at.saturating_sub(now());
+        // A client that published and went quiet still hands its tally over in time.
+        let alarm = [self.conn.keep_alive_deadline(), self.topics.due_at()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(monotonic);
+        let throttled = self
+            .rate
+            .as_mut()
+            .map_or(Duration::ZERO, |r| r.wait(std::time::Instant::now()));
+        let throttle_end = (!throttled.is_zero()).then(|| Instant::now() + throttled);
+        let token_expiry = self.token.as_ref().map(|t| t.expires());
+        Wake {
+            alarm,
+            timer: throttle_end.into_iter().chain(token_expiry).min(),
+            throttled: throttle_end.is_some(),
+        }
+    }
+
+    /// The timer went off: the token expired, or the keep alive ran out. Otherwise the
+    /// throttle is over, or the tally due (handed over next time round): read again.
+    fn on_timer(&mut self, handle: &SessionHandle) {
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| Instant::now() >= t.expires())
+        {
+            self.close_unauthorized(handle, "token expired");
+        } else if self
+            .conn
+            .keep_alive_deadline()
+            .is_some_and(|at| now() >= at)
+        {
+            info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::KeepAliveTimeout, "closing connection: keep alive timeout");
+            self.conn.on_keep_alive_timeout(&mut self.actions);
+            self.execute(handle);
         }
     }
 
@@ -970,51 +987,6 @@ fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics
     }
 }
 
-/// The bodies being read back, when they arrive (never, while nothing is being read, or if the
-/// store went away: the connection is then closing anyway).
-async fn bodies_read(loading: &mut Option<oneshot::Receiver<Bodies>>) -> Bodies {
-    match loading {
-        Some(rx) => match rx.await {
-            Ok(bodies) => bodies,
-            Err(_) => std::future::pending().await,
-        },
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when a reloaded revocation list revokes the client's token (never, without one).
-async fn token_revoked(token: &mut Option<TokenWatch>) {
-    match token {
-        Some(token) => token.revoked().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves once the store has caught up (never, without a store).
-async fn backlog_drained(store: Option<&corvus_store::Store>) {
-    match store {
-        Some(store) => store.backlog_drained().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the durable ticket changes (never, without a store that makes acks wait).
-async fn durable_changed(durable: &mut Option<watch::Receiver<Ticket>>) {
-    match durable {
-        Some(rx) => {
-            if rx.changed().await.is_err() {
-                // The store is gone (shutdown): nothing more will become durable.
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
 /// A client identifier for a client that sent none: unique within this broker's lifetime.
 fn generated_client_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -1027,21 +999,4 @@ fn generated_client_id() -> String {
         nanos,
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_that_fill_the_buffer_grow_it_and_small_ones_shrink_it() {
-        // An idle connection (a PINGREQ now and then) keeps the smallest room.
-        assert_eq!(next_read_room(2, MIN_READ), MIN_READ);
-        // A full read doubles the room, up to READ_CHUNK.
-        assert_eq!(next_read_room(MIN_READ, MIN_READ), 2 * MIN_READ);
-        assert_eq!(next_read_room(READ_CHUNK, READ_CHUNK), READ_CHUNK);
-        // After a burst, the room follows what was read.
-        assert_eq!(next_read_room(1000, READ_CHUNK), 2000);
-        assert_eq!(next_read_room(0, READ_CHUNK), MIN_READ);
-    }
 }

@@ -1,25 +1,40 @@
-//! How a connection is asked to leave (taken over by a new connection for its session, or
-//! kicked by an administrator): a one-request slot the connection task waits on.
+//! How a connection is asked to leave (taken over by a new connection for its session,
+//! kicked by an administrator, or the broker shutting down): a one-request slot the
+//! connection task polls.
 //!
 //! It does what a bounded channel of one would, in about a tenth of the memory: every
 //! connection has one for its whole life, and a tokio channel costs about 1 kB (its
-//! cache-padded shared state and a block of 32 slots).
+//! cache-padded shared state and a block of 32 slots). It is polled, not awaited, so a
+//! waiting connection carries no future for it either. The slot also holds the
+//! connection's alarm (`alarms.rs`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
+use crate::alarms::{Alarm, Alarmed, Alarms};
 use crate::broker::Evict;
 
 #[derive(Debug, Default)]
 struct Slot {
     state: Mutex<State>,
-    wake: Notify,
+    waker: AtomicWaker,
+    /// The connection's timer (`alarms.rs`): here, so it needs no allocation of its own.
+    alarm: Alarm,
+}
+
+impl Alarmed for Slot {
+    fn alarm(&self) -> &Alarm {
+        &self.alarm
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     pending: Option<Evict>,
+    /// The broker is shutting down: every connection leaves. Stays set.
+    shutdown: bool,
     /// The connection no longer listens (its task is finishing).
     closed: bool,
 }
@@ -28,6 +43,13 @@ impl Slot {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Why the connection must leave.
+#[derive(Debug)]
+pub enum Leave {
+    Evicted(Evict),
+    Shutdown,
 }
 
 /// Asks the connection to leave. Clones ask the same connection.
@@ -54,20 +76,55 @@ impl Kick {
         }
         state.pending = Some(evict);
         drop(state);
-        // A permit is stored if the connection is not waiting right now: nothing is missed.
-        self.0.wake.notify_one();
+        // Kept by the slot if the connection is not waiting right now: nothing is missed.
+        self.0.waker.wake();
         Ok(())
+    }
+
+    /// Tells the connection the broker is shutting down.
+    pub fn shutdown(&self) {
+        self.0.state().shutdown = true;
+        self.0.waker.wake();
     }
 }
 
 impl KickReceiver {
+    /// Ready with the request to leave once there is one (shutdown first); otherwise the
+    /// task is woken when one comes.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Leave> {
+        if let Some(leave) = self.take() {
+            return Poll::Ready(leave);
+        }
+        self.0.waker.register(cx.waker());
+        // A request that came between the check and the registration may have woken the
+        // previous waker.
+        match self.take() {
+            Some(leave) => Poll::Ready(leave),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Sets when the connection's alarm rings (milliseconds on `clock::monotonic_millis`;
+    /// `None`: not at all).
+    pub fn set_alarm(&self, alarms: &Alarms, at: Option<u64>) {
+        alarms.set(&self.0, at);
+    }
+
+    /// Ready once the alarm set with [`set_alarm`](Self::set_alarm) rang.
+    pub fn poll_alarm(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.alarm.poll_rang(cx)
+    }
+
     /// The next request to leave (waits for it).
-    pub async fn recv(&mut self) -> Evict {
-        loop {
-            if let Some(evict) = self.0.state().pending.take() {
-                return evict;
-            }
-            self.0.wake.notified().await;
+    pub async fn recv(&mut self) -> Leave {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn take(&self) -> Option<Leave> {
+        let mut state = self.0.state();
+        match state.shutdown {
+            true => Some(Leave::Shutdown),
+            false => state.pending.take().map(Leave::Evicted),
         }
     }
 }
@@ -105,7 +162,7 @@ mod tests {
         // Already being asked.
         assert!(other.try_send(evict().0).is_err());
         let got = rx.recv().await;
-        assert!(matches!(got.reason, EvictReason::Administrator));
+        assert!(matches!(got, Leave::Evicted(e) if matches!(e.reason, EvictReason::Administrator)));
         // Taken: the slot is free again.
         assert!(other.try_send(evict().0).is_ok());
         drop(rx);
@@ -126,13 +183,25 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_receiver_wakes() {
         let (kick, mut rx) = channel();
-        let waiting = tokio::spawn(async move { rx.recv().await.reason });
+        let waiting = tokio::spawn(async move { rx.recv().await });
         tokio::task::yield_now().await;
         assert!(kick.try_send(evict().0).is_ok());
         let reason = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
             .expect("woken")
             .expect("task");
-        assert!(matches!(reason, EvictReason::Administrator));
+        assert!(
+            matches!(reason, Leave::Evicted(e) if matches!(e.reason, EvictReason::Administrator))
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_comes_first_and_stays() {
+        let (kick, mut rx) = channel();
+        assert!(kick.try_send(evict().0).is_ok());
+        kick.shutdown();
+        assert!(matches!(rx.recv().await, Leave::Shutdown));
+        // Every later look still says shutdown: the connection cannot miss it.
+        assert!(matches!(rx.recv().await, Leave::Shutdown));
     }
 }

@@ -2,6 +2,7 @@
 //! periodic sweep of sessions and wills, and graceful shutdown. Everything that touches a
 //! socket, a clock or a task lives here; the protocol itself is in `corvus-core`.
 
+pub mod alarms;
 pub mod broker;
 mod cert_name;
 mod client;
@@ -19,6 +20,7 @@ mod rate;
 pub mod recovery_log;
 pub mod reload;
 pub mod security;
+mod signal;
 pub mod sources;
 pub mod stats;
 mod sys;
@@ -288,6 +290,7 @@ impl Server {
             Duration::from_secs(config.sys_interval),
             shutdown_rx.clone(),
         ));
+        tasks.spawn(broker.alarms.clone().run(shutdown_rx.clone()));
         tasks.spawn(sweep_loop(broker.clone(), all_sources, shutdown_rx));
         Ok(Server {
             broker,
@@ -367,6 +370,9 @@ impl Server {
     /// v5 clients) and waits, within a grace period, for the connections to close.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        // Connections serving a session do not watch the flag while they wait (it would cost
+        // each a future): they are told through their session's kick slot.
+        self.broker.shutdown_connections();
         let drain = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             warn!("connections still open after the grace period; closing them");
@@ -454,7 +460,7 @@ async fn serve_upgraded<S>(
     shared: Arc<ListenerShared>,
     shutdown: watch::Receiver<bool>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    S: client::Transport + Send,
 {
     match websocket {
         None => client::serve(stream, accepted, shared, steps.left(), shutdown).await,
@@ -553,15 +559,26 @@ async fn accept_loop(
                         slot: Some(slot),
                         limits,
                     };
-                    connections.spawn(serve_connection(
-                        tls,
-                        websocket,
-                        stream,
-                        accepted,
-                        shared.clone(),
-                        connect_timeout,
-                        shutdown.clone(),
-                    ));
+                    // Plain TCP, the common case, is served straight: its task is the MQTT
+                    // connection alone, with nothing of the handshakes it does not make.
+                    match (tls, websocket) {
+                        (None, None) => connections.spawn(client::serve(
+                            stream,
+                            accepted,
+                            shared.clone(),
+                            connect_timeout,
+                            shutdown.clone(),
+                        )),
+                        (tls, websocket) => connections.spawn(serve_connection(
+                            tls,
+                            websocket,
+                            stream,
+                            accepted,
+                            shared.clone(),
+                            connect_timeout,
+                            shutdown.clone(),
+                        )),
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.

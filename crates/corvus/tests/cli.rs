@@ -234,6 +234,130 @@ fn sighup_reloads_the_tls_certificates() {
     assert!(status.success(), "{status:?}");
 }
 
+/// SIGHUP swaps the certificate for new TLS connections and leaves the open ones alone, in
+/// the real binary (driven through `openssl s_client`): a client connected before the
+/// reload stays connected and is still answered and delivered to; a client connecting after
+/// it is presented the new certificate, which verifies against the new CA and not against the
+/// old one. A reload of a broken key then changes nothing, for either.
+#[cfg(unix)]
+#[test]
+fn sighup_gives_new_tls_connections_the_new_certificate_and_keeps_the_open_ones() {
+    use mqtt_codec::{Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+    use support::openssl::{certificate_body, presented_certificate, TlsClient};
+
+    let test = "sighup_gives_new_tls_connections_the_new_certificate_and_keeps_the_open_ones";
+    if !support::require(test, "openssl", support::openssl::available()) {
+        return;
+    }
+    // Two CAs, each with its server certificate; the broker's files start as the first's.
+    let (dir, old_ca, chain, key) = support::tls_files();
+    let (_new_dir, new_ca, new_chain, new_key) = support::tls_files();
+    let leaf = |chain: &std::path::Path| {
+        certificate_body(&std::fs::read_to_string(chain).unwrap()).expect("a certificate")
+    };
+    let (old_cert, new_cert) = (leaf(&chain), leaf(&new_chain));
+    assert_ne!(old_cert, new_cert);
+    let tls_port = support::free_port();
+    let config = support::listeners_config(dir.path(), &[("mqtts", tls_port)], &chain, &key);
+    let mut broker = support::Broker::start_with(
+        "sighup-tls-swap",
+        &["--config".as_ref(), config.as_os_str()],
+    );
+    let wait = Duration::from_secs(10);
+    let presented = |ca: &std::path::Path| {
+        presented_certificate(tls_port, ca)
+            .unwrap_or_else(|out| panic!("TLS handshake trusting {}: {out}", ca.display()))
+    };
+    let refused = |ca: &std::path::Path| match presented_certificate(tls_port, ca) {
+        Ok(_) => panic!("the certificate verified against {}", ca.display()),
+        Err(out) => assert!(
+            out.stderr.contains("certificate verify failed"),
+            "not a verification failure: {out}"
+        ),
+    };
+    let ping = |client: &mut TlsClient| {
+        client.send(Packet::PingReq);
+        assert_eq!(client.next(), Some(Packet::PingResp));
+    };
+
+    // Before the reload: the first certificate, which the new CA does not vouch for.
+    assert_eq!(presented(&old_ca), old_cert);
+    refused(&new_ca);
+    let (mut before, ack) = TlsClient::connect(tls_port, &old_ca, ProtocolVersion::V5, "before");
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    before.send(
+        mqtt_codec::Subscribe {
+            packet_id: std::num::NonZeroU16::new(1).unwrap(),
+            properties: Default::default(),
+            subscriptions: vec![mqtt_codec::Subscription {
+                filter: support::mqtt::s("reload/#"),
+                options: Default::default(),
+            }],
+        }
+        .into(),
+    );
+    match before.next() {
+        Some(Packet::SubAck(ack)) => assert_eq!(ack.reason_codes, [ReasonCode::Success]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+
+    std::fs::copy(&new_chain, &chain).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    broker.send_signal("HUP");
+    broker
+        .wait_log(
+            |l| l.contains("reloaded the certificates of 1 TLS listener"),
+            wait,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+
+    // The connection opened before is still open, answered, and delivered to.
+    ping(&mut before);
+    let message = |topic: &str, qos: QoS| {
+        let mut publish = Publish::new(support::mqtt::s(topic), topic.as_bytes().to_vec().into());
+        publish.qos = qos;
+        publish.packet_id = (qos != QoS::AtMostOnce).then(|| std::num::NonZeroU16::new(7).unwrap());
+        publish
+    };
+    let delivered = |client: &mut TlsClient, topic: &str| match client.next() {
+        Some(Packet::Publish(p)) => {
+            assert_eq!(p.topic.as_str(), topic);
+            assert_eq!(&p.payload[..], topic.as_bytes());
+        }
+        other => panic!("expected the PUBLISH to {topic}, got {other:?}"),
+    };
+    before.send(message("reload/own", QoS::AtMostOnce).into());
+    delivered(&mut before, "reload/own");
+
+    // A new connection gets the new certificate: verified by the new CA, not by the old.
+    assert_eq!(presented(&new_ca), new_cert);
+    refused(&old_ca);
+    let (mut after, ack) = TlsClient::connect(tls_port, &new_ca, ProtocolVersion::V5, "after");
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    // And the two talk: from the new connection to the old one.
+    after.send(message("reload/across", QoS::AtLeastOnce).into());
+    match after.next() {
+        Some(Packet::PubAck(ack)) => assert!(ack.reason_code.is_success(), "{ack:?}"),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    delivered(&mut before, "reload/across");
+
+    // A reload of a broken key changes nothing: new connections still get the new
+    // certificate, and both connections are still served.
+    std::fs::write(&key, "not a key\n").unwrap();
+    broker.send_signal("HUP");
+    broker
+        .wait_log(|l| l.contains("reload failed"), wait)
+        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    assert_eq!(presented(&new_ca), new_cert);
+    ping(&mut before);
+    ping(&mut after);
+
+    drop((before, after));
+    let status = broker.terminate(wait).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
 /// The 3.1.1 CONNACK return code for a CONNECT with these credentials (0: accepted, 4: bad
 /// user name or password).
 fn connack_code(addr: std::net::SocketAddr, user: &str, password: &str) -> u8 {

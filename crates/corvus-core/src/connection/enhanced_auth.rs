@@ -8,11 +8,13 @@ use mqtt_codec::{Auth, AuthProperties};
 
 use super::*;
 
-#[derive(Debug, Default)]
+/// A connection's enhanced authentication, from the CONNECT that names a method. Without
+/// one (most clients) there is none, and AUTH is a protocol error [MQTT-4.12.0-7]; the
+/// broker never sends one [MQTT-4.12.0-6]. Boxed in the connection for that reason.
+#[derive(Debug)]
 pub(super) struct AuthState {
-    /// The method named in CONNECT; without one, AUTH is a protocol error
-    /// [MQTT-4.12.0-7] and the broker never sends one [MQTT-4.12.0-6].
-    method: Option<MqttString>,
+    /// The method named in CONNECT.
+    method: MqttString,
     /// The method accepted the client before CONNACK ([`Connection::auth_completed`]):
     /// only then does the CONNACK name it, with its last word (its Authentication Data).
     completed: bool,
@@ -24,14 +26,23 @@ pub(super) struct AuthState {
 impl Connection {
     /// Remembers the method a CONNECT names.
     pub(super) fn start_authentication(&mut self, method: MqttString) {
-        self.auth.method = Some(method);
+        self.auth = Some(Box::new(AuthState {
+            method,
+            completed: false,
+            connack_data: None,
+            reauthenticating: false,
+        }));
+    }
+
+    fn auth_method(&self) -> Option<&MqttString> {
+        self.auth.as_ref().map(|auth| &auth.method)
     }
 
     fn auth_packet(&self, reason_code: ReasonCode, data: Option<Bytes>) -> Packet {
         Packet::Auth(Auth {
             reason_code,
             properties: AuthProperties {
-                authentication_method: self.auth.method.clone(),
+                authentication_method: self.auth_method().cloned(),
                 authentication_data: data,
                 ..Default::default()
             },
@@ -41,7 +52,7 @@ impl Connection {
     /// Sends the method's next challenge (AUTH 0x18), before CONNACK or while
     /// re-authenticating.
     pub fn auth_continue(&mut self, data: Bytes, out: &mut Vec<Action>) {
-        if self.auth.method.is_some() && self.state != State::Closed {
+        if self.auth.is_some() && self.state != State::Closed {
             out.push(Action::Send(
                 self.auth_packet(ReasonCode::ContinueAuthentication, Some(data)),
             ));
@@ -55,7 +66,7 @@ impl Connection {
         match packet {
             Packet::Auth(auth)
                 if auth.reason_code == ReasonCode::ContinueAuthentication
-                    && auth.properties.authentication_method == self.auth.method =>
+                    && auth.properties.authentication_method.as_ref() == self.auth_method() =>
             {
                 Ok(auth.properties.authentication_data)
             }
@@ -73,16 +84,21 @@ impl Connection {
 
     /// Before CONNACK: the method accepted the client; its last data goes in the CONNACK.
     pub fn auth_completed(&mut self, data: Option<Bytes>) {
-        if self.state == State::AwaitingConnect && self.auth.method.is_some() {
-            self.auth.completed = true;
-            self.auth.connack_data = data;
+        if let (State::AwaitingConnect, Some(auth)) = (self.state, self.auth.as_mut()) {
+            auth.completed = true;
+            auth.connack_data = data;
         }
     }
 
     /// The re-authentication under way succeeded: AUTH 0x00 with the method's last data.
     pub fn reauth_succeeded(&mut self, data: Option<Bytes>, out: &mut Vec<Action>) {
-        if self.state == State::Connected && self.auth.reauthenticating {
-            self.auth.reauthenticating = false;
+        let connected = self.state == State::Connected;
+        if let Some(auth) = self
+            .auth
+            .as_mut()
+            .filter(|a| connected && a.reauthenticating)
+        {
+            auth.reauthenticating = false;
             out.push(Action::Send(self.auth_packet(ReasonCode::Success, data)));
         }
     }
@@ -94,14 +110,16 @@ impl Connection {
 
     /// AUTH while connected: the start or a step of re-authentication.
     pub(super) fn on_auth(&mut self, auth: Auth, out: &mut Vec<Action>) {
-        if self.auth.method.is_none() {
+        let Some(state) = self.auth.as_deref() else {
             return self.protocol_error(
                 ReasonCode::ProtocolError,
                 "AUTH without enhanced authentication at CONNECT",
                 out,
             );
-        }
-        if auth.properties.authentication_method != self.auth.method {
+        };
+        let same_method = auth.properties.authentication_method.as_ref() == Some(&state.method);
+        let reauthenticating = state.reauthenticating;
+        if !same_method {
             // The method stays the one of CONNECT [MQTT-4.12.1-1].
             return self.protocol_error(
                 ReasonCode::ProtocolError,
@@ -110,14 +128,16 @@ impl Connection {
             );
         }
         let in_sequence = match auth.reason_code {
-            ReasonCode::ReAuthenticate => !self.auth.reauthenticating,
-            ReasonCode::ContinueAuthentication => self.auth.reauthenticating,
+            ReasonCode::ReAuthenticate => !reauthenticating,
+            ReasonCode::ContinueAuthentication => reauthenticating,
             _ => false,
         };
         if !in_sequence {
             return self.protocol_error(ReasonCode::ProtocolError, "AUTH out of sequence", out);
         }
-        self.auth.reauthenticating = true;
+        if let Some(state) = self.auth.as_mut() {
+            state.reauthenticating = true;
+        }
         out.push(Action::Authenticate {
             data: auth.properties.authentication_data,
         });
@@ -126,9 +146,9 @@ impl Connection {
     /// The CONNACK names the method of a completed exchange, and carries its last data. A
     /// runtime that accepts a client without running the method names none.
     pub(super) fn connack_authentication(&mut self, properties: &mut ConnAckProperties) {
-        if self.auth.completed {
-            properties.authentication_method = self.auth.method.clone();
-            properties.authentication_data = self.auth.connack_data.take();
+        if let Some(auth) = self.auth.as_mut().filter(|auth| auth.completed) {
+            properties.authentication_method = Some(auth.method.clone());
+            properties.authentication_data = auth.connack_data.take();
         }
     }
 }

@@ -86,7 +86,7 @@ impl Connection {
                 );
             }
             if publish.topic.is_empty() {
-                match self.aliases_in.get(&alias) {
+                match self.aliases.inbound(alias) {
                     Some(topic) => publish.topic = topic.clone(),
                     None => {
                         return self.protocol_error(
@@ -97,7 +97,7 @@ impl Connection {
                     }
                 }
             } else {
-                self.aliases_in.insert(alias, publish.topic.clone());
+                self.aliases.set_inbound(alias, publish.topic.clone());
             }
         }
         let qos = publish.qos;

@@ -7,7 +7,7 @@
 //! retained messages, other sessions) is the runtime's: the connection asks for changes to it
 //! through actions.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use mqtt_codec::{
@@ -23,6 +23,7 @@ use crate::types::{ClientId, Delivery, Message, Millis, Stamp};
 
 #[cfg(test)]
 mod access_tests;
+mod aliases;
 #[cfg(test)]
 mod auth_tests;
 mod closing;
@@ -130,8 +131,7 @@ pub struct Connection {
     client_max_packet_size: u32,
     client_topic_alias_maximum: u16,
     problem_information: bool,
-    aliases_in: HashMap<u16, MqttString>,
-    aliases_out: HashMap<MqttString, u16>,
+    aliases: aliases::TopicAliases,
     /// The will from CONNECT, until the session takes it (`Session::armed_will`).
     will: Option<ArmedWill>,
     connect_session_expiry: u32,
@@ -144,7 +144,7 @@ pub struct Connection {
     authorizer: Arc<dyn Authorizer>,
     /// Enhanced authentication: the method named in CONNECT, the data for the CONNACK, and
     /// whether a re-authentication is under way.
-    auth: enhanced_auth::AuthState,
+    auth: Option<Box<enhanced_auth::AuthState>>,
     /// The receive stamps of the messages the last [`Connection::fill_outgoing`] sent for
     /// the first time: the runtime measures publish-to-delivery latency from them. Replaced at
     /// each call, so it stays as small as one call's output whether it is read or not.
@@ -167,14 +167,13 @@ impl Connection {
             client_max_packet_size: mqtt_codec::MAX_PACKET_SIZE,
             client_topic_alias_maximum: 0,
             problem_information: true,
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
+            aliases: Default::default(),
             will: None,
             connect_session_expiry: 0,
             session_expiry: 0,
             resend_later: VecDeque::new(),
             authorizer: Arc::new(AllowAll),
-            auth: Default::default(),
+            auth: None,
             sent_stamps: Vec::new(),
         }
     }

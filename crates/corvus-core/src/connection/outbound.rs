@@ -88,15 +88,14 @@ impl Connection {
         let max = u64::from(self.client_max_packet_size);
         // An alias changes only these two fields; keep them to undo it.
         let (topic, alias) = (publish.topic.clone(), publish.properties.topic_alias);
-        let known = self.aliases_out.len();
+        let known = self.aliases.outbound_count();
         self.apply_outgoing_alias(publish);
         let size = publish.encoded_len(self.version);
         if size as u64 <= max {
             return Some(size);
         }
         // Forget an alias just assigned: the client never saw it.
-        self.aliases_out
-            .retain(|_, alias| usize::from(*alias) <= known);
+        self.aliases.forget_outbound_after(known);
         publish.topic = topic;
         publish.properties.topic_alias = alias;
         let size = publish.encoded_len(self.version);
@@ -109,15 +108,15 @@ impl Connection {
         if !self.version.is_v5() || self.client_topic_alias_maximum == 0 {
             return;
         }
-        if let Some(&alias) = self.aliases_out.get(&publish.topic) {
+        if let Some(alias) = self.aliases.outbound(&publish.topic) {
             publish.properties.topic_alias = Some(alias);
             publish.topic = MqttString::default();
             return;
         }
-        let next = self.aliases_out.len() + 1;
+        let next = self.aliases.outbound_count() + 1;
         if next <= usize::from(self.client_topic_alias_maximum) {
             let alias = next as u16;
-            self.aliases_out.insert(publish.topic.clone(), alias);
+            self.aliases.add_outbound(publish.topic.clone(), alias);
             publish.properties.topic_alias = Some(alias);
         }
     }

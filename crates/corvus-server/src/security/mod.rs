@@ -25,7 +25,7 @@ mod token_watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -165,6 +165,9 @@ pub struct Security {
     acl: Arc<LiveAcl>,
     tokens: Option<Tokens>,
     quota: Arc<LiveQuota>,
+    /// The one authorizer of every client when nothing is configured (they all may do
+    /// everything): shared, not one per connection.
+    everything: OnceLock<Arc<dyn Authorizer>>,
 }
 
 impl Security {
@@ -207,6 +210,7 @@ impl Security {
                 max_messages: config.limits.max_retained_messages,
                 max_bytes: config.limits.max_retained_bytes,
             })),
+            everything: OnceLock::new(),
         })
     }
 
@@ -316,11 +320,18 @@ impl Security {
         client_id: &str,
         broker: &Arc<Broker>,
     ) -> Arc<dyn Authorizer> {
-        Arc::new(ClientAuthorizer {
-            granted: Granted::new(identity, client_id, &self.acl),
-            quota: self.quota.clone(),
-            broker: Arc::downgrade(broker),
-        })
+        let build = || -> Arc<dyn Authorizer> {
+            Arc::new(ClientAuthorizer {
+                granted: Granted::new(identity, client_id, &self.acl),
+                quota: self.quota.clone(),
+                broker: Arc::downgrade(broker),
+            })
+        };
+        match identity {
+            // Nothing in it depends on the client (the broker is the same for all).
+            Identity::Everything => self.everything.get_or_init(build).clone(),
+            _ => build(),
+        }
     }
 
     /// The revocation list as it changes, for connections holding a token.

@@ -729,6 +729,8 @@ impl Rng {
 
 // ---- TLS ----
 
+pub mod openssl;
+
 /// The PEM files of a certificate authority and a server certificate for 127.0.0.1 and
 /// localhost, made for one test: (directory, CA file, certificate chain file, key file).
 pub fn tls_files() -> (
