@@ -4,9 +4,11 @@
 //! A tokio `Sleep` per waiting connection costs 112 bytes in each connection's task (most
 //! connections are waiting at any time), and a timer registration per wake-up. Here a
 //! connection's deadline is an atomic in its [`Alarm`]: activity moves it later with one
-//! store. The heap holds one live entry per alarm, at the time it was armed for; when that
-//! time comes and the deadline has moved on, the entry goes back in at the new deadline
-//! instead of ringing. Only a deadline moved earlier takes the lock.
+//! store and no lock. The heap holds one live entry per alarm, at the time it was queued
+//! for; when that time comes and the deadline has moved on, the entry goes back in at the
+//! new deadline instead of ringing. A deadline moved earlier queues a new entry and leaves
+//! the old one stale; stale entries are counted, and swept out when they outnumber the
+//! live ones, so the heap stays within twice the connections.
 //!
 //! An alarm lives in whatever the connection already shares (its kick slot, `kick.rs`), so
 //! it costs no allocation of its own. Times are milliseconds on the process's monotonic
@@ -14,18 +16,20 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::monotonic_millis;
+use crate::signal::Signal;
 
 /// No deadline, or no entry in the heap.
 const NONE: u64 = u64::MAX;
+/// The heap is not swept below this many entries: sweeping a small heap saves nothing.
+const SWEEP_FLOOR: usize = 64;
 
 /// What holds an alarm (shared, so the task can reach it while it lives).
 pub trait Alarmed: Send + Sync {
@@ -39,8 +43,7 @@ pub struct Alarm {
     deadline: AtomicU64,
     /// The time of its live heap entry ([`NONE`]: none). Written under the heap's lock.
     queued_for: AtomicU64,
-    rang: AtomicBool,
-    waker: AtomicWaker,
+    rang: Signal,
 }
 
 impl Default for Alarm {
@@ -48,8 +51,7 @@ impl Default for Alarm {
         Alarm {
             deadline: AtomicU64::new(NONE),
             queued_for: AtomicU64::new(NONE),
-            rang: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
+            rang: Signal::default(),
         }
     }
 }
@@ -57,19 +59,7 @@ impl Default for Alarm {
 impl Alarm {
     /// Ready (once) after the alarm rang; otherwise the task is woken when it does.
     pub fn poll_rang(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.rang.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        match self.rang.swap(false, Ordering::AcqRel) {
-            true => Poll::Ready(()),
-            false => Poll::Pending,
-        }
-    }
-
-    fn ring(&self) {
-        self.rang.store(true, Ordering::Release);
-        self.waker.wake();
+        self.rang.poll_raised(cx)
     }
 }
 
@@ -77,6 +67,14 @@ impl Alarm {
 struct Entry {
     at: u64,
     owner: Weak<dyn Alarmed>,
+}
+
+impl Entry {
+    /// The entry's alarm, if it is still the live entry of a connection that still lives.
+    fn live(&self) -> Option<Arc<dyn Alarmed>> {
+        let owner = self.owner.upgrade()?;
+        (owner.alarm().queued_for.load(Ordering::SeqCst) == self.at).then_some(owner)
+    }
 }
 
 impl PartialEq for Entry {
@@ -96,10 +94,37 @@ impl Ord for Entry {
     }
 }
 
+#[derive(Default)]
+struct Heap {
+    entries: BinaryHeap<Reverse<Entry>>,
+    /// Entries known to be stale: replaced by an earlier one, or of a forgotten alarm.
+    stale: usize,
+}
+
+impl Heap {
+    /// Marks the alarm's live entry, if any, stale (under the lock).
+    fn retire(&mut self, alarm: &Alarm) {
+        if alarm.queued_for.swap(NONE, Ordering::SeqCst) != NONE {
+            self.stale += 1;
+        }
+    }
+
+    /// Drops the stale entries once they are most of the heap.
+    fn sweep_if_stale(&mut self) {
+        if self.entries.len() >= SWEEP_FLOOR && self.stale * 2 > self.entries.len() {
+            self.entries.retain(|Reverse(entry)| entry.live().is_some());
+            self.entries.shrink_to(self.entries.len() * 2);
+            self.stale = 0;
+        }
+    }
+}
+
 /// The alarms of every connection of a broker, and the task that rings them ([`run`]).
+///
+/// [`run`]: Alarms::run
 #[derive(Default)]
 pub struct Alarms {
-    heap: Mutex<BinaryHeap<Reverse<Entry>>>,
+    heap: Mutex<Heap>,
     /// An entry earlier than all the others went in: the task sleeps less.
     earlier: Notify,
 }
@@ -111,7 +136,7 @@ impl std::fmt::Debug for Alarms {
 }
 
 impl Alarms {
-    fn heap(&self) -> MutexGuard<'_, BinaryHeap<Reverse<Entry>>> {
+    fn heap(&self) -> MutexGuard<'_, Heap> {
         self.heap.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -130,50 +155,65 @@ impl Alarms {
         if at >= alarm.queued_for.load(Ordering::SeqCst) {
             return;
         }
-        let first = heap.peek().is_none_or(|Reverse(e)| at < e.at);
-        // The entry queued before stays in the heap, stale: it is dropped when it comes up.
+        heap.retire(alarm);
+        let first = heap.entries.peek().is_none_or(|Reverse(e)| at < e.at);
         alarm.queued_for.store(at, Ordering::SeqCst);
         let owner: Weak<dyn Alarmed> = Arc::downgrade(owner) as Weak<dyn Alarmed>;
-        heap.push(Reverse(Entry { at, owner }));
+        heap.entries.push(Reverse(Entry { at, owner }));
+        heap.sweep_if_stale();
         drop(heap);
         if first {
             self.earlier.notify_one();
         }
     }
 
+    /// The alarm's connection is ending: it never rings again, and its entry is stale.
+    pub fn forget<A: Alarmed + 'static>(&self, owner: &Arc<A>) {
+        let alarm = owner.alarm();
+        alarm.deadline.store(NONE, Ordering::SeqCst);
+        let mut heap = self.heap();
+        heap.retire(alarm);
+        heap.sweep_if_stale();
+    }
+
     /// Rings the alarms due at `now` and requeues the ones whose deadline moved; the time
     /// of the next entry, if any.
     fn ring_due(&self, now: u64) -> Option<u64> {
+        let mut due = Vec::new();
         let mut heap = self.heap();
-        while let Some(Reverse(entry)) = heap.peek() {
-            if entry.at > now {
-                return Some(entry.at);
+        let next = loop {
+            match heap.entries.peek() {
+                None => break None,
+                Some(Reverse(entry)) if entry.at > now => break Some(entry.at),
+                Some(_) => {}
             }
-            let Some(Reverse(entry)) = heap.pop() else {
-                break;
+            let Some(Reverse(entry)) = heap.entries.pop() else {
+                break None;
             };
-            // Gone with its connection, or a stale entry (a newer one is queued).
-            let Some(owner) = entry.owner.upgrade() else {
+            let Some(owner) = entry.live() else {
+                heap.stale = heap.stale.saturating_sub(1);
                 continue;
             };
             let alarm = owner.alarm();
-            if alarm.queued_for.load(Ordering::SeqCst) != entry.at {
-                continue;
-            }
             alarm.queued_for.store(NONE, Ordering::SeqCst);
             match alarm.deadline.load(Ordering::SeqCst) {
                 NONE => {}
-                deadline if deadline <= now => alarm.ring(),
+                deadline if deadline <= now => due.push(owner),
                 deadline => {
                     alarm.queued_for.store(deadline, Ordering::SeqCst);
-                    heap.push(Reverse(Entry {
+                    heap.entries.push(Reverse(Entry {
                         at: deadline,
                         owner: entry.owner,
                     }));
                 }
             }
+        };
+        drop(heap);
+        // Rung outside the lock: waking a task is not the heap's business.
+        for owner in due {
+            owner.alarm().rang.raise();
         }
-        None
+        next
     }
 
     /// Rings alarms as they come due, until shutdown.
@@ -193,7 +233,7 @@ impl Alarms {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.heap().len()
+        self.heap().entries.len()
     }
 }
 
@@ -272,6 +312,30 @@ mod tests {
         alarms.set(&cleared, Some(20));
         assert_eq!(alarms.ring_due(20), None);
         assert!(rang(&cleared));
+    }
+
+    #[test]
+    fn a_deadline_that_keeps_moving_earlier_leaves_a_bounded_heap() {
+        let alarms = Alarms::default();
+        let holders: Vec<_> = (0..100).map(|_| Arc::new(Holder::default())).collect();
+        for round in 0..1_000u64 {
+            // Each round every connection moves its deadline earlier than the last: a new
+            // entry each time, the old one stale.
+            for holder in &holders {
+                alarms.set(holder, Some(1_000_000 - round));
+            }
+            assert!(
+                alarms.len() <= 2 * holders.len() + SWEEP_FLOOR,
+                "{}",
+                alarms.len()
+            );
+        }
+        // Forgotten alarms leave stale entries that are swept as well.
+        for holder in &holders {
+            alarms.forget(holder);
+        }
+        assert_eq!(alarms.ring_due(u64::MAX - 1), None);
+        assert!(holders.iter().all(|h| !rang(h)));
     }
 
     #[tokio::test]

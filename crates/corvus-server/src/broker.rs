@@ -426,7 +426,6 @@ impl Broker {
             .collect()
     }
 
-    /// Asks the connection holding `client`'s session to leave, for `reason`.
     /// Tells every connection that owns a session that the broker is shutting down. A
     /// connection that claims its session after this has passed sees the server's shutdown
     /// flag instead (it is raised first).
@@ -438,6 +437,7 @@ impl Broker {
         }
     }
 
+    /// Asks the connection holding `client`'s session to leave, for `reason`.
     pub fn evict(&self, client: &str, reason: EvictReason) -> Eviction {
         let Some(handle) = self.session(client) else {
             return Eviction::NotConnected;

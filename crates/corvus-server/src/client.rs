@@ -3,8 +3,10 @@
 //! writes packets out in batches (everything produced by one wake-up goes in one write).
 //!
 //! The task owns its connection's state; the session is shared with publishers, who queue
-//! messages into it and wake the task through the session's `Notify`.
+//! messages into it and wake the task through the session's `Signal`. How little an idle
+//! connection holds is the subject of `wait.rs` and `io.rs`.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::task::Poll;
@@ -186,17 +188,28 @@ where
         read_at: None,
         listener,
     };
+    // What only the CONNECT phase needs, boxed: the future keeps a pointer for its life.
+    let admission = Box::new(Admission {
+        certificate_name,
+        // The whole CONNECT (and any AUTH exchange) must arrive in time.
+        deadline: Instant::now() + connect_timeout,
+    });
     async move {
         figures.connected();
         // The phases before and after serving are boxed: inline, the largest of them (and
         // the packets they read) would set the size of every connection's task for its
         // whole life.
-        let connecting = task.connect(certificate_name, connect_timeout, &mut shutdown);
-        if let Some(connected) = Box::pin(connecting).await {
+        let mut connected = Box::pin(task.connect(admission, &mut shutdown)).await;
+        // Served by reference: a value bound out of the `Option` would be a second copy.
+        if let Some(connected) = &mut connected {
             task.serve(connected, &shutdown).await;
         }
-        drop(slot);
+        // The slot last: it counts the connection open (`open_connections.rs`), and nothing
+        // of it (the broker and the store it holds) may outlive the count.
+        drop(connected);
+        drop(task);
         figures.disconnected();
+        drop(slot);
     }
 }
 
@@ -237,6 +250,13 @@ struct Task<S> {
     read_at: Option<corvus_core::Stamp>,
 }
 
+/// What the CONNECT phase is given: the name in the client's certificate, if the listener
+/// reads one, and when the CONNECT (with any AUTH exchange) must be done.
+struct Admission {
+    certificate_name: Option<String>,
+    deadline: Instant,
+}
+
 /// A connection whose client is connected: its client id, its session, and where requests
 /// to leave arrive.
 struct Connected {
@@ -255,11 +275,12 @@ enum Reauth {
 
 impl<S: Transport> Task<S> {
     /// Serves the connected client until the connection ends, and ends it.
-    async fn serve(&mut self, mut connected: Connected, shutdown: &watch::Receiver<bool>) {
-        // Used in place: a destructured argument would be kept twice in the future.
+    async fn serve(&mut self, connected: &mut Connected, shutdown: &watch::Receiver<bool>) {
         let end = self
             .serve_session(&connected.handle, &mut connected.kick_rx, shutdown)
             .await;
+        connected.kick_rx.forget_alarm(&self.broker.alarms);
+        connected.handle.notify.forget_waiter();
         Box::pin(self.finish(&connected.client_id, &connected.handle, end)).await;
     }
 
@@ -267,12 +288,13 @@ impl<S: Transport> Task<S> {
     /// the session, and where requests to leave arrive; `None` if the connection ends here.
     async fn connect(
         &mut self,
-        certificate_name: Option<String>,
-        connect_timeout: Duration,
+        admission: Box<Admission>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Connected> {
-        // The whole CONNECT (and any AUTH exchange) must arrive in time.
-        let deadline = Instant::now() + connect_timeout;
+        let Admission {
+            certificate_name,
+            deadline,
+        } = *admission;
         let request = Box::pin(self.read_connect(deadline, shutdown)).await?;
         let identity = Box::pin(self.admit(&request, certificate_name, deadline)).await?;
         let (kick_tx, kick_rx) = crate::kick::channel();
@@ -336,7 +358,7 @@ impl<S: Transport> Task<S> {
         request: &ConnectRequest,
         certificate_name: Option<String>,
         deadline: Instant,
-    ) -> Option<String> {
+    ) -> Option<Cow<'static, str>> {
         let security = self.listener.security.clone();
         let authenticated = match &request.authentication {
             Some(asked) => self.authenticate_enhanced(asked, deadline).await,
@@ -445,14 +467,13 @@ impl<S: Transport> Task<S> {
     async fn claim(
         &mut self,
         request: &ConnectRequest,
-        identity: String,
+        identity: Cow<'static, str>,
         kick: crate::kick::Kick,
     ) -> Option<Arc<SessionHandle>> {
         let give_up = Instant::now() + TAKEOVER_WAIT;
         let info = Arc::new(ConnectionInfo::new(ConnectionFacts {
             peer: self.peer,
-            listener: self.listener.figures.addr,
-            transport: self.listener.figures.kind,
+            listener: self.listener.figures.clone(),
             protocol: request.protocol,
             username: request.username.as_ref().map(|u| u.as_str().to_owned()),
             identity,
@@ -609,6 +630,12 @@ impl<S: Transport> Task<S> {
             if more {
                 continue;
             }
+            // Checked every round, not only when the alarm or timer wins the wait: a client
+            // kept busy by traffic must not outlive its keep alive or its token.
+            self.check_deadlines(handle);
+            if self.conn.is_closed() {
+                continue;
+            }
             // While the store is behind, clients are not read: backpressure instead of memory.
             let store = self.broker.store().cloned();
             let backlogged = store.as_ref().is_some_and(|store| store.is_backlogged());
@@ -632,7 +659,12 @@ impl<S: Transport> Task<S> {
             };
             match woken {
                 Woken::Read(Ok(0) | Err(_)) => return End::Network,
-                Woken::Read(Ok(_)) | Woken::Messages | Woken::Durable | Woken::Backlog => {}
+                // The deadlines the timer is for are checked at the top of the next round.
+                Woken::Read(Ok(_))
+                | Woken::Messages
+                | Woken::Timer
+                | Woken::Durable
+                | Woken::Backlog => {}
                 Woken::Revoked => self.close_unauthorized(handle, "token revoked"),
                 Woken::Bodies(bodies) => {
                     self.loading = None;
@@ -643,7 +675,6 @@ impl<S: Transport> Task<S> {
                     drop(session);
                     self.need(ticket);
                 }
-                Woken::Timer => self.on_timer(handle),
                 Woken::Leave(leave) => return End::from(leave),
             }
         }
@@ -693,9 +724,9 @@ impl<S: Transport> Task<S> {
         }
     }
 
-    /// The timer went off: the token expired, or the keep alive ran out. Otherwise the
-    /// throttle is over, or the tally due (handed over next time round): read again.
-    fn on_timer(&mut self, handle: &SessionHandle) {
+    /// Closes the connection if its token expired or its keep alive ran out (the core's
+    /// clock, as the core keeps the keep alive).
+    fn check_deadlines(&mut self, handle: &SessionHandle) {
         if self
             .token
             .as_ref()

@@ -3,11 +3,15 @@
 //! connection task creates it at CONNECT and keeps its counters; the session's owner record
 //! holds it so the admin API can show who is connected (`http/api/clients.rs`).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use corvus_core::Millis;
 use mqtt_codec::ProtocolVersion;
+
+use crate::listener_metrics::ListenerFigures;
 
 #[derive(Debug)]
 pub struct ConnectionInfo {
@@ -22,15 +26,14 @@ pub struct ConnectionInfo {
 #[derive(Debug)]
 pub struct ConnectionFacts {
     pub peer: SocketAddr,
-    /// The address of the listener it connected to.
-    pub listener: SocketAddr,
-    /// The listener's kind: `mqtt`, `mqtts`, `ws` or `wss`.
-    pub transport: &'static str,
+    /// The listener it connected to (its address and kind: `mqtt`, `mqtts`, `ws` or `wss`),
+    /// shared by its connections.
+    pub listener: Arc<ListenerFigures>,
     pub protocol: ProtocolVersion,
     /// The user name its CONNECT carried (never the password).
     pub username: Option<String>,
     /// Who it was authenticated as, as `Identity::describe` says it (never a token).
-    pub identity: String,
+    pub identity: Cow<'static, str>,
     /// When its CONNECT was accepted, in milliseconds since the Unix epoch.
     pub connected_at: Millis,
     pub keep_alive: u16,
@@ -81,8 +84,10 @@ pub(crate) mod tests {
     pub(crate) fn info() -> Arc<ConnectionInfo> {
         Arc::new(ConnectionInfo::new(ConnectionFacts {
             peer: "127.0.0.1:50000".parse().expect("an address"),
-            listener: "127.0.0.1:1883".parse().expect("an address"),
-            transport: "mqtt",
+            listener: Arc::new(ListenerFigures::new(
+                "127.0.0.1:1883".parse().expect("an address"),
+                "mqtt",
+            )),
             protocol: ProtocolVersion::V5,
             username: None,
             identity: "anonymous".into(),

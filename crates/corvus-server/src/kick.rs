@@ -104,6 +104,11 @@ impl KickReceiver {
         }
     }
 
+    /// The connection is ending: its alarm never rings again.
+    pub fn forget_alarm(&self, alarms: &Alarms) {
+        alarms.forget(&self.0);
+    }
+
     /// Sets when the connection's alarm rings (milliseconds on `clock::monotonic_millis`;
     /// `None`: not at all).
     pub fn set_alarm(&self, alarms: &Alarms, at: Option<u64>) {
@@ -115,8 +120,8 @@ impl KickReceiver {
         self.0.alarm.poll_rang(cx)
     }
 
-    /// The next request to leave (waits for it).
-    pub async fn recv(&mut self) -> Leave {
+    #[cfg(test)]
+    async fn recv(&mut self) -> Leave {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 

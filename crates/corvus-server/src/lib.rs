@@ -14,6 +14,7 @@ pub mod http;
 pub mod kick;
 pub mod listener_metrics;
 pub mod metrics;
+mod open_connections;
 pub mod persist;
 pub mod preflight;
 mod rate;
@@ -373,15 +374,25 @@ impl Server {
         // Connections serving a session do not watch the flag while they wait (it would cost
         // each a future): they are told through their session's kick slot.
         self.broker.shutdown_connections();
+        // The listeners end once their connections have closed.
         let drain = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-            warn!("connections still open after the grace period; closing them");
+            warn!("connections still open after the grace period; stopping without them");
             self.tasks.abort_all();
         }
         if let Some(store) = self.broker.store().cloned() {
             // Everything written so far is synced, whatever the policy.
             let _ = tokio::task::spawn_blocking(move || store.close(SHUTDOWN_GRACE)).await;
         }
+    }
+}
+
+impl Drop for Server {
+    /// A server dropped without [`shutdown`](Server::shutdown) still tells its connections
+    /// to leave (its tasks, dropped with it, no longer hold them).
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.broker.shutdown_connections();
     }
 }
 
@@ -523,7 +534,6 @@ async fn accept_loop(
     sources: Arc<SourceLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -561,15 +571,16 @@ async fn accept_loop(
                     };
                     // Plain TCP, the common case, is served straight: its task is the MQTT
                     // connection alone, with nothing of the handshakes it does not make.
+                    // Not kept: `sources` counts the open connections (`open_connections.rs`).
                     match (tls, websocket) {
-                        (None, None) => connections.spawn(client::serve(
+                        (None, None) => tokio::spawn(client::serve(
                             stream,
                             accepted,
                             shared.clone(),
                             connect_timeout,
                             shutdown.clone(),
                         )),
-                        (tls, websocket) => connections.spawn(serve_connection(
+                        (tls, websocket) => tokio::spawn(serve_connection(
                             tls,
                             websocket,
                             stream,
@@ -586,13 +597,11 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            // Reap finished connections so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
         }
     }
     info!("listener stopped; waiting for connections to close");
-    while connections.join_next().await.is_some() {}
+    sources.open.all_closed().await;
 }
 
 async fn sweep_loop(

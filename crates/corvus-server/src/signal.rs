@@ -42,8 +42,14 @@ impl Signal {
         }
     }
 
-    /// Waits until raised.
-    pub async fn raised(&self) {
+    /// Forgets the waiting task's waker. A waker keeps its task's memory alive, so a
+    /// session whose connection ended must not keep the last one's.
+    pub fn forget_waiter(&self) {
+        drop(self.waker.take());
+    }
+
+    #[cfg(test)]
+    async fn raised(&self) {
         std::future::poll_fn(|cx| self.poll_raised(cx)).await
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::open_connections::OpenConnections;
 use crate::rate::TokenBucket;
 
 /// Why a connection was refused.
@@ -72,6 +73,8 @@ pub struct SourceLimits {
     max_open: AtomicUsize,
     rate: AtomicU32,
     sources: Mutex<HashMap<IpAddr, Source>>,
+    /// Every connection the listener has open (each holds a slot until it ends).
+    pub open: OpenConnections,
 }
 
 /// Held while a connection is open; counts it against its address until dropped.
@@ -88,6 +91,7 @@ impl SourceLimits {
             max_open: AtomicUsize::new(max_open),
             rate: AtomicU32::new(rate),
             sources: Mutex::new(HashMap::new()),
+            open: OpenConnections::default(),
         })
     }
 
@@ -134,6 +138,7 @@ impl SourceLimits {
         }
         source.refusing = false;
         source.open += 1;
+        self.open.opened();
         Ok(SourceSlot {
             limits: self.clone(),
             addr,
@@ -159,6 +164,7 @@ impl Drop for SourceSlot {
         if let Some(source) = self.limits.sources().get_mut(&self.addr) {
             source.open = source.open.saturating_sub(1);
         }
+        self.limits.open.closed();
     }
 }
 

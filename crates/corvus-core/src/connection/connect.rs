@@ -233,7 +233,9 @@ impl Connection {
             if i < max_inflight {
                 self.resend(packet_id, session, now, out);
             } else {
-                self.resend_later.push_back(packet_id);
+                self.resend_later
+                    .get_or_insert_default()
+                    .push_back(packet_id);
             }
         }
     }

@@ -138,7 +138,9 @@ pub struct Connection {
     session_expiry: u32,
     /// Messages of a resumed session still in flight but not yet re-sent on this connection,
     /// because the client's Receive Maximum had no room for them (MQTT 5.0 section 4.9).
-    resend_later: VecDeque<PacketId>,
+    /// Boxed, and only while there are some: most connections never have any.
+    #[allow(clippy::box_collection)]
+    resend_later: Option<Box<VecDeque<PacketId>>>,
     /// What the client may do; everything until the runtime says otherwise
     /// ([`Connection::authorize`]).
     authorizer: Arc<dyn Authorizer>,
@@ -171,7 +173,7 @@ impl Connection {
             will: None,
             connect_session_expiry: 0,
             session_expiry: 0,
-            resend_later: VecDeque::new(),
+            resend_later: None,
             authorizer: Arc::new(AllowAll),
             auth: None,
             sent_stamps: Vec::new(),

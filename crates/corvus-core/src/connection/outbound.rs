@@ -21,13 +21,17 @@ impl Connection {
         let max_inflight = self.max_inflight();
         // Resends that waited for room go first, so that order is kept; those the client
         // acknowledged meanwhile (it saw them on an earlier connection) need none.
-        self.resend_later
-            .retain(|id| session.inflight().any(|f| f.packet_id == *id));
-        while session.inflight_len() - self.resend_later.len() < max_inflight {
-            let Some(packet_id) = self.resend_later.pop_front() else {
-                break;
-            };
-            self.resend(packet_id, session, now, out);
+        if let Some(mut later) = self.resend_later.take() {
+            later.retain(|id| session.inflight().any(|f| f.packet_id == *id));
+            while session.inflight_len() - later.len() < max_inflight {
+                let Some(packet_id) = later.pop_front() else {
+                    break;
+                };
+                self.resend(packet_id, session, now, out);
+            }
+            if !later.is_empty() {
+                self.resend_later = Some(later);
+            }
         }
         let mut produced = 0;
         while produced < budget {

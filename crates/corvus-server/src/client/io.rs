@@ -24,15 +24,20 @@ const MIN_READ: usize = 256;
 
 /// A stream a connection is served over.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
-    /// Ready once a read may find something. A transport that can tell without reading
-    /// (plain TCP) lets an idle connection wait with no read buffer at all; the others
-    /// answer "read and see", and keep a small buffer while they wait.
+    /// Whether [`poll_read_ready`](Self::poll_read_ready) tells without reading, so an idle
+    /// connection can wait with no read buffer at all (plain TCP). The others answer "read
+    /// and see", and keep their buffer while they wait.
+    const READY_WITHOUT_READING: bool = false;
+
+    /// Ready once a read may find something.
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }
 
 impl Transport for tokio::net::TcpStream {
+    const READY_WITHOUT_READING: bool = true;
+
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
     }
@@ -133,9 +138,10 @@ impl<S: Transport> Io<S> {
 
     /// Gives the buffers back while there is nothing in them: an idle connection (most of
     /// them, at any time) then holds none. A busy one makes them again at its next read
-    /// or write, one allocation per batch of packets.
+    /// or write, one allocation per batch of packets. The read buffer is kept by transports
+    /// that need one to wait.
     pub(super) fn release_empty_buffers(&mut self) {
-        if self.read_buf.is_empty() {
+        if S::READY_WITHOUT_READING && self.read_buf.is_empty() {
             self.read_buf = BytesMut::new();
         }
         if self.write_buf.is_empty() {

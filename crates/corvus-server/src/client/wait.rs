@@ -138,14 +138,16 @@ impl<S: Transport> Task<S> {
             )
         });
         let timer = wait.timer;
+        // The rare sources first: the common ones are ready whenever traffic flows, and a
+        // busy client must still see its timer, its revocation and its stored bodies.
         tokio::select! {
             biased;
-            woken = common => woken,
             _ = sleep_until(timer.unwrap_or_else(far_future)), if timer.is_some() => Woken::Timer,
             _ = token_revoked(token) => Woken::Revoked,
-            _ = durable_changed(durable), if holding => Woken::Durable,
             bodies = bodies_read(bodies), if loading => Woken::Bodies(bodies),
+            _ = durable_changed(durable), if holding => Woken::Durable,
             _ = backlog_drained(wait.backlog) => Woken::Backlog,
+            woken = common => woken,
         }
     }
 }

@@ -23,6 +23,7 @@ mod enhanced;
 mod principal;
 mod token_watch;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -66,12 +67,12 @@ impl Identity {
     }
 
     /// For logs: never a password or a token.
-    pub fn describe(&self) -> String {
+    pub fn describe(&self) -> Cow<'static, str> {
         match self {
             Identity::Everything | Identity::Anonymous => "anonymous".into(),
-            Identity::User(name) => format!("user {name:?}"),
+            Identity::User(name) => format!("user {name:?}").into(),
             Identity::Token(token) => match token.label() {
-                Some(label) => format!("token {label:?}"),
+                Some(label) => format!("token {label:?}").into(),
                 None => "token".into(),
             },
         }

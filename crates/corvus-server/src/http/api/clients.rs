@@ -41,10 +41,10 @@ impl Client {
         Client {
             client_id: client_id.to_owned(),
             username: facts.username.clone(),
-            identity: facts.identity.clone(),
+            identity: facts.identity.to_string(),
             peer: facts.peer.to_string(),
-            listener: facts.listener.to_string(),
-            transport: facts.transport,
+            listener: facts.listener.addr.to_string(),
+            transport: facts.listener.kind,
             protocol: info.protocol_name(),
             connected_at: facts.connected_at,
             keep_alive: facts.keep_alive,
