@@ -229,10 +229,16 @@ impl Raw {
             }],
         };
         subscribe.properties.subscription_identifier = identifier;
+        self.suback_for(subscribe).await
+    }
+
+    /// Sends `subscribe` and returns its SUBACK's codes (checking the packet id).
+    async fn suback_for(&mut self, subscribe: Subscribe) -> Vec<ReasonCode> {
+        let id = subscribe.packet_id;
         self.send(subscribe.into()).await;
         match self.recv().await {
             Packet::SubAck(ack) => {
-                assert_eq!(ack.packet_id, pid(id));
+                assert_eq!(ack.packet_id, id);
                 ack.reason_codes
             }
             other => panic!("expected SUBACK, got {other:?}"),
@@ -252,19 +258,12 @@ impl Raw {
                 },
             })
             .collect();
-        let subscribe = Subscribe {
+        self.suback_for(Subscribe {
             packet_id: pid(id),
             properties: Default::default(),
             subscriptions,
-        };
-        self.send(subscribe.into()).await;
-        match self.recv().await {
-            Packet::SubAck(ack) => {
-                assert_eq!(ack.packet_id, pid(id));
-                ack.reason_codes
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
+        })
+        .await
     }
 
     /// Publishes and completes the QoS flow; returns the broker's acknowledgement code.
