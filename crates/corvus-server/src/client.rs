@@ -627,13 +627,11 @@ impl<S: Transport> Task<S> {
             if self.conn.is_closed() {
                 return End::Protocol;
             }
-            if more {
-                continue;
-            }
             // Checked every round, not only when the alarm or timer wins the wait: a client
-            // kept busy by traffic must not outlive its keep alive or its token.
+            // kept busy by traffic (or by a long queue to send) must not outlive its keep
+            // alive or its token.
             self.check_deadlines(handle);
-            if self.conn.is_closed() {
+            if more || self.conn.is_closed() {
                 continue;
             }
             // While the store is behind, clients are not read: backpressure instead of memory.
@@ -659,7 +657,7 @@ impl<S: Transport> Task<S> {
             };
             match woken {
                 Woken::Read(Ok(0) | Err(_)) => return End::Network,
-                // The deadlines the timer is for are checked at the top of the next round.
+                // The deadlines the timer is for are checked in the next round.
                 Woken::Read(Ok(_))
                 | Woken::Messages
                 | Woken::Timer

@@ -449,6 +449,47 @@ async fn v311_mqtt_3_1_2_24_keep_alive_timeout_closes_the_connection() {
     server.shutdown().await;
 }
 
+/// The keep alive counts what the client sends, not what it receives: a client that sends
+/// nothing while a steady stream of messages keeps its connection busy is still timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_22_keep_alive_times_out_a_client_kept_busy_by_deliveries() {
+    let (server, addr) = start().await;
+    let (mut quiet, _) =
+        Raw::connect_with(addr, ProtocolVersion::V5, "quiet", |c| c.keep_alive = 1).await;
+    assert_eq!(
+        quiet.subscribe(1, "busy/stream", QoS::AtMostOnce).await,
+        [ReasonCode::Success]
+    );
+    let publisher = tokio::spawn(async move {
+        let (mut publisher, _) =
+            Raw::connect_with(addr, ProtocolVersion::V5, "pub", |c| c.keep_alive = 0).await;
+        // As fast as it can, for far longer than the quiet client's 1.5 s: the quiet
+        // client's connection always has messages waiting.
+        let until = tokio::time::Instant::now() + Duration::from_secs(8);
+        while tokio::time::Instant::now() < until {
+            for _ in 0..100 {
+                publisher
+                    .publish("busy/stream", b"tick", QoS::AtMostOnce, false, 0)
+                    .await;
+            }
+        }
+    });
+    let mut delivered = 0;
+    let disconnect = loop {
+        match quiet.try_recv(Duration::from_secs(10)).await {
+            Ok(Some(Packet::Publish(_))) => delivered += 1,
+            Ok(Some(Packet::Disconnect(d))) => break d,
+            other => panic!("expected deliveries then DISCONNECT 0x8D, got {other:?}"),
+        }
+    };
+    assert_eq!(disconnect.reason_code, ReasonCode::KeepAliveTimeout);
+    // It was timed out while messages were flowing to it.
+    assert!(delivered > 10, "{delivered} deliveries before the timeout");
+    assert!(!publisher.is_finished(), "the stream was still flowing");
+    publisher.abort();
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn mqtt_3_1_2_22_keep_alive_allows_one_and_a_half_periods() {
     let (server, addr) = start().await;
