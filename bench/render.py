@@ -207,6 +207,11 @@ METRICS = {
 }
 
 
+def metric_of(group, key):
+    """The metric of `group` named `key` (by name: the lists' order is the table's)."""
+    return next(m for m in METRICS[group] if m.key == key)
+
+
 def group_of(kind):
     if kind in THROUGHPUT:
         return "throughput"
@@ -264,6 +269,10 @@ class Analysis:
         self.series = sorted({(r.get("broker", "?"), r["pinned"]) for r in runs}, key=series_sort_key)
         self.rounds = max((int(r.get("round", 1)) for r in runs), default=0)
 
+    def series_of(self, case):
+        """The series (broker, pinned) that ran `case`, in table order."""
+        return sorted({(r.get("broker"), r["pinned"]) for r in self.by_case[case]}, key=series_sort_key)
+
     def runs_of(self, case, series):
         broker, pinned = series
         return [r for r in self.by_case[case] if r.get("broker") == broker and r["pinned"] == pinned]
@@ -286,21 +295,27 @@ def target(analysis, case, series, metric, values):
     broker, pinned = series
 
     def verdict(text, met):
+        """`met` None: the data is missing."""
+        if met is None:
+            return f"{text}: no data", None
         return text + (": met" if met else ": **not met**"), met
+
+    def at_most(text, limit):
+        return verdict(text, None if corvus is None else corvus <= limit)
 
     def against(peer, better):
         other = values.get((peer, True))
         name = BROKER_NAMES[peer]
         sign = "≥" if better == "higher" else "≤"
         if corvus is None or other is None:
-            return f"{sign} {name}: no data", None
+            return verdict(f"{sign} {name}", None)
         return verdict(f"{sign} {name}", corvus >= other if better == "higher" else corvus <= other)
 
     if not pinned:
         if broker == "corvus" and metric.key == "rate" and kind in ("fanout", "topics"):
             mine = values.get(series)
             if mine is None or corvus is None:
-                return "> 1 core: no data", None
+                return verdict("> 1 core", None)
             return verdict(f"> 1 core ({mine / corvus:.2f}×)", mine > corvus)
         return None
     if broker != "corvus":
@@ -309,28 +324,22 @@ def target(analysis, case, series, metric, values):
         if metric.key == "rate":
             return against("rumqttd", "higher")
         if metric.key == "rss_after":
-            if corvus is None:
-                return f"≤ {MAX_RSS_AFTER_MB} MB: no data", None
-            return verdict(f"≤ {MAX_RSS_AFTER_MB} MB", corvus <= MAX_RSS_AFTER_MB)
+            return at_most(f"≤ {MAX_RSS_AFTER_MB} MB", MAX_RSS_AFTER_MB)
     if kind == "latency" and metric.key in ("p99", "p999"):
         return against("mosquitto", "lower")
     if kind == "conns":
         if metric.key == "per_conn":
-            if corvus is None:
-                return f"≤ {MAX_BYTES_PER_CONNECTION:,} B: no data", None
-            return verdict(f"≤ {MAX_BYTES_PER_CONNECTION:,} B", corvus <= MAX_BYTES_PER_CONNECTION)
+            return at_most(f"≤ {MAX_BYTES_PER_CONNECTION:,} B", MAX_BYTES_PER_CONNECTION)
         if metric.key == "conn_rate":
             return against("mosquitto", "higher")
         if metric.key == "opened":
             runs = analysis.runs_of(case, series)
             failed = sum(num(dig(r, "connections", "failed")) or 0 for r in runs)
             if not runs:
-                return "all held: no data", None
+                return verdict("all held", None)
             return verdict(f"all held ({failed:,.0f} failed)", failed == 0 and all(r.get("ok") for r in runs))
         if metric.key == "unanswered":
-            if corvus is None:
-                return "every PING answered: no data", None
-            return verdict("every PING answered", corvus == 0)
+            return at_most("every PING answered", 0)
     return None
 
 
@@ -342,7 +351,7 @@ def build_rows(analysis):
         kind = analysis.kind[case]
         metrics = METRICS[group_of(kind)]
         label = f"{case} ({describe_case(case, kind, analysis.by_case[case])})"
-        series_here = sorted({(r.get("broker"), r["pinned"]) for r in analysis.by_case[case]}, key=series_sort_key)
+        series_here = analysis.series_of(case)
         extra_rows = []  # rows of the other series (Corvus unpinned) come after the case's own
         for metric in metrics:
             values, cells = {}, {}
@@ -551,7 +560,7 @@ def section(analysis, svg_link, results_path):
         for case in analysis.cases:
             if analysis.kind[case] != "conns":
                 continue
-            v, _, _ = analysis.value(case, s, METRICS["conns"][2])
+            v, _, _ = analysis.value(case, s, metric_of("conns", "per_conn"))
             if v:
                 scale.append(f"{series_name(*s)} {v * 1e6 / 2**30:,.1f} GiB")
             break
@@ -637,8 +646,7 @@ def _groups(analysis, kinds, metric):
     for case in analysis.cases:
         if analysis.kind[case] not in kinds:
             continue
-        present = sorted({(r.get("broker"), r["pinned"]) for r in analysis.by_case[case]}, key=series_sort_key)
-        bars = [(s, analysis.value(case, s, metric)[0]) for s in present]
+        bars = [(s, analysis.value(case, s, metric)[0]) for s in analysis.series_of(case)]
         groups.append((case, bars))
     return groups
 
@@ -695,8 +703,8 @@ def _panel(svg, x0, y0, w, h, title, ylabel, groups, log, fmt_value, fmt_tick):
 
 
 def chart(analysis):
-    tp = METRICS["throughput"][0]
-    p99 = METRICS["latency"][1]
+    tp = metric_of("throughput", "rate")
+    p99 = metric_of("latency", "p99")
     left = _groups(analysis, THROUGHPUT, tp)
     right = _groups(analysis, ("latency",), p99)
     width, height = 1120, 470
@@ -959,7 +967,10 @@ def selftest():
         with open(doc2, encoding="utf-8") as f:
             solo_text = f.read()
         assert solo_text.count(START) == 1 and HEADING in solo_text, "new doc: no markers"
-        assert "| — |" in solo_text or "—" in solo_text, "missing peers not shown as —"
+        corvus_row = next(l for l in solo_text.splitlines() if l.startswith("| fanin-q0") and "delivered" in l)
+        cells = [c.strip() for c in corvus_row.strip("|").split("|")]
+        # scenario, metric, Corvus, Mosquitto, rumqttd, the two ratios, target
+        assert cells[2] not in ("", "—") and cells[3:7] == ["—"] * 4, f"missing peers not shown as —: {corvus_row}"
         sink.close()
         print(f"render.py selftest: ok ({len(lines) - 1} fake runs)")
     finally:

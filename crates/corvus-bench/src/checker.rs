@@ -102,11 +102,6 @@ impl Checker {
             .map_or(0, |s| s.distinct)
     }
 
-    /// Distinct messages received so far, from all publishers.
-    pub fn distinct(&self) -> u64 {
-        self.streams.iter().map(|s| s.distinct).sum()
-    }
-
     /// The verdict, given how many messages each publisher this subscriber listens to sent
     /// (`sent[p]` for the publishers in `listens_to`).
     pub fn verdict(&self, sent: &[u64], listens_to: &[u32]) -> Verdict {

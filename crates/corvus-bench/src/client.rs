@@ -20,12 +20,6 @@ use crate::stamp::{Stamp, STAMP_LEN};
 /// How long the broker may take to answer CONNECT or SUBSCRIBE.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
-/// Packet type bytes of the acknowledgements (PUBREL has its required flags).
-pub const PUBACK: u8 = 0x40;
-pub const PUBREC: u8 = 0x50;
-pub const PUBREL: u8 = 0x62;
-pub const PUBCOMP: u8 = 0x70;
-
 /// One connection to the broker.
 #[derive(Debug)]
 pub struct Conn {
@@ -184,7 +178,9 @@ impl Conn {
         }
     }
 
-    fn queue(&mut self, packet: Packet) -> Result<(), BenchError> {
+    /// Queues `packet` (acknowledgements, PINGREQ, DISCONNECT: the codec writes them in
+    /// their short form; only PUBLISH is hand-encoded, see [`OutgoingPublish`]).
+    pub fn queue(&mut self, packet: Packet) -> Result<(), BenchError> {
         packet
             .encode(self.version, &mut self.out)
             .map_err(|e| BenchError::Unexpected {
@@ -210,21 +206,6 @@ impl Conn {
             size,
         };
         publish.encode(self.version, &mut self.out, &mut self.padding);
-    }
-
-    /// Queues an acknowledgement (`PUBACK`, `PUBREC`, `PUBREL` or `PUBCOMP`, success).
-    pub fn queue_ack(&mut self, kind: u8, packet_id: u16) {
-        encode_ack(&mut self.out, kind, packet_id);
-    }
-
-    /// Queues a PINGREQ.
-    pub fn queue_ping(&mut self) {
-        self.out.put_slice(&[0xC0, 0]);
-    }
-
-    /// Queues a DISCONNECT (normal).
-    pub fn queue_disconnect(&mut self) {
-        self.out.put_slice(&[0xE0, 0]);
     }
 
     /// Writes everything queued.
@@ -370,18 +351,11 @@ impl OutgoingPublish<'_> {
     }
 }
 
-/// An acknowledgement in its short form (success, no properties: valid in both versions).
-fn encode_ack(out: &mut BytesMut, kind: u8, packet_id: u16) {
-    out.put_u8(kind);
-    out.put_u8(2);
-    out.put_u16(packet_id);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The hand-encoded PUBLISH and acknowledgements are what the codec decodes.
+    /// The hand-encoded PUBLISH is what the codec decodes.
     #[test]
     fn hand_encoded_packets_decode() {
         for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
@@ -417,19 +391,6 @@ mod tests {
                 let stamp = Stamp::read(&p.payload).unwrap();
                 assert_eq!((stamp.publisher, stamp.seq, stamp.sent_ns), (3, 42, 99));
                 assert!(out.is_empty());
-            }
-            for kind in [PUBACK, PUBREC, PUBREL, PUBCOMP] {
-                let mut out = BytesMut::new();
-                encode_ack(&mut out, kind, 7);
-                let packet = Decoder::new(version).decode(&mut out).unwrap().unwrap();
-                let id = match packet {
-                    Packet::PubAck(a)
-                    | Packet::PubRec(a)
-                    | Packet::PubRel(a)
-                    | Packet::PubComp(a) => a.packet_id.get(),
-                    other => panic!("{other:?}"),
-                };
-                assert_eq!(id, 7);
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqtt_codec::Packet;
+use mqtt_codec::{Disconnect, Packet};
 use tokio::sync::{watch, Semaphore};
 
 use crate::client::{Conn, Dial};
@@ -192,12 +192,11 @@ async fn hold_connection(
         if stopping_at.is_some() && !awaiting {
             break;
         }
-        let ping_due = (!awaiting && stopping_at.is_none()).then_some(next_ping);
-        let give_up = stopping_at.map(|at| at + PONG_WITHIN);
+        let pinging = !awaiting && stopping_at.is_none();
+        let give_up = stopping_at.unwrap_or(next_ping) + PONG_WITHIN;
         tokio::select! {
-            _ = tokio::time::sleep_until(ping_due.unwrap_or(next_ping).into()), if ping_due.is_some() => {
-                conn.queue_ping();
-                if conn.flush().await.is_err() {
+            _ = tokio::time::sleep_until(next_ping.into()), if pinging => {
+                if conn.queue(Packet::PingReq).is_err() || conn.flush().await.is_err() {
                     counters.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -230,9 +229,28 @@ async fn hold_connection(
             _ = stopped.changed(), if stopping_at.is_none() => {
                 stopping_at = Some(Instant::now());
             }
-            _ = tokio::time::sleep_until(give_up.unwrap_or(next_ping).into()), if give_up.is_some() => break,
+            _ = tokio::time::sleep_until(give_up.into()), if stopping_at.is_some() => break,
         }
     }
-    conn.queue_disconnect();
+    let _ = conn.queue(Packet::Disconnect(Disconnect::default()));
     let _ = conn.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_spread_over_loopback_sources() {
+        let broker: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        let at = |i| source_of(i, broker);
+        assert_eq!(at(0), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(at(1), Some("127.0.0.3".parse().unwrap()));
+        assert_eq!(at(SOURCES - 1), Some("127.0.0.251".parse().unwrap()));
+        // After SOURCES addresses, round again.
+        assert_eq!(at(SOURCES), at(0));
+        // A broker elsewhere is reached from the system's choice of address.
+        assert_eq!(source_of(0, "10.0.0.1:1883".parse().unwrap()), None);
+        assert_eq!(source_of(0, "[::1]:1883".parse().unwrap()), None);
+    }
 }

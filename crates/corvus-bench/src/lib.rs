@@ -16,20 +16,20 @@
 //! clock sync. The generator runs on a multi-threaded runtime with a worker per core it is
 //! given (pin it with `taskset` to keep it off the broker's cores).
 
-pub mod checker;
-pub mod client;
-pub mod conns;
-pub mod error;
-pub mod histogram;
+mod checker;
+mod client;
+mod conns;
+mod error;
+mod histogram;
 mod limits;
 pub mod options;
-pub mod packet_ids;
-pub mod plan;
-pub mod progress;
-pub mod report;
-pub mod rss;
-pub mod stamp;
-pub mod throughput;
+mod packet_ids;
+mod plan;
+mod progress;
+mod report;
+mod rss;
+mod stamp;
+mod throughput;
 
 use std::net::SocketAddr;
 

@@ -243,3 +243,73 @@ fn micros(us: f64) -> String {
         us => format!("{:.2} ms", us / 1000.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn report(scenario: &str) -> Report {
+        Report::new(&Cli::parse_from(["bench", scenario]).args)
+    }
+
+    /// Every message is checked and the verdict says so: one lost, duplicated or reordered
+    /// message, or one the broker refused, fails the run (exit status 1) and is named.
+    #[test]
+    fn any_defect_fails_the_run_and_is_named() {
+        let mut clean = report("fanin");
+        clean.checked.expected = 10;
+        clean.checked.received = 10;
+        clean.conclude();
+        assert!(clean.ok);
+        assert!(clean.text().contains("every message once, in order"));
+
+        type Defect = fn(&mut Report);
+        let defects: [(Defect, &str); 4] = [
+            (|r| r.checked.lost = 1, "1 lost"),
+            (|r| r.checked.duplicated = 1, "1 duplicated"),
+            (|r| r.checked.reordered = 1, "1 reordered"),
+            (|r| r.rejected = 1, "1 rejected"),
+        ];
+        for (defect, named) in defects {
+            let mut dirty = report("fanin");
+            dirty.checked.expected = 10;
+            dirty.checked.received = 10;
+            defect(&mut dirty);
+            dirty.conclude();
+            assert!(!dirty.ok);
+            let text = dirty.text();
+            assert!(!text.contains("every message once"), "{text}");
+            assert!(text.contains(named), "{named}: {text}");
+        }
+    }
+
+    #[test]
+    fn conns_fail_on_a_failed_connection_or_an_unanswered_ping() {
+        let held = |failed, dropped, pongs| Connections {
+            opened: 10,
+            failed,
+            per_s: 1.0,
+            pings: 20,
+            pongs,
+            dropped,
+        };
+        for (connections, ok) in [
+            (held(0, 0, 20), true),
+            (held(1, 0, 20), false),
+            (held(0, 1, 20), false),
+            (held(0, 0, 19), false),
+        ] {
+            let mut r = report("conns");
+            r.connections = Some(connections);
+            r.conclude();
+            assert_eq!(r.ok, ok, "{:?}", r.connections);
+        }
+    }
+}

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mqtt_codec::{Packet, QoS};
+use mqtt_codec::{Ack, Disconnect, Packet, QoS};
 use tokio::sync::{watch, Notify};
 
 use crate::checker::{Checker, Verdict};
-use crate::client::{Conn, Dial, PUBACK, PUBCOMP, PUBREC, PUBREL};
+use crate::client::{Conn, Dial};
 use crate::error::BenchError;
 use crate::histogram::Histogram;
 use crate::options::BenchArgs;
@@ -39,8 +39,6 @@ struct Shared {
     /// Distinct messages each subscriber has received from each publisher (`[s][p]`), as
     /// its checker counts them.
     delivered: Vec<Vec<AtomicU64>>,
-    /// Distinct messages received, over all subscribers.
-    received_total: AtomicU64,
     /// PUBLISHes the broker acknowledged with an error.
     rejected: AtomicU64,
     /// Told when subscribers took deliveries (a publisher waiting on its window wakes).
@@ -51,6 +49,15 @@ impl Shared {
     /// Nanoseconds since the run began (what stamps carry).
     fn ns(&self) -> u64 {
         self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Distinct messages received, over all subscribers and publishers.
+    fn total_delivered(&self) -> u64 {
+        self.delivered
+            .iter()
+            .flatten()
+            .map(|d| d.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Messages of publisher `p` that every one of its `listeners` has received.
@@ -76,8 +83,8 @@ struct Publishing {
     /// The subscribers that receive this publisher's messages: its window is measured
     /// against the slowest of them.
     listeners: Vec<usize>,
-    /// Messages per second from this publisher (0: unpaced).
-    rate: f64,
+    /// How fast this publisher may send (`None`: as fast as its window allows).
+    pace: Option<Pace>,
     drain: Duration,
 }
 
@@ -126,7 +133,6 @@ pub async fn run(
         delivered: (0..subscribers)
             .map(|_| (0..publishers).map(|_| AtomicU64::new(0)).collect())
             .collect(),
-        received_total: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         progress: Notify::new(),
     });
@@ -148,7 +154,10 @@ pub async fn run(
             size: args.size as usize,
             window,
             listeners: plan.listeners_of(p as u32),
-            rate: args.rate() as f64 / publishers as f64,
+            pace: (args.rate() > 0).then(|| Pace {
+                per_second: args.rate(),
+                publishers: publishers as u64,
+            }),
             drain: args.drain(),
         };
         let topic = plan.topics[p].clone().into_bytes();
@@ -176,7 +185,7 @@ pub async fn run(
         .sum();
     // What is still on its way gets `--drain` to arrive.
     let drain_until = published_at + args.drain();
-    while shared.received_total.load(Ordering::Acquire) < expected && Instant::now() < drain_until {
+    while shared.total_delivered() < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = finish.send(true);
@@ -198,7 +207,7 @@ pub async fn run(
     }
     drop(progress);
     for conn in &mut conns {
-        conn.queue_disconnect();
+        let _ = conn.queue(Packet::Disconnect(Disconnect::default()));
         let _ = conn.flush().await;
     }
 
@@ -260,7 +269,7 @@ fn progress_line(args: &BenchArgs, shared: Arc<Shared>) -> ProgressLine {
     let mut last = (0u64, 0u64, Duration::ZERO);
     ProgressLine::start(move |elapsed| {
         let sent = shared.total_sent();
-        let received = shared.received_total.load(Ordering::Relaxed);
+        let received = shared.total_delivered();
         let span = (elapsed - last.2).as_secs_f64().max(1e-9);
         let rates = (
             (sent - last.0) as f64 / span,
@@ -299,9 +308,6 @@ async fn publish(
         if now >= shared.stop_at {
             break;
         }
-        let notified = shared.progress.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         let delivered = shared.slowest_listener(p, &how.listeners);
         let unseen = seq.saturating_sub(delivered);
         let mut room = how.window.saturating_sub(unseen);
@@ -321,10 +327,12 @@ async fn publish(
         }
         room = room.min(max_inflight.saturating_sub(ids.in_use()));
         let mut next_due = shared.stop_at;
-        if how.rate > 0.0 {
-            let due = (now.duration_since(shared.t0).as_secs_f64() * how.rate) as u64 + 1;
-            room = room.min(due.saturating_sub(seq));
-            next_due = shared.t0 + Duration::from_secs_f64(seq as f64 / how.rate);
+        if let Some(pace) = how.pace {
+            room = room.min(
+                pace.allowed(now.duration_since(shared.t0))
+                    .saturating_sub(seq),
+            );
+            next_due = shared.t0 + pace.due_at(seq);
         }
         let room = room.min(BATCH);
         if room > 0 {
@@ -352,6 +360,15 @@ async fn publish(
             continue;
         }
         // Nothing may go now: wait for acknowledgements, deliveries, the pace or the end.
+        // (Armed only here: a waiter registered on every pass would cost two trips through
+        // the lock every subscriber's wake-up takes.)
+        let notified = shared.progress.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // A delivery since the reckoning above woke nobody: reckon again.
+        if shared.slowest_listener(p, &how.listeners) != delivered {
+            continue;
+        }
         let wake = next_due
             .min(shared.stop_at)
             .max(now + Duration::from_micros(50));
@@ -383,6 +400,34 @@ async fn publish(
     Ok(conn)
 }
 
+/// The pace of one of `publishers` publishers sharing an offered rate of `per_second`:
+/// its message `n` (from 0) is due `n * publishers / per_second` seconds into the run.
+/// Integer arithmetic, so that [`allowed`](Pace::allowed) and [`due_at`](Pace::due_at)
+/// agree to the nanosecond (with floats, a message could be "due" and not yet allowed).
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    per_second: u64,
+    publishers: u64,
+}
+
+impl Pace {
+    const NANOS: u128 = 1_000_000_000;
+
+    /// How many messages may have been sent `elapsed` into the run.
+    fn allowed(self, elapsed: Duration) -> u64 {
+        let due = elapsed.as_nanos() * u128::from(self.per_second)
+            / (u128::from(self.publishers) * Pace::NANOS);
+        u64::try_from(due).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    /// When message `seq` is due (rounded up to the nanosecond).
+    fn due_at(self, seq: u64) -> Duration {
+        let nanos = (u128::from(seq) * u128::from(self.publishers) * Pace::NANOS)
+            .div_ceil(u128::from(self.per_second));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
 /// Handles the acknowledgements read so far: frees their packet ids, answers PUBREC with
 /// PUBREL, counts rejections.
 fn take_acks(conn: &mut Conn, ids: &mut PacketIds, shared: &Shared) -> Result<(), BenchError> {
@@ -395,7 +440,7 @@ fn take_acks(conn: &mut Conn, ids: &mut PacketIds, shared: &Shared) -> Result<()
                 ids.free(ack.packet_id.get());
             }
             Packet::PubRec(ack) if ack.reason_code.is_success() => {
-                conn.queue_ack(PUBREL, ack.packet_id.get());
+                conn.queue(Packet::PubRel(Ack::new(ack.packet_id)))?;
             }
             Packet::PubRec(ack) => {
                 shared.rejected.fetch_add(1, Ordering::Relaxed);
@@ -426,7 +471,6 @@ async fn receive(
 ) -> Result<Received, BenchError> {
     let mut checker = Checker::new(publishers);
     let mut latency = Histogram::default();
-    let mut told = 0u64;
     let mut last_delivery = None;
     loop {
         tokio::select! {
@@ -447,12 +491,12 @@ async fn receive(
                         None => checker.foreign += 1,
                     }
                     match (publish.qos, publish.packet_id) {
-                        (QoS::AtLeastOnce, Some(id)) => conn.queue_ack(PUBACK, id.get()),
-                        (QoS::ExactlyOnce, Some(id)) => conn.queue_ack(PUBREC, id.get()),
+                        (QoS::AtLeastOnce, Some(id)) => conn.queue(Packet::PubAck(Ack::new(id)))?,
+                        (QoS::ExactlyOnce, Some(id)) => conn.queue(Packet::PubRec(Ack::new(id)))?,
                         _ => {}
                     }
                 }
-                Packet::PubRel(ack) => conn.queue_ack(PUBCOMP, ack.packet_id.get()),
+                Packet::PubRel(ack) => conn.queue(Packet::PubComp(Ack::new(ack.packet_id)))?,
                 Packet::PingResp => {}
                 other => return Err(conn.unexpected(&other)),
             }
@@ -463,13 +507,12 @@ async fn receive(
             // Distinct messages only: duplicates and strays must neither end the drain early
             // nor open a publisher's window.
             for (p, delivered) in shared.delivered[s].iter().enumerate() {
-                delivered.store(checker.distinct_from(p as u32), Ordering::Release);
+                let distinct = checker.distinct_from(p as u32);
+                // Written only when it moved: each store takes the line from the readers.
+                if delivered.load(Ordering::Relaxed) != distinct {
+                    delivered.store(distinct, Ordering::Release);
+                }
             }
-            let distinct = checker.distinct();
-            shared
-                .received_total
-                .fetch_add(distinct - told, Ordering::Release);
-            told = distinct;
             shared.progress.notify_waiters();
         }
     }
@@ -485,6 +528,37 @@ async fn receive(
 mod tests {
     use super::*;
     use crate::options::Scenario;
+
+    #[test]
+    fn a_paced_publisher_sends_each_message_when_due_and_not_before() {
+        for (per_second, publishers) in [(5_000, 1), (20_000, 1), (3, 1), (5_000, 3), (7, 4)] {
+            let pace = Pace {
+                per_second,
+                publishers,
+            };
+            for seq in [0, 1, 2, 999, 5_000, 123_457] {
+                let due = pace.due_at(seq);
+                // At its time message `seq` may go (seq + 1 in all), a moment before not.
+                assert_eq!(pace.allowed(due), seq + 1, "{pace:?} #{seq}");
+                if let Some(before) = due.checked_sub(Duration::from_nanos(1)) {
+                    assert_eq!(pace.allowed(before), seq, "{pace:?} #{seq}");
+                }
+            }
+        }
+        // A 1 s run at 5,000/s sends 5,000 messages before its end (the 5,001st is due at
+        // the end itself); shared by 4 publishers, 1,250 each.
+        let second = Duration::from_secs(1) - Duration::from_nanos(1);
+        let alone = Pace {
+            per_second: 5_000,
+            publishers: 1,
+        };
+        assert_eq!(alone.allowed(second), 5_000);
+        let shared = Pace {
+            per_second: 5_000,
+            publishers: 4,
+        };
+        assert_eq!(shared.allowed(second), 1_250);
+    }
 
     #[test]
     fn each_publisher_gets_its_share_of_the_window() {

@@ -312,10 +312,7 @@ fn recovery(n: usize, payload: usize) -> (Duration, Duration, u64) {
                 .collect();
             last = store.submit(ops);
         }
-        let mut durable = store.durable();
-        while *durable.borrow_and_update() < last {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(store.wait_durable(last, Duration::from_secs(60)), "synced");
     }
     let bytes = dir_size(&dir);
     let started = Instant::now();

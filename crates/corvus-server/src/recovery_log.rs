@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use corvus_store::progress::{Progress, ProgressSink, RecoveryStep};
+use corvus_store::progress::{Progress, ProgressSink};
 use tracing::{debug, info};
 
 /// How often, at most, a progress line is logged at info level.
@@ -21,11 +21,10 @@ pub struct RecoveryLog {
     shown: Mutex<Shown>,
 }
 
-/// When the last info line was logged, and whether there was one.
+/// When the last info line was logged (the start, until there is one).
 #[derive(Debug, Clone, Copy)]
 struct Shown {
     last: Instant,
-    any: bool,
 }
 
 impl Shown {
@@ -34,7 +33,6 @@ impl Shown {
         let due = now.saturating_duration_since(self.last) >= INFO_INTERVAL;
         if due {
             self.last = now;
-            self.any = true;
         }
         due
     }
@@ -49,10 +47,7 @@ impl RecoveryLog {
     fn started_at(started: Instant) -> RecoveryLog {
         RecoveryLog {
             started,
-            shown: Mutex::new(Shown {
-                last: started,
-                any: false,
-            }),
+            shown: Mutex::new(Shown { last: started }),
         }
     }
 
@@ -64,7 +59,7 @@ impl RecoveryLog {
     /// (someone waited for it), else at debug level.
     pub fn finish(&self) {
         let took = self.started.elapsed();
-        match self.shown().any {
+        match self.shown().last != self.started {
             true => info!("recovery: done in {:.1} s", took.as_secs_f64()),
             false => debug!("recovery: done in {:.3} s", took.as_secs_f64()),
         }
@@ -85,9 +80,9 @@ impl ProgressSink for RecoveryLog {
 /// One progress line ("replaying the queue journal: 412000 of 1000000 records (41%), 3.2 s
 /// so far").
 fn describe(p: Progress, elapsed: Duration) -> String {
-    let (done, total) = match p.step {
-        RecoveryStep::ScanJournal => (mebibytes(p.done), format!("{} MiB", mebibytes(p.total))),
-        _ => (p.done.to_string(), format!("{} {}", p.total, p.step.unit())),
+    let (done, total) = match p.step.unit() {
+        "bytes" => (mebibytes(p.done), format!("{} MiB", mebibytes(p.total))),
+        unit => (p.done.to_string(), format!("{} {unit}", p.total)),
     };
     format!(
         "{}: {done} of {total} ({}%), {:.1} s so far",
@@ -104,6 +99,7 @@ fn mebibytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corvus_store::progress::RecoveryStep;
 
     #[test]
     fn info_lines_come_at_most_every_interval() {
@@ -115,12 +111,12 @@ mod tests {
         // interval however many reports come in between.
         assert!(!shown.take_turn(at(0)));
         assert!(!shown.take_turn(at(2_999)));
-        assert!(!shown.any);
+        assert_eq!(shown.last, t0, "no info line yet");
         assert!(shown.take_turn(at(3_000)));
         assert!(!shown.take_turn(at(3_001)));
         assert!(!shown.take_turn(at(5_999)));
         assert!(shown.take_turn(at(6_100)));
-        assert!(shown.any);
+        assert_eq!(shown.last, at(6_100));
     }
 
     #[test]

@@ -331,12 +331,10 @@ fn craft_store(dir: &Path, sessions: Vec<(&str, SessionRecord)>, now: u64) {
         });
     }
     let ticket = store.submit(ops);
-    let mut durable = store.durable();
-    let written = std::time::Instant::now();
-    while *durable.borrow_and_update() < ticket {
-        assert!(written.elapsed() < WAIT, "the crafted records are written");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        store.wait_durable(ticket, WAIT),
+        "the crafted records are written"
+    );
     store.close(WAIT);
 }
 

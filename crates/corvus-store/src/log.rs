@@ -142,6 +142,15 @@ struct Segment {
     entry_durable: bool,
 }
 
+/// A segment file found at open (pass 1), with what its header said.
+struct Found {
+    base: Seq,
+    path: PathBuf,
+    check: HeaderCheck,
+    len: u64,
+    file: Box<dyn StorageFile>,
+}
+
 /// An append-only log of records in segment files. See the crate docs for the format and
 /// the guarantees.
 #[derive(Debug)]
@@ -191,7 +200,7 @@ impl SegmentLog {
         fs.create_dir(&dir).ctx(Op::CreateDir, &dir)?;
 
         // Pass 1: find the segments and check every header before touching anything.
-        let mut found: Vec<(Seq, PathBuf, HeaderCheck, u64)> = Vec::new();
+        let mut found: Vec<Found> = Vec::new();
         for entry in fs.list(&dir).ctx(Op::List, &dir)? {
             let name = entry.name.as_deref();
             if entry.is_dir && name == Some(QUARANTINE_DIR) {
@@ -230,18 +239,24 @@ impl SegmentLog {
                 }
                 _ => {}
             }
-            found.push((base, entry.path, check, len));
+            found.push(Found {
+                base,
+                path: entry.path,
+                check,
+                len,
+                file,
+            });
         }
-        found.sort_by_key(|(base, _, _, _)| *base);
+        found.sort_by_key(|f| f.base);
 
         // Pass 2: scan, cut and quarantine.
         let last_valid = found
             .iter()
-            .rposition(|(_, _, c, _)| matches!(c, HeaderCheck::Valid(_)));
+            .rposition(|f| matches!(f.check, HeaderCheck::Valid(_)));
         let to_scan: u64 = found
             .iter()
-            .filter(|(_, _, c, _)| matches!(c, HeaderCheck::Valid(_)))
-            .map(|(_, _, _, len)| len)
+            .filter(|f| matches!(f.check, HeaderCheck::Valid(_)))
+            .map(|f| f.len)
             .sum();
         let mut scanned = 0;
         let mut reporter = StepReporter::start(progress, RecoveryStep::ScanJournal, to_scan);
@@ -250,8 +265,15 @@ impl SegmentLog {
         let mut segments = Vec::new();
         let mut prev = Seq(0);
         let mut max_base = Seq(1);
-        // The lengths read in pass 1 (nothing has changed the files since).
-        for (i, (base, path, check, found_len)) in found.into_iter().enumerate() {
+        // The files opened and the lengths read in pass 1 (nothing has changed them since).
+        for (i, found) in found.into_iter().enumerate() {
+            let Found {
+                base,
+                path,
+                check,
+                len,
+                mut file,
+            } = found;
             max_base = max_base.max(base);
             let is_last = Some(i) == last_valid;
             match check {
@@ -262,7 +284,7 @@ impl SegmentLog {
                     report.truncated.push(Truncation {
                         path,
                         offset: 0,
-                        len: found_len,
+                        len,
                         kind: DamageKind::TornHeader,
                         file_removed: true,
                     });
@@ -278,15 +300,13 @@ impl SegmentLog {
                     report.quarantined.push(Quarantined {
                         path,
                         offset: 0,
-                        len: found_len,
+                        len,
                         kind,
                         copy,
                     });
                     continue;
                 }
             }
-            let mut file = fs.open(&path).ctx(Op::Open, &path)?;
-            let len = file.len().ctx(Op::Read, &path)?;
             let mut bytes = vec![0u8; len as usize];
             file.read_at(0, &mut bytes).ctx(Op::Read, &path)?;
             let scan = scan_records(&bytes, base, prev, is_last);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Broker, Proc};
+use support::Broker;
 
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -21,7 +21,7 @@ fn bench(port: u16, args: &[&str]) -> support::Output {
         .args(["--port", &port.to_string()])
         .env_remove("RUST_LOG");
     let name = format!("corvus bench {}", args.join(" "));
-    let out = Proc::spawn(&name, &mut cmd).finish(RUN_LIMIT);
+    let out = support::run(&name, &mut cmd, RUN_LIMIT);
     assert!(!out.timed_out, "{name} did not finish: {out}");
     out
 }

@@ -271,8 +271,8 @@ fn fill_queue(dir: &Path, queued: usize) {
         received_at: None,
     });
     let mut last = 0;
-    for chunk in (0..queued).collect::<Vec<_>>().chunks(1000) {
-        let ops = chunk.iter().map(|_| StoreOp::Enqueue {
+    for start in (0..queued).step_by(1000) {
+        let ops = (start..queued.min(start + 1000)).map(|_| StoreOp::Enqueue {
             client: "offline".into(),
             delivery: Delivery {
                 // Each its own body, as messages from different PUBLISHes are.
@@ -286,15 +286,7 @@ fn fill_queue(dir: &Path, queued: usize) {
         });
         last = store.submit(ops.collect::<Vec<_>>());
     }
-    let mut durable = store.durable();
-    let deadline = std::time::Instant::now() + WAIT;
-    while *durable.borrow_and_update() < last {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store did not sync"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(store.wait_durable(last, WAIT), "the store did not sync");
 }
 
 /// `(done, total)` of a progress line such as "recovery: replaying the queue journal: 400

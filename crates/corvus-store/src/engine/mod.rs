@@ -607,6 +607,24 @@ impl Store {
         self.durable.clone()
     }
 
+    /// Blocks until `ticket` is durable, for at most `within`; false if it is not by then.
+    /// For tools and tests that write outside a runtime (the broker watches [`durable`]).
+    ///
+    /// [`durable`]: Store::durable
+    pub fn wait_durable(&self, ticket: Ticket, within: std::time::Duration) -> bool {
+        let mut durable = self.durable();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if *durable.borrow_and_update() >= ticket {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// A new id for a message body in the journal.
     pub fn next_message_id(&self) -> u64 {
         self.next_message_id.fetch_add(1, Ordering::Relaxed)

@@ -52,19 +52,6 @@ fn session(client: &str) -> Op {
     }
 }
 
-/// Waits until `ticket` is durable; false on timeout.
-fn wait_durable(store: &Store, ticket: Ticket, within: Duration) -> bool {
-    let mut rx = store.durable();
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if *rx.borrow_and_update() >= ticket {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    false
-}
-
 /// A store whose journal is on a fault-injecting file layer (the keyed state on the real
 /// disk, in `root`), with session "s" already durable.
 fn faulty_store(root: &std::path::Path) -> (FaultFs, Store) {
@@ -72,7 +59,7 @@ fn faulty_store(root: &std::path::Path) -> (FaultFs, Store) {
     let (store, _) =
         Store::open_with(Arc::new(fs.clone()), root, StoreOptions::default(), 0).unwrap();
     let t = store.submit([session("s")]);
-    assert!(wait_durable(&store, t, WAIT));
+    assert!(store.wait_durable(t, WAIT));
     (fs, store)
 }
 
@@ -97,13 +84,13 @@ fn a_batch_is_durable_and_recovered_in_order() {
         store.submit([session("s")]);
         store.submit([enqueue("s", &a, ia)]);
         let t = store.submit([enqueue("s", &b, ib)]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
         let t = store.submit([Op::Sent {
             client: "s".into(),
             message: ia,
             packet_id: PacketId::new(7).unwrap(),
         }]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
     }
     let (store, recovered) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
     let s = &recovered.queues.sessions["s"];
@@ -135,7 +122,7 @@ fn queues_outlive_a_state_database_lost_to_damage() {
         let (store, _) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
         id = store.next_message_id();
         let t = store.submit([session("s"), enqueue("s", &m, id)]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
     }
     let db = dir
         .path()
@@ -178,7 +165,7 @@ fn the_queue_of_a_session_without_a_record_is_dropped_at_open() {
         let id = store.next_message_id();
         store.submit([session("kept"), enqueue("kept", &m, id)]);
         let t = store.submit([enqueue("orphan", &m, id)]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
     }
     let (_store, recovered) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
     assert!(recovered.queues.sessions.contains_key("kept"));
@@ -195,7 +182,7 @@ fn a_deleted_session_takes_its_queue_along() {
         let id = store.next_message_id();
         store.submit([session("s"), enqueue("s", &m, id)]);
         let t = store.submit([Op::DeleteSession { client: "s".into() }, session("s")]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
     }
     let (_store, recovered) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
     assert_eq!(recovered.state.sessions.len(), 1);
@@ -214,10 +201,10 @@ fn a_body_is_written_again_when_a_late_delivery_needs_it() {
             client: "a".into(),
             message: id,
         }]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
         // The body was dropped with a's delivery; b's comes later and still gets it.
         let t = store.submit([enqueue("b", &m, id)]);
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
         assert_eq!(store.stats().refused.load(Ordering::Relaxed), 0);
     }
     let (_store, recovered) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
@@ -236,7 +223,7 @@ fn many_submissions_share_one_sync() {
         let id = store.next_message_id();
         last = store.submit([enqueue("s", &m, id)]);
     }
-    assert!(wait_durable(&store, last, WAIT));
+    assert!(store.wait_durable(last, WAIT));
     let syncs = store.sync_latency().count();
     // Tickets are batches: 2000 submissions went into far fewer batches than submissions.
     assert!(last < 2000, "tickets {last}");
@@ -262,7 +249,7 @@ fn a_failed_sync_is_never_acknowledged() {
     assert!(error.contains("injected fault"), "{error}");
     assert!(*store.durable().borrow() < t);
     // The faults run out: the same batch is written again and becomes durable.
-    assert!(wait_durable(&store, t, WAIT));
+    assert!(store.wait_durable(t, WAIT));
     assert!(store.last_error().is_none());
     assert!(store.stats().errors.load(Ordering::Relaxed) >= 1);
     drop(store);
@@ -294,7 +281,7 @@ fn enospc_and_short_writes_are_retried_not_acknowledged() {
         assert!(*store.durable().borrow() < t, "{faults:?}");
         // Space comes back.
         fs.set_faults(Faults::default());
-        assert!(wait_durable(&store, t, WAIT), "{faults:?}");
+        assert!(store.wait_durable(t, WAIT), "{faults:?}");
     }
 }
 
@@ -329,7 +316,7 @@ fn space_is_reclaimed_as_deliveries_finish() {
         ids.push(id);
         last = store.submit([enqueue("s", &body, id)]);
     }
-    assert!(wait_durable(&store, last, WAIT));
+    assert!(store.wait_durable(last, WAIT));
     let before = segment_files(dir.path());
     assert!(before >= 5, "{before} segments");
     // All but the very first are acknowledged: that one pins the oldest segment.
@@ -339,7 +326,7 @@ fn space_is_reclaimed_as_deliveries_finish() {
             message: id,
         }]);
     }
-    assert!(wait_durable(&store, last, WAIT));
+    assert!(store.wait_durable(last, WAIT));
     let deadline = std::time::Instant::now() + WAIT;
     while segment_files(dir.path()) > 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -439,7 +426,7 @@ fn a_read_while_the_thread_is_idle_is_answered() {
     let m = message(b"durable");
     let id = store.next_message_id();
     let t = store.submit([session("s"), enqueue("s", &m, id)]);
-    assert!(wait_durable(&store, t, WAIT));
+    assert!(store.wait_durable(t, WAIT));
     // Nothing else is pending: the thread sleeps until the read wakes it.
     std::thread::sleep(Duration::from_millis(50));
     let mut rx = store.read_bodies(vec![id]);
@@ -470,7 +457,7 @@ fn queued_bodies_are_read_back_after_a_restart() {
             t = store.submit([enqueue("s", &m, id)]);
             ids.push(id);
         }
-        assert!(wait_durable(&store, t, WAIT));
+        assert!(store.wait_durable(t, WAIT));
         ids
     };
     let (store, recovered) = Store::open(dir.path(), StoreOptions::default(), 0).unwrap();
@@ -546,7 +533,7 @@ fn the_backlog_counts_each_body_once_and_drains() {
     let mut ops = vec![session("s0")];
     ops.extend((0..50).map(|i| enqueue("s0", &message(&[i as u8; 4096]), id + 1 + i)));
     let t = store.submit(ops);
-    assert!(wait_durable(&store, t, WAIT));
+    assert!(store.wait_durable(t, WAIT));
     assert_eq!(store.backlog_bytes(), 0);
     store.close(WAIT);
     store.submit([enqueue("s0", &m, id + 100)]);
@@ -572,7 +559,7 @@ fn each_successful_sync_is_timed_once() {
     let m = message(b"timed");
     let id = store.next_message_id();
     let t = store.submit([enqueue("s", &m, id)]);
-    assert!(wait_durable(&store, t, WAIT));
+    assert!(store.wait_durable(t, WAIT));
     assert!(store.stats().errors.load(Ordering::Relaxed) >= 1);
     let timed = store.sync_latency();
     // The session's batch and this one.
@@ -634,7 +621,7 @@ fn recovery_reports_its_progress_step_by_step() {
                 .collect();
             last = store.submit(ops);
         }
-        assert!(wait_durable(&store, last, WAIT));
+        assert!(store.wait_durable(last, WAIT));
     }
     let queue_bytes: u64 = std::fs::read_dir(dir.path().join(crate::QUEUE_DIR))
         .unwrap()
