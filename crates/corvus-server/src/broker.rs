@@ -243,6 +243,8 @@ pub struct Broker {
     pub topic_rates: TopicRates,
     /// The connections' timers, rung by one task the server runs.
     pub alarms: Arc<crate::alarms::Alarms>,
+    /// Set by [`Broker::shutdown_connections`]: a session claimed after it is told at once.
+    shutting_down: AtomicBool,
     next_connection: AtomicU64,
     store: Option<Arc<Store>>,
 }
@@ -275,6 +277,7 @@ impl Broker {
             metrics: Metrics::default(),
             topic_rates: TopicRates::default(),
             alarms: Default::default(),
+            shutting_down: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
             store,
         }
@@ -426,15 +429,20 @@ impl Broker {
             .collect()
     }
 
-    /// Tells every connection that owns a session that the broker is shutting down. A
-    /// connection that claims its session after this has passed sees the server's shutdown
-    /// flag instead (it is raised first).
-    pub fn shutdown_connections(&self) {
+    /// Tells every connection that owns a session, now or later, that the broker is
+    /// shutting down (through its kick slot: a waiting connection watches nothing else).
+    /// True the first time.
+    pub fn shutdown_connections(&self) -> bool {
+        // Set before the walk: a claim the walk misses sees it (`claim_session`).
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return false;
+        }
         for handle in read(&self.sessions).values() {
             if let Some(owner) = handle.owner().as_ref() {
                 owner.kick.shutdown();
             }
         }
+        true
     }
 
     /// Asks the connection holding `client`'s session to leave, for `reason`.
@@ -717,7 +725,12 @@ impl SessionOwnership for Broker {
         if let Some(previous) = current.as_ref() {
             return Claim::Busy(previous.kick.clone());
         }
-        *current = Some(owner);
+        let owner = current.insert(owner);
+        // Under the owner's lock, which the shutdown walk takes too: either the walk comes
+        // after and kicks this owner, or the flag it set first is seen here.
+        if self.shutting_down.load(Ordering::SeqCst) {
+            owner.kick.shutdown();
+        }
         drop(current);
         handle.online.store(true, Ordering::Release);
         Claim::Owned { handle, existed }

@@ -43,7 +43,7 @@ mod wait;
 
 pub(crate) use io::Transport;
 use io::{Io, ReadError};
-use wait::{Wait, Wake, Woken};
+use wait::{Wait, Woken};
 
 /// How long a new connection waits for the previous owner of its session to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -58,6 +58,18 @@ const HELD_GRACE: Duration = Duration::from_secs(1);
 /// many payload bytes), so memory stays bounded however much was queued.
 const LOAD_WINDOW: usize = 256;
 const LOAD_BYTES: usize = 1024 * 1024;
+
+/// How long a busy connection keeps its buffers after its last round (and how close its
+/// rounds come to count as busy): it does not make them again for every message, and an
+/// idle one gives them back.
+const BUFFERS_KEPT_IDLE: corvus_core::Millis = 1_000;
+
+/// What ended a flush.
+enum Flushed {
+    Done(std::io::Result<()>),
+    Leave(crate::kick::Leave),
+    Alarm,
+}
 
 /// Message bodies read back from the store, by stored id (`None`: lost).
 type Bodies = Vec<(u64, Option<Arc<corvus_core::Message>>)>;
@@ -125,7 +137,7 @@ pub struct Accepted {
     /// The name in its verified client certificate, when the listener reads one.
     pub certificate_name: Option<String>,
     /// Counts the connection against its source address while it is open.
-    pub slot: Option<SourceSlot>,
+    pub slot: SourceSlot,
     /// The listener's limits when it was accepted.
     pub limits: ConnectionLimits,
 }
@@ -185,6 +197,7 @@ where
         info: None,
         topics: TopicTally::default(),
         max_packet_size: limits.config.max_packet_size,
+        last_round: 0,
         read_at: None,
         listener,
     };
@@ -202,7 +215,7 @@ where
         let mut connected = Box::pin(task.connect(admission, &mut shutdown)).await;
         // Served by reference: a value bound out of the `Option` would be a second copy.
         if let Some(connected) = &mut connected {
-            task.serve(connected, &shutdown).await;
+            task.serve(connected).await;
         }
         // The slot last: it counts the connection open (`open_connections.rs`), and nothing
         // of it (the broker and the store it holds) may outlive the count.
@@ -245,6 +258,9 @@ struct Task<S> {
     topics: TopicTally,
     /// The largest packet it may send once connected.
     max_packet_size: u32,
+    /// When the last round ran (`clock::now`, low 32 bits: only differences of under a
+    /// second count): two rounds within a second make a busy connection.
+    last_round: u32,
     /// When the batch of packets being handled was read (at its first PUBLISH: one clock
     /// read per batch): the publish-to-delivery latency of its messages counts from here.
     read_at: Option<corvus_core::Stamp>,
@@ -275,9 +291,9 @@ enum Reauth {
 
 impl<S: Transport> Task<S> {
     /// Serves the connected client until the connection ends, and ends it.
-    async fn serve(&mut self, connected: &mut Connected, shutdown: &watch::Receiver<bool>) {
+    async fn serve(&mut self, connected: &mut Connected) {
         let end = self
-            .serve_session(&connected.handle, &mut connected.kick_rx, shutdown)
+            .serve_session(&connected.handle, &mut connected.kick_rx)
             .await;
         connected.kick_rx.forget_alarm(&self.broker.alarms);
         connected.handle.notify.forget_waiter();
@@ -538,15 +554,8 @@ impl<S: Transport> Task<S> {
         &mut self,
         handle: &SessionHandle,
         kick_rx: &mut crate::kick::KickReceiver,
-        shutdown: &watch::Receiver<bool>,
     ) -> End {
         loop {
-            // Connections are told of a shutdown through their kick slot
-            // (`Broker::shutdown_connections`); one that claimed its session after that
-            // sees the flag here.
-            if *shutdown.borrow() {
-                return End::Shutdown;
-            }
             // Everything already buffered is handled before waiting again.
             let mut published = 0;
             self.read_at = None;
@@ -608,48 +617,57 @@ impl<S: Transport> Task<S> {
             }
             let more = self.fill_outgoing(handle);
             self.release_held();
-            // A client that stopped reading must not hold up its leaving. (In blocks, here
-            // and below: what is computed for the wait must not stay in the task's state.)
-            {
+            // Every round, also when the next one comes without a wait (`more`).
+            let throttled = self.set_alarm(kick_rx);
+            // A client that stopped reading must not hold up its leaving, nor outlive its
+            // keep alive or its token: the flush watches the kick slot and the alarm.
+            loop {
                 let flushed = std::future::poll_fn(|cx| {
                     if let Poll::Ready(leave) = kick_rx.poll_recv(cx) {
-                        return Poll::Ready(Err(leave));
+                        return Poll::Ready(Flushed::Leave(leave));
                     }
-                    self.io.poll_flush(cx, &self.listener.figures).map(Ok)
+                    if kick_rx.poll_alarm(cx).is_ready() {
+                        return Poll::Ready(Flushed::Alarm);
+                    }
+                    self.io
+                        .poll_flush(cx, &self.listener.figures)
+                        .map(Flushed::Done)
                 })
                 .await;
                 match flushed {
-                    Err(leave) => return End::from(leave),
-                    Ok(Err(_)) => return End::Network,
-                    Ok(Ok(())) => {}
+                    Flushed::Leave(leave) => return End::from(leave),
+                    Flushed::Done(Err(_)) => return End::Network,
+                    Flushed::Done(Ok(())) => break,
+                    Flushed::Alarm => {
+                        self.on_alarm(handle);
+                        // What is still unwritten is given the close's short grace (`finish`).
+                        if self.conn.is_closed() {
+                            return End::Protocol;
+                        }
+                        // It rang for something else (buffers, the tally): set it again.
+                        self.set_alarm(kick_rx);
+                    }
                 }
             }
             if self.conn.is_closed() {
                 return End::Protocol;
             }
-            // Checked every round, not only when the alarm or timer wins the wait: a client
-            // kept busy by traffic (or by a long queue to send) must not outlive its keep
-            // alive or its token.
-            self.check_deadlines(handle);
-            if more || self.conn.is_closed() {
+            if more {
                 continue;
             }
             // While the store is behind, clients are not read: backpressure instead of memory.
-            let store = self.broker.store().cloned();
-            let backlogged = store.as_ref().is_some_and(|store| store.is_backlogged());
-            let (reading, timer) = self.prepare_wait(kick_rx, backlogged);
-            // What few connections wait for (a throttle, a token, the store) is waited for
+            let backlogged = self.broker.store().is_some_and(|s| s.is_backlogged());
+            let reading = !backlogged && !throttled;
+            // What few connections wait for (a token's revocation, the store) is waited for
             // in a boxed future, so the common wait is all an idle connection's task carries.
             let woken = if backlogged
-                || timer.is_some()
                 || self.token.is_some()
                 || !self.held.is_empty()
                 || self.loading.is_some()
             {
                 let wait = Wait {
                     reading,
-                    timer,
-                    backlog: store.as_deref().filter(|_| backlogged),
+                    backlogged,
                 };
                 Box::pin(self.wait_any(handle, kick_rx, wait)).await
             } else {
@@ -657,12 +675,8 @@ impl<S: Transport> Task<S> {
             };
             match woken {
                 Woken::Read(Ok(0) | Err(_)) => return End::Network,
-                // The deadlines the timer is for are checked in the next round.
-                Woken::Read(Ok(_))
-                | Woken::Messages
-                | Woken::Timer
-                | Woken::Durable
-                | Woken::Backlog => {}
+                Woken::Read(Ok(_)) | Woken::Messages | Woken::Durable | Woken::Backlog => {}
+                Woken::Alarm => self.on_alarm(handle),
                 Woken::Revoked => self.close_unauthorized(handle, "token revoked"),
                 Woken::Bodies(bodies) => {
                     self.loading = None;
@@ -678,68 +692,68 @@ impl<S: Transport> Task<S> {
         }
     }
 
-    /// Before a wait: sets the alarm, gives back what an idle connection need not hold,
-    /// and says whether to read the socket and when the exact timer (if any) ends the wait.
-    fn prepare_wait(
-        &mut self,
-        kick_rx: &crate::kick::KickReceiver,
-        backlogged: bool,
-    ) -> (bool, Option<Instant>) {
-        let wake = self.next_wake();
-        kick_rx.set_alarm(&self.broker.alarms, wake.alarm);
-        // Waiting may last minutes (an idle client): the actions' buffer, which a CONNECT
-        // grew to a few hundred bytes, is given back meanwhile (one allocation per wake-up
-        // for a busy client, against a kilobyte held by every idle one).
-        if self.actions.is_empty() {
-            self.actions = Vec::new();
-        }
-        self.io.release_empty_buffers();
-        (!backlogged && !wake.throttled, wake.timer)
-    }
-
-    /// When the connection must wake with nothing to read, and whether the client is
-    /// throttled now (a client beyond its message rate is not read until it is back within
-    /// it).
-    fn next_wake(&mut self) -> Wake {
-        let monotonic =
-            |at: corvus_core::Millis| crate::clock::monotonic_millis() + at.saturating_sub(now());
-        // A client that published and went quiet still hands its tally over in time.
-        let alarm = [self.conn.keep_alive_deadline(), self.topics.due_at()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(monotonic);
+    /// Sets the connection's alarm (`alarms.rs`) for whatever comes first: the keep alive
+    /// running out, the token expiring, the topic tally due, the end of a throttle, or the
+    /// time to give idle buffers back. True while the client is throttled (beyond its
+    /// message rate, it is not read until back within it).
+    fn set_alarm(&mut self, kick_rx: &crate::kick::KickReceiver) -> bool {
+        let now = now();
         let throttled = self
             .rate
             .as_mut()
             .map_or(Duration::ZERO, |r| r.wait(std::time::Instant::now()));
-        let throttle_end = (!throttled.is_zero()).then(|| Instant::now() + throttled);
-        let token_expiry = self.token.as_ref().map(|t| t.expires());
-        Wake {
-            alarm,
-            timer: throttle_end.into_iter().chain(token_expiry).min(),
-            throttled: throttle_end.is_some(),
+        let throttle_end = (!throttled.is_zero()).then(|| now + throttled.as_millis() as u64);
+        // A busy connection (its rounds come within a second) keeps its buffers until a
+        // second after its last round, so it does not make them again for every message;
+        // any other gives them back at once (a PINGREQ now and then, a storm of CONNECTs).
+        let round = now as u32;
+        let busy = u64::from(round.wrapping_sub(self.last_round)) < BUFFERS_KEPT_IDLE;
+        self.last_round = round;
+        if !busy {
+            self.release_empty_buffers();
         }
+        let release_buffers = self.holds_buffers().then_some(now + BUFFERS_KEPT_IDLE);
+        let at = [
+            self.conn.keep_alive_deadline(),
+            self.token.as_ref().map(|t| t.expires()),
+            // A client that published and went quiet still hands its tally over in time.
+            self.topics.due_at(),
+            throttle_end,
+            release_buffers,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        kick_rx.set_alarm(&self.broker.alarms, at);
+        throttle_end.is_some()
     }
 
-    /// Closes the connection if its token expired or its keep alive ran out (the core's
-    /// clock, as the core keeps the keep alive).
-    fn check_deadlines(&mut self, handle: &SessionHandle) {
-        if self
-            .token
-            .as_ref()
-            .is_some_and(|t| Instant::now() >= t.expires())
-        {
+    fn holds_buffers(&self) -> bool {
+        self.actions.capacity() > 0 || self.io.holds_buffers()
+    }
+
+    /// The alarm rang: closes the connection if its token expired or its keep alive ran
+    /// out (on the core's clock, as the core keeps the keep alive), and gives back empty
+    /// buffers. The tally due and the throttle's end are the next round's.
+    fn on_alarm(&mut self, handle: &SessionHandle) {
+        let now = now();
+        if self.token.as_ref().is_some_and(|t| now >= t.expires()) {
             self.close_unauthorized(handle, "token expired");
-        } else if self
-            .conn
-            .keep_alive_deadline()
-            .is_some_and(|at| now() >= at)
-        {
+        } else if self.conn.keep_alive_deadline().is_some_and(|at| now >= at) {
             info!(peer = %self.peer, client = %self.client_label(), reason = %ReasonCode::KeepAliveTimeout, "closing connection: keep alive timeout");
             self.conn.on_keep_alive_timeout(&mut self.actions);
             self.execute(handle);
+        } else {
+            // Quiet for a second: what a burst grew is given back.
+            self.release_empty_buffers();
         }
+    }
+
+    fn release_empty_buffers(&mut self) {
+        if self.actions.is_empty() {
+            self.actions = Vec::new();
+        }
+        self.io.release_empty_buffers();
     }
 
     /// The client id for logs (empty before CONNECT is read).
@@ -1028,4 +1042,55 @@ fn generated_client_id() -> String {
         nanos,
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sources::SourceLimits;
+
+    /// What every connection carries for its whole life, mostly while it waits: the task's
+    /// future (tokio allocates it in a cell of 96 bytes more, in steps of 128), the session
+    /// handle and the admin API's record. Growing one is a memory regression for every
+    /// connection (docs/benchmarks.md, "Profiling notes"); these bounds are what an idle
+    /// connection costs now, about 2.2 kB in all.
+    #[tokio::test]
+    async fn a_connection_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let config = Arc::new(corvus_core::BrokerConfig::default());
+        let limits = ConnectionLimits {
+            config: config.clone(),
+            message_rate: None,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let shared = Arc::new(ListenerShared {
+            broker: Arc::new(Broker::new((*config).clone())),
+            security: Arc::new(Security::load(&Config::default()).unwrap()),
+            auth: ListenerAuth {
+                anonymous: true,
+                cert_identity: None,
+            },
+            limits: RwLock::new(limits.clone()),
+            figures: Arc::new(ListenerFigures::new(addr, "mqtt")),
+        });
+        let sources = SourceLimits::new(0, 0);
+        let accepted = Accepted {
+            peer: addr,
+            certificate_name: None,
+            slot: sources.admit(addr.ip(), std::time::Instant::now()).unwrap(),
+            limits,
+        };
+        let (_stop, shutdown) = watch::channel(false);
+        let connection = serve(stream, accepted, shared, Duration::from_secs(10), shutdown);
+        let future = std::mem::size_of_val(&connection);
+        // 800 + 96 is the cell of 896 bytes (7 steps of 128).
+        assert!(future <= 800, "a connection's future is {future} bytes");
+        let session = std::mem::size_of::<SessionHandle>();
+        assert!(session <= 384, "a session handle is {session} bytes");
+        let info = std::mem::size_of::<ConnectionInfo>();
+        assert!(info <= 128, "a connection's info is {info} bytes");
+    }
 }

@@ -22,11 +22,6 @@ pub fn stamp() -> Stamp {
     Stamp::from_micros(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Milliseconds on the same monotonic clock as [`stamp`].
-pub fn monotonic_millis() -> u64 {
-    stamp().micros() / 1000
-}
-
 /// Microseconds from `earlier` to `later` (0 if they are out of order).
 pub fn micros_between(earlier: Stamp, later: Stamp) -> u64 {
     later.micros().saturating_sub(earlier.micros())

@@ -8,6 +8,7 @@
 //! waiting connection carries no future for it either. The slot also holds the
 //! connection's alarm (`alarms.rs`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -18,6 +19,9 @@ use crate::broker::Evict;
 
 #[derive(Debug, Default)]
 struct Slot {
+    /// Something is in `state` for the connection (a request or shutdown): polls look at
+    /// `state`, and take its lock, only then.
+    asked: AtomicBool,
     state: Mutex<State>,
     waker: AtomicWaker,
     /// The connection's timer (`alarms.rs`): here, so it needs no allocation of its own.
@@ -75,6 +79,7 @@ impl Kick {
             return Err(evict);
         }
         state.pending = Some(evict);
+        self.0.asked.store(true, Ordering::Release);
         drop(state);
         // Kept by the slot if the connection is not waiting right now: nothing is missed.
         self.0.waker.wake();
@@ -84,6 +89,7 @@ impl Kick {
     /// Tells the connection the broker is shutting down.
     pub fn shutdown(&self) {
         self.0.state().shutdown = true;
+        self.0.asked.store(true, Ordering::Release);
         self.0.waker.wake();
     }
 }
@@ -109,8 +115,8 @@ impl KickReceiver {
         alarms.forget(&self.0);
     }
 
-    /// Sets when the connection's alarm rings (milliseconds on `clock::monotonic_millis`;
-    /// `None`: not at all).
+    /// Sets when the connection's alarm rings (`clock::now` milliseconds; `None`: not at
+    /// all).
     pub fn set_alarm(&self, alarms: &Alarms, at: Option<u64>) {
         alarms.set(&self.0, at);
     }
@@ -126,10 +132,16 @@ impl KickReceiver {
     }
 
     fn take(&self) -> Option<Leave> {
+        if !self.0.asked.load(Ordering::Acquire) {
+            return None;
+        }
         let mut state = self.0.state();
         match state.shutdown {
             true => Some(Leave::Shutdown),
-            false => state.pending.take().map(Leave::Evicted),
+            false => {
+                self.0.asked.store(false, Ordering::Release);
+                state.pending.take().map(Leave::Evicted)
+            }
         }
     }
 }

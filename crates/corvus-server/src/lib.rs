@@ -391,8 +391,10 @@ impl Drop for Server {
     /// A server dropped without [`shutdown`](Server::shutdown) still tells its connections
     /// to leave (its tasks, dropped with it, no longer hold them).
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        self.broker.shutdown_connections();
+        // Nothing to do after `shutdown`, which told them already.
+        if self.broker.shutdown_connections() {
+            let _ = self.shutdown.send(true);
+        }
     }
 }
 
@@ -566,7 +568,7 @@ async fn accept_loop(
                     let accepted = Accepted {
                         peer,
                         certificate_name: None,
-                        slot: Some(slot),
+                        slot,
                         limits,
                     };
                     // Plain TCP, the common case, is served straight: its task is the MQTT

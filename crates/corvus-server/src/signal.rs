@@ -22,8 +22,14 @@ pub struct Signal {
 impl Signal {
     /// Wakes the waiting task, or the next one to poll if none waits now: nothing is missed.
     pub fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
-        self.waker.wake();
+        // Raised already: the task was woken and has not looked yet (a publisher raises once
+        // per message queued; only the first of a burst needs to wake it).
+        if self.raised.load(Ordering::Acquire) {
+            return;
+        }
+        if !self.raised.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
     }
 
     /// Ready (and lowered) if raised since the last time it was ready; otherwise the task

@@ -449,8 +449,25 @@ async fn v311_mqtt_3_1_2_24_keep_alive_timeout_closes_the_connection() {
     server.shutdown().await;
 }
 
+/// Publishes 32 KiB QoS 0 messages to `topic` as fast as it can, for far longer than a
+/// keep alive of 1 s: a subscriber's connection always has more to send than one round
+/// writes (256 KiB).
+fn flood(addr: std::net::SocketAddr, topic: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (mut publisher, _) =
+            Raw::connect_with(addr, ProtocolVersion::V5, "flood", |c| c.keep_alive = 0).await;
+        let payload = vec![b'x'; 32 * 1024];
+        let until = tokio::time::Instant::now() + Duration::from_secs(15);
+        while tokio::time::Instant::now() < until {
+            publisher
+                .publish(topic, &payload, QoS::AtMostOnce, false, 0)
+                .await;
+        }
+    })
+}
+
 /// The keep alive counts what the client sends, not what it receives: a client that sends
-/// nothing while a steady stream of messages keeps its connection busy is still timed out.
+/// nothing while a flood of deliveries keeps its connection writing is still timed out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_3_1_2_22_keep_alive_times_out_a_client_kept_busy_by_deliveries() {
     let (server, addr) = start().await;
@@ -460,20 +477,7 @@ async fn mqtt_3_1_2_22_keep_alive_times_out_a_client_kept_busy_by_deliveries() {
         quiet.subscribe(1, "busy/stream", QoS::AtMostOnce).await,
         [ReasonCode::Success]
     );
-    let publisher = tokio::spawn(async move {
-        let (mut publisher, _) =
-            Raw::connect_with(addr, ProtocolVersion::V5, "pub", |c| c.keep_alive = 0).await;
-        // As fast as it can, for far longer than the quiet client's 1.5 s: the quiet
-        // client's connection always has messages waiting.
-        let until = tokio::time::Instant::now() + Duration::from_secs(8);
-        while tokio::time::Instant::now() < until {
-            for _ in 0..100 {
-                publisher
-                    .publish("busy/stream", b"tick", QoS::AtMostOnce, false, 0)
-                    .await;
-            }
-        }
-    });
+    let publisher = flood(addr, "busy/stream");
     let mut delivered = 0;
     let disconnect = loop {
         match quiet.try_recv(Duration::from_secs(10)).await {
@@ -487,6 +491,36 @@ async fn mqtt_3_1_2_22_keep_alive_times_out_a_client_kept_busy_by_deliveries() {
     assert!(delivered > 10, "{delivered} deliveries before the timeout");
     assert!(!publisher.is_finished(), "the stream was still flowing");
     publisher.abort();
+    server.shutdown().await;
+}
+
+/// A client that stops reading (the broker's writes to it block) and sends nothing is timed
+/// out all the same, and its connection closed: it does not hold on for as long as the
+/// stream lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_22_keep_alive_times_out_a_client_that_stopped_reading() {
+    let (server, addr) = start().await;
+    let (mut deaf, _) =
+        Raw::connect_with(addr, ProtocolVersion::V5, "deaf", |c| c.keep_alive = 1).await;
+    assert_eq!(
+        deaf.subscribe(1, "deaf/stream", QoS::AtMostOnce).await,
+        [ReasonCode::Success]
+    );
+    let publisher = flood(addr, "deaf/stream");
+    // Never read: the socket's buffers fill and the broker's writes block. The session (a
+    // clean one) is gone once the connection is closed: 1.5 s of keep alive, a 1 s grace
+    // for the last write.
+    let gone_by = tokio::time::Instant::now() + Duration::from_secs(8);
+    while server.broker().session("deaf").is_some() {
+        assert!(
+            tokio::time::Instant::now() < gone_by,
+            "a client that stopped reading outlived its keep alive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!publisher.is_finished(), "the stream was still flowing");
+    publisher.abort();
+    drop(deaf);
     server.shutdown().await;
 }
 
@@ -609,6 +643,18 @@ async fn shutdown_sends_v5_clients_disconnect_0x8b_and_closes_v311_clients() {
         seen.is_empty(),
         "3.1.1 has no DISCONNECT from the server: {seen:?}"
     );
+}
+
+/// A server dropped without `shutdown` (an embedding application unwinding) still tells its
+/// clients and closes their connections: serving connections are not left running on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_server_still_disconnects_its_clients() {
+    let (server, addr) = start().await;
+    let mut v5 = Raw::connect(addr, ProtocolVersion::V5, "five").await;
+    v5.send(Packet::PingReq).await;
+    assert_eq!(v5.recv().await, Packet::PingResp);
+    drop(server);
+    v5.expect_disconnect(ReasonCode::ServerShuttingDown).await;
 }
 
 #[tokio::test]

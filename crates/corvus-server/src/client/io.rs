@@ -136,6 +136,12 @@ impl<S: Transport> Io<S> {
         std::future::poll_fn(|cx| self.poll_flush(cx, figures)).await
     }
 
+    /// Whether it holds a buffer [`release_empty_buffers`](Self::release_empty_buffers)
+    /// could give back.
+    pub(super) fn holds_buffers(&self) -> bool {
+        (S::READY_WITHOUT_READING && self.read_buf.capacity() > 0) || self.write_buf.capacity() > 0
+    }
+
     /// Gives the buffers back while there is nothing in them: an idle connection (most of
     /// them, at any time) then holds none. A busy one makes them again at its next read
     /// or write, one allocation per batch of packets. The read buffer is kept by transports

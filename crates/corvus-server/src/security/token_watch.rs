@@ -3,17 +3,17 @@
 //! revocation list names it.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use corvus_auth::token::{RevocationList, VerifiedToken};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct TokenWatch {
     token: Arc<VerifiedToken>,
     revocations: Option<watch::Receiver<Arc<RevocationList>>>,
-    expires: Instant,
+    /// When it stops being valid, on the broker's clock (`clock::now`, milliseconds).
+    expires: corvus_core::Millis,
 }
 
 impl TokenWatch {
@@ -22,20 +22,20 @@ impl TokenWatch {
         revocations: Option<watch::Receiver<Arc<RevocationList>>>,
     ) -> TokenWatch {
         // The token is valid through its expiry second (see `VerifiedToken::expires_at`).
-        let left = token
+        let expires = token
             .expires_at()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            + Duration::from_secs(1);
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as corvus_core::Millis)
+            + 1000;
         TokenWatch {
             token,
             revocations,
-            expires: Instant::now() + left,
+            expires,
         }
     }
 
-    /// When the token stops being valid.
-    pub fn expires(&self) -> Instant {
+    /// When the token stops being valid (milliseconds since the Unix epoch).
+    pub fn expires(&self) -> corvus_core::Millis {
         self.expires
     }
 
