@@ -664,17 +664,12 @@ impl CertBroker {
             let mut raw = self.open(addr, version, cert).await;
             let mut connect = Connect::new(version, s("nameless"));
             with_login("alice")(&mut connect);
-            raw.send(connect.into()).await;
-            match raw.expect_close().await.as_slice() {
-                [Packet::ConnAck(ack)] => {
-                    assert_eq!(
-                        ack.reason_code,
-                        ReasonCode::NotAuthorized,
-                        "{what}, {version:?}"
-                    )
-                }
-                other => panic!("{what}, {version:?}: expected CONNACK 0x87, got {other:?}"),
-            }
+            raw.expect_refused(
+                connect,
+                ReasonCode::NotAuthorized,
+                &format!("{what}, {version:?}"),
+            )
+            .await;
         }
         assert!(self.server.broker().session("nameless").is_none(), "{what}");
     }

@@ -216,18 +216,9 @@ fn sighup_reloads_the_tls_certificates() {
     let mut broker =
         support::Broker::start_with("sighup", &["--config".as_ref(), config.as_os_str()]);
     let wait = std::time::Duration::from_secs(10);
-    broker.send_signal("HUP");
-    broker
-        .wait_log(
-            |l| l.contains("reloaded the certificates of 1 TLS listener"),
-            wait,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    broker.sighup(|l| l.contains("reloaded the certificates of 1 TLS listener"));
     std::fs::write(&key, "not a key\n").unwrap();
-    broker.send_signal("HUP");
-    let line = broker
-        .wait_log(|l| l.contains("reload failed"), wait)
-        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    let line = broker.sighup(|l| l.contains("reload failed"));
     assert!(line.contains("server.key"), "{line}");
     assert!(broker.is_running(), "a failed reload stopped the broker");
     let status = broker.terminate(wait).expect("exits on SIGTERM");
@@ -283,7 +274,8 @@ fn sighup_gives_new_tls_connections_the_new_certificate_and_keeps_the_open_ones(
     // Before the reload: the first certificate, which the new CA does not vouch for.
     assert_eq!(presented(&old_ca), old_cert);
     refused(&new_ca);
-    let (mut before, ack) = TlsClient::connect(tls_port, &old_ca, ProtocolVersion::V5, "before");
+    let (mut before, ack) =
+        support::openssl::connect(tls_port, &old_ca, ProtocolVersion::V5, "before");
     assert_eq!(ack.reason_code, ReasonCode::Success);
     before.send(
         mqtt_codec::Subscribe {
@@ -303,13 +295,7 @@ fn sighup_gives_new_tls_connections_the_new_certificate_and_keeps_the_open_ones(
 
     std::fs::copy(&new_chain, &chain).unwrap();
     std::fs::copy(&new_key, &key).unwrap();
-    broker.send_signal("HUP");
-    broker
-        .wait_log(
-            |l| l.contains("reloaded the certificates of 1 TLS listener"),
-            wait,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    broker.sighup(|l| l.contains("reloaded the certificates of 1 TLS listener"));
 
     // The connection opened before is still open, answered, and delivered to.
     ping(&mut before);
@@ -332,7 +318,8 @@ fn sighup_gives_new_tls_connections_the_new_certificate_and_keeps_the_open_ones(
     // A new connection gets the new certificate: verified by the new CA, not by the old.
     assert_eq!(presented(&new_ca), new_cert);
     refused(&old_ca);
-    let (mut after, ack) = TlsClient::connect(tls_port, &new_ca, ProtocolVersion::V5, "after");
+    let (mut after, ack) =
+        support::openssl::connect(tls_port, &new_ca, ProtocolVersion::V5, "after");
     assert_eq!(ack.reason_code, ReasonCode::Success);
     // And the two talk: from the new connection to the old one.
     after.send(message("reload/across", QoS::AtLeastOnce).into());
@@ -345,10 +332,7 @@ fn sighup_gives_new_tls_connections_the_new_certificate_and_keeps_the_open_ones(
     // A reload of a broken key changes nothing: new connections still get the new
     // certificate, and both connections are still served.
     std::fs::write(&key, "not a key\n").unwrap();
-    broker.send_signal("HUP");
-    broker
-        .wait_log(|l| l.contains("reload failed"), wait)
-        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    broker.sighup(|l| l.contains("reload failed"));
     assert_eq!(presented(&new_ca), new_cert);
     ping(&mut before);
     ping(&mut after);
@@ -402,24 +386,12 @@ fn sighup_reloads_the_password_and_acl_files() {
     assert_eq!(connack_code(broker.addr, "bob", "secret"), 4);
 
     write_users(&["alice", "bob"]);
-    broker.send_signal("HUP");
-    broker
-        .wait_log(
-            |l| l.contains("reloaded") && l.contains("the password file"),
-            wait,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    broker.sighup(|l| l.contains("reloaded") && l.contains("the password file"));
     assert_eq!(connack_code(broker.addr, "bob", "secret"), 0);
 
     std::fs::write(dir.join("acl.toml"), "[[rule]]\nallow = [\"fly\"]\n").unwrap();
     write_users(&["alice"]);
-    broker.send_signal("HUP");
-    let line = broker
-        .wait_log(
-            |l| l.contains("reload failed, the running settings stay"),
-            wait,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    let line = broker.sighup(|l| l.contains("reload failed, the running settings stay"));
     assert!(line.contains("acl.toml"), "{line}");
     // All or nothing: the password file read with the broken ACL was not taken either.
     assert_eq!(connack_code(broker.addr, "bob", "secret"), 0);

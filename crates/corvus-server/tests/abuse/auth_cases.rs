@@ -76,12 +76,10 @@ async fn admitted(case: &Case, connect: MqttConnect) -> Raw {
 /// Sends `connect` and expects CONNACK `reason` (a 3.1.1 return code as the codec decodes
 /// it), then the close [MQTT-3.2.2-7].
 async fn refused(case: &Case, connect: MqttConnect, reason: ReasonCode, what: &str) {
-    let mut raw = Raw::open(case.addr, connect.protocol).await;
-    raw.send(connect.into()).await;
-    match raw.expect_close().await.as_slice() {
-        [Packet::ConnAck(ack)] => assert_eq!(ack.reason_code, reason, "{what}: {ack:?}"),
-        other => panic!("{what}: expected CONNACK {reason} and a close, got {other:?}"),
-    }
+    Raw::open(case.addr, connect.protocol)
+        .await
+        .expect_refused(connect, reason, what)
+        .await;
 }
 
 /// ops, subscribed to `devices/#` at QoS 1: sees whatever reaches `devices/`.

@@ -192,6 +192,16 @@ impl Raw {
     }
 
     /// Asserts a v5 DISCONNECT with `reason` and then the close.
+    /// Sends `connect` and expects CONNACK `reason` (a 3.1.1 return code as the codec
+    /// decodes it) and then the close [MQTT-3.2.2-7]; `what` names the case in a failure.
+    pub async fn expect_refused(&mut self, connect: Connect, reason: ReasonCode, what: &str) {
+        self.send(connect.into()).await;
+        match self.expect_close().await.as_slice() {
+            [Packet::ConnAck(ack)] => assert_eq!(ack.reason_code, reason, "{what}: {ack:?}"),
+            other => panic!("{what}: expected CONNACK {reason} and a close, got {other:?}"),
+        }
+    }
+
     pub async fn expect_disconnect(&mut self, reason: ReasonCode) {
         let seen = self.expect_close().await;
         match seen.as_slice() {

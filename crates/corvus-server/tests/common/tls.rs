@@ -32,30 +32,38 @@ impl Ca {
 
     /// A leaf certificate for `names` (DNS names or IP addresses), for a server or a client.
     pub fn issue(&self, names: &[&str], client: bool) -> (Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert, key)
+        self.sign(names, client, None)
     }
 
     /// A client certificate with exactly this subject Common Name (none if `None`: an empty
     /// subject) and these Subject Alternative Names (DNS names, or IP addresses), for tests of
     /// the name a certificate gives its holder (`cert_identity`).
     pub fn issue_client_named(&self, cn: Option<&str>, sans: &[&str]) -> (Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let sans: Vec<String> = sans.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name = DistinguishedName::new();
+        let mut subject = DistinguishedName::new();
         if let Some(cn) = cn {
-            params.distinguished_name.push(DnType::CommonName, cn);
+            subject.push(DnType::CommonName, cn);
         }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(sans, true, Some(subject))
+    }
+
+    /// A leaf certificate signed by this CA (rcgen's default subject unless `subject`).
+    fn sign(
+        &self,
+        names: &[&str],
+        client: bool,
+        subject: Option<DistinguishedName>,
+    ) -> (Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        if let Some(subject) = subject {
+            params.distinguished_name = subject;
+        }
+        params.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert, key)
     }

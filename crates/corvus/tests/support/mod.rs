@@ -277,6 +277,14 @@ impl Broker {
         self.proc.wait_line(pred, timeout)
     }
 
+    /// Sends SIGHUP and waits (up to [`WAIT`]) for the log line `expect` recognises: the
+    /// reload's outcome. Panics with the log if it does not come.
+    pub fn sighup(&mut self, expect: impl Fn(&str) -> bool) -> String {
+        self.send_signal("HUP");
+        self.wait_log(expect, WAIT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+    }
+
     /// True while the broker process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.proc.child.try_wait(), Ok(None))
@@ -604,8 +612,43 @@ pub mod mqtt {
     #[derive(Debug)]
     pub struct TimedOut;
 
-    pub struct Client {
-        stream: TcpStream,
+    /// What a [`Client`] talks over: bytes out, and bytes in within a time.
+    pub trait Wire {
+        fn write(&mut self, bytes: &[u8]);
+        /// Appends what arrives within `within` to `buf`; `Ok(false)` once the connection is
+        /// closed (or reset).
+        fn read_within(&mut self, buf: &mut BytesMut, within: Duration) -> Result<bool, TimedOut>;
+        /// What to add to a failure's message (a TLS client's own errors).
+        fn context(&self) -> String {
+            String::new()
+        }
+    }
+
+    impl Wire for TcpStream {
+        fn write(&mut self, bytes: &[u8]) {
+            self.write_all(bytes).expect("write to the broker");
+        }
+
+        fn read_within(&mut self, buf: &mut BytesMut, within: Duration) -> Result<bool, TimedOut> {
+            self.set_read_timeout(Some(within)).unwrap();
+            let mut chunk = [0u8; 16 * 1024];
+            match self.read(&mut chunk) {
+                Ok(0) => Ok(false),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    Ok(true)
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    Err(TimedOut)
+                }
+                Err(_) => Ok(false),
+            }
+        }
+    }
+
+    /// A blocking MQTT client over TCP (or another [`Wire`]), driven packet by packet.
+    pub struct Client<W: Wire = TcpStream> {
+        wire: W,
         version: ProtocolVersion,
         decoder: Decoder,
         buf: BytesMut,
@@ -623,8 +666,26 @@ pub mod mqtt {
             let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the broker");
             stream.set_nodelay(true).unwrap();
             stream.set_write_timeout(Some(WAIT)).unwrap();
+            Client::over(stream, version, client_id, tune)
+        }
+
+        /// The client's own address (the peer address the broker sees).
+        pub fn local_addr(&self) -> SocketAddr {
+            self.wire.local_addr().unwrap()
+        }
+    }
+
+    impl<W: Wire> Client<W> {
+        /// Sends a CONNECT for `client_id` with `tune` applied over `wire`; returns the client
+        /// and the CONNACK, whatever its code.
+        pub fn over(
+            wire: W,
+            version: ProtocolVersion,
+            client_id: &str,
+            tune: impl FnOnce(&mut Connect),
+        ) -> (Client<W>, ConnAck) {
             let mut client = Client {
-                stream,
+                wire,
                 version,
                 decoder: Decoder::new(version),
                 buf: BytesMut::new(),
@@ -634,19 +695,21 @@ pub mod mqtt {
             client.send(connect.into());
             match client.next() {
                 Some(Packet::ConnAck(ack)) => (client, *ack),
-                other => panic!("{client_id}: expected CONNACK, got {other:?}"),
+                other => panic!(
+                    "{client_id}: expected CONNACK, got {other:?}\n{}",
+                    client.wire.context()
+                ),
             }
         }
 
-        /// The client's own address (the peer address the broker sees).
-        pub fn local_addr(&self) -> SocketAddr {
-            self.stream.local_addr().unwrap()
+        pub fn wire(&self) -> &W {
+            &self.wire
         }
 
         pub fn send(&mut self, packet: Packet) {
             let mut out = BytesMut::new();
             packet.encode(self.version, &mut out).unwrap();
-            self.stream.write_all(&out).expect("write to the broker");
+            self.wire.write(&out);
         }
 
         /// The next packet within `within`, or `Ok(None)` once the broker has closed the
@@ -661,15 +724,8 @@ pub mod mqtt {
                 if left.is_zero() {
                     return Err(TimedOut);
                 }
-                self.stream.set_read_timeout(Some(left)).unwrap();
-                let mut chunk = [0u8; 16 * 1024];
-                match self.stream.read(&mut chunk) {
-                    Ok(0) => return Ok(None),
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        return Err(TimedOut)
-                    }
-                    Err(_) => return Ok(None),
+                if !self.wire.read_within(&mut self.buf, left)? {
+                    return Ok(None);
                 }
             }
         }
@@ -677,8 +733,12 @@ pub mod mqtt {
         /// The next packet, or None once the broker has closed the connection; panics if
         /// nothing comes within [`WAIT`].
         pub fn next(&mut self) -> Option<Packet> {
-            self.next_within(WAIT)
-                .unwrap_or_else(|_| panic!("nothing from the broker within {WAIT:?}"))
+            self.next_within(WAIT).unwrap_or_else(|_| {
+                panic!(
+                    "nothing from the broker within {WAIT:?}\n{}",
+                    self.wire.context()
+                )
+            })
         }
     }
 }

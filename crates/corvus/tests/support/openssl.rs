@@ -10,13 +10,13 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_codec::{ConnAck, Connect, Decoder, Packet, ProtocolVersion};
+use mqtt_codec::{ConnAck, ProtocolVersion};
 
-use super::mqtt::{s, TimedOut};
-use super::{run, which, Output, CLIENT_TIMEOUT, WAIT};
+use super::mqtt::{Client, TimedOut, Wire};
+use super::{run, which, Output, CLIENT_TIMEOUT};
 
 /// Whether `openssl` is on PATH.
 pub fn available() -> bool {
@@ -63,115 +63,70 @@ pub fn certificate_body(pem: &str) -> Option<String> {
     Some(pem[start..end].split_whitespace().collect())
 }
 
-/// An MQTT connection over TLS through an `openssl s_client` process: packets are written to
-/// its standard input and read from its standard output. The process is killed on drop.
-pub struct TlsClient {
+/// An MQTT connection over TLS through an `openssl s_client` process.
+pub type TlsClient = Client<OpenSsl>;
+
+/// The wire of a [`TlsClient`]: bytes are written to an `openssl s_client`'s standard input
+/// and read from its standard output. The process is killed on drop.
+pub struct OpenSsl {
     child: Child,
     stdin: ChildStdin,
     chunks: Receiver<Vec<u8>>,
     stderr: Arc<Mutex<String>>,
-    version: ProtocolVersion,
-    decoder: Decoder,
-    buf: BytesMut,
 }
 
-impl TlsClient {
-    /// Connects to the TLS listener on 127.0.0.1:`port`, trusting only `ca`, and sends a
-    /// CONNECT for `client_id`; returns the client and the CONNACK, whatever its code. Panics
-    /// with openssl's messages if the handshake fails.
-    pub fn connect(
-        port: u16,
-        ca: &Path,
-        version: ProtocolVersion,
-        client_id: &str,
-    ) -> (TlsClient, ConnAck) {
-        let mut child = s_client(port, ca)
-            // Nothing but the connection's bytes on stdout; stdin's end does not close it.
-            .arg("-quiet")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start openssl s_client: {e}"));
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut err_pipe = child.stderr.take().expect("piped stderr");
-        let (tx, chunks) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 16 * 1024];
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 || tx.send(chunk[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err_buf = stderr.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                let mut text = err_buf.lock().unwrap_or_else(|p| p.into_inner());
-                text.push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        let mut client = TlsClient {
-            child,
-            stdin,
-            chunks,
-            stderr,
-            version,
-            decoder: Decoder::new(version),
-            buf: BytesMut::new(),
-        };
-        client.send(Connect::new(version, s(client_id)).into());
-        match client.next_within(WAIT) {
-            Ok(Some(Packet::ConnAck(ack))) => (client, *ack),
-            other => panic!(
-                "{client_id}: expected CONNACK over TLS, got {other:?}\n--- openssl ---\n{}",
-                client.stderr()
-            ),
-        }
-    }
-
-    pub fn send(&mut self, packet: Packet) {
-        let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out).unwrap();
-        if let Err(e) = self.stdin.write_all(&out).and_then(|()| self.stdin.flush()) {
-            panic!("write to openssl s_client: {e}\n{}", self.stderr());
-        }
-    }
-
-    /// The next packet within `within`, or `Ok(None)` once the connection is closed.
-    pub fn next_within(&mut self, within: Duration) -> Result<Option<Packet>, TimedOut> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(packet) = self.decoder.decode(&mut self.buf).expect("decodable") {
-                return Ok(Some(packet));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.chunks.recv_timeout(left) {
-                Ok(chunk) => self.buf.extend_from_slice(&chunk),
-                Err(RecvTimeoutError::Timeout) => return Err(TimedOut),
-                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+/// Connects to the TLS listener on 127.0.0.1:`port`, trusting only `ca`, and sends a
+/// CONNECT for `client_id`; returns the client and the CONNACK, whatever its code. Panics
+/// with openssl's messages if the handshake fails.
+pub fn connect(
+    port: u16,
+    ca: &Path,
+    version: ProtocolVersion,
+    client_id: &str,
+) -> (TlsClient, ConnAck) {
+    let mut child = s_client(port, ca)
+        // Nothing but the connection's bytes on stdout; stdin's end does not close it.
+        .arg("-quiet")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start openssl s_client: {e}"));
+    let stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    // Pipes have no read timeout: a thread reads, and the wire waits on its channel.
+    let (tx, chunks) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 16 * 1024];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 || tx.send(chunk[..n].to_vec()).is_err() {
+                break;
             }
         }
-    }
-
-    /// The next packet, or None once the connection is closed; panics if nothing comes
-    /// within [`WAIT`].
-    pub fn next(&mut self) -> Option<Packet> {
-        match self.next_within(WAIT) {
-            Ok(packet) => packet,
-            Err(TimedOut) => panic!(
-                "nothing from the broker over TLS within {WAIT:?}\n--- openssl ---\n{}",
-                self.stderr()
-            ),
+    });
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let err_buf = stderr.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = err_pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            let mut text = err_buf.lock().unwrap_or_else(|p| p.into_inner());
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
-    }
+    });
+    let wire = OpenSsl {
+        child,
+        stdin,
+        chunks,
+        stderr,
+    };
+    Client::over(wire, version, client_id, |_| {})
+}
 
+impl OpenSsl {
     /// What openssl printed on stderr so far (handshake and verification errors).
     pub fn stderr(&self) -> String {
         self.stderr
@@ -181,7 +136,34 @@ impl TlsClient {
     }
 }
 
-impl Drop for TlsClient {
+impl Wire for OpenSsl {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Err(e) = self
+            .stdin
+            .write_all(bytes)
+            .and_then(|()| self.stdin.flush())
+        {
+            panic!("write to openssl s_client: {e}\n{}", self.stderr());
+        }
+    }
+
+    fn read_within(&mut self, buf: &mut BytesMut, within: Duration) -> Result<bool, TimedOut> {
+        match self.chunks.recv_timeout(within) {
+            Ok(chunk) => {
+                buf.extend_from_slice(&chunk);
+                Ok(true)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(TimedOut),
+            Err(RecvTimeoutError::Disconnected) => Ok(false),
+        }
+    }
+
+    fn context(&self) -> String {
+        format!("--- openssl ---\n{}", self.stderr())
+    }
+}
+
+impl Drop for OpenSsl {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
