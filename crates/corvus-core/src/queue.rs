@@ -69,7 +69,7 @@ impl Queued {
 }
 
 /// The queue. See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutboundQueue {
     items: VecDeque<Queued>,
     /// Payload bytes of every queued delivery, in memory or not (the session's byte limit
@@ -79,8 +79,20 @@ pub struct OutboundQueue {
     on_disk: usize,
     /// No queued delivery expires before this (a lower bound: it is not raised when the
     /// delivery that set it leaves), so that looking for expired ones costs nothing until
-    /// one may be due.
-    earliest_expiry: Option<Millis>,
+    /// one may be due. [`Millis::MAX`] when nothing queued expires (not an `Option`: every
+    /// session has a queue, and this keeps it 8 bytes smaller).
+    earliest_expiry: Millis,
+}
+
+impl Default for OutboundQueue {
+    fn default() -> OutboundQueue {
+        OutboundQueue {
+            items: VecDeque::new(),
+            bytes: 0,
+            on_disk: 0,
+            earliest_expiry: Millis::MAX,
+        }
+    }
 }
 
 impl OutboundQueue {
@@ -111,7 +123,7 @@ impl OutboundQueue {
 
     pub fn push(&mut self, item: Queued) {
         if let Some(at) = item.expires_at() {
-            self.earliest_expiry = Some(self.earliest_expiry.map_or(at, |e| e.min(at)));
+            self.earliest_expiry = self.earliest_expiry.min(at);
         }
         self.bytes += item.payload_len();
         self.on_disk += usize::from(matches!(item, Queued::OnDisk(_)));
@@ -133,7 +145,7 @@ impl OutboundQueue {
     /// Takes every delivery that has expired at `now` out of the queue (wherever it is in
     /// it). Cheap until one may be due.
     pub fn take_expired(&mut self, now: Millis) -> Vec<Queued> {
-        if self.earliest_expiry.is_none_or(|at| at > now) {
+        if self.earliest_expiry > now {
             return Vec::new();
         }
         let items = std::mem::take(&mut self.items);
@@ -143,7 +155,8 @@ impl OutboundQueue {
         for item in &expired {
             self.uncount(item);
         }
-        self.earliest_expiry = self.items.iter().filter_map(Queued::expires_at).min();
+        self.earliest_expiry =
+            (self.items.iter().filter_map(Queued::expires_at).min()).unwrap_or(Millis::MAX);
         expired.into()
     }
 

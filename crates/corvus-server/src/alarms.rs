@@ -11,39 +11,41 @@
 //! live ones, so the heap stays within twice the connections.
 //!
 //! An alarm lives in whatever the connection already shares (its kick slot, `kick.rs`), so
-//! it costs no allocation of its own. Times are the broker's clock (`clock::now`,
+//! it costs no allocation of its own, and rings through that holder (the kick slot wakes
+//! the connection with the one waker it keeps). The heap holds a plain `Weak` to the
+//! holder's type, 16 bytes an entry rather than the 24 of a `Weak<dyn _>`. Times are the broker's clock (`clock::now`,
 //! milliseconds since the Unix epoch), the one the core keeps the keep alive by.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
 use crate::clock::now;
-use crate::signal::Signal;
 
 /// No deadline, or no entry in the heap.
 const NONE: u64 = u64::MAX;
 /// The heap is not swept below this many entries: sweeping a small heap saves nothing.
 const SWEEP_FLOOR: usize = 64;
 
-/// What holds an alarm (shared, so the task can reach it while it lives).
+/// What holds an alarm (shared, so the task can reach it while it lives), and is told when
+/// it rings.
 pub trait Alarmed: Send + Sync {
     fn alarm(&self) -> &Alarm;
+    /// The alarm's deadline passed: wake whoever waits for it.
+    fn ring(&self);
 }
 
-/// One connection's alarm.
+/// One connection's alarm: when it rings; the ringing is its holder's ([`Alarmed::ring`]).
 #[derive(Debug)]
 pub struct Alarm {
     /// When it should ring ([`NONE`]: never).
     deadline: AtomicU64,
     /// The time of its live heap entry ([`NONE`]: none). Written under the heap's lock.
     queued_for: AtomicU64,
-    rang: Signal,
 }
 
 impl Default for Alarm {
@@ -51,57 +53,57 @@ impl Default for Alarm {
         Alarm {
             deadline: AtomicU64::new(NONE),
             queued_for: AtomicU64::new(NONE),
-            rang: Signal::default(),
         }
     }
 }
 
-impl Alarm {
-    /// Ready (once) after the alarm rang; otherwise the task is woken when it does.
-    pub fn poll_rang(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.rang.poll_raised(cx)
-    }
-}
-
-/// An entry of the heap: an alarm and the time it was queued for.
-struct Entry {
+/// An entry of the heap: an alarm's holder and the time it was queued for.
+struct Entry<A> {
     at: u64,
-    owner: Weak<dyn Alarmed>,
+    owner: Weak<A>,
 }
 
-impl Entry {
-    /// The entry's alarm, if it is still the live entry of a connection that still lives.
-    fn live(&self) -> Option<Arc<dyn Alarmed>> {
+impl<A: Alarmed> Entry<A> {
+    /// The entry's holder, if it is still the live entry of a connection that still lives.
+    fn live(&self) -> Option<Arc<A>> {
         let owner = self.owner.upgrade()?;
         (owner.alarm().queued_for.load(Ordering::SeqCst) == self.at).then_some(owner)
     }
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Entry) -> bool {
+impl<A> PartialEq for Entry<A> {
+    fn eq(&self, other: &Entry<A>) -> bool {
         self.at == other.at
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Entry) -> Option<std::cmp::Ordering> {
+impl<A> Eq for Entry<A> {}
+impl<A> PartialOrd for Entry<A> {
+    fn partial_cmp(&self, other: &Entry<A>) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Entry {
-    fn cmp(&self, other: &Entry) -> std::cmp::Ordering {
+impl<A> Ord for Entry<A> {
+    fn cmp(&self, other: &Entry<A>) -> std::cmp::Ordering {
         self.at.cmp(&other.at)
     }
 }
 
-#[derive(Default)]
-struct Heap {
-    entries: BinaryHeap<Reverse<Entry>>,
+struct Heap<A> {
+    entries: BinaryHeap<Reverse<Entry<A>>>,
     /// Entries known to be stale: replaced by an earlier one, or of a forgotten alarm.
     stale: usize,
 }
 
-impl Heap {
+impl<A> Default for Heap<A> {
+    fn default() -> Heap<A> {
+        Heap {
+            entries: BinaryHeap::new(),
+            stale: 0,
+        }
+    }
+}
+
+impl<A: Alarmed> Heap<A> {
     /// Marks the alarm's live entry, if any, stale (under the lock).
     fn retire(&mut self, alarm: &Alarm) {
         if alarm.queued_for.swap(NONE, Ordering::SeqCst) != NONE {
@@ -119,29 +121,38 @@ impl Heap {
     }
 }
 
-/// The alarms of every connection of a broker, and the task that rings them ([`run`]).
+/// The alarms of every connection of a broker (held by `A`, the connections' kick slots),
+/// and the task that rings them ([`run`]).
 ///
 /// [`run`]: Alarms::run
-#[derive(Default)]
-pub struct Alarms {
-    heap: Mutex<Heap>,
+pub struct Alarms<A> {
+    heap: Mutex<Heap<A>>,
     /// An entry earlier than all the others went in: the task sleeps less.
     earlier: Notify,
 }
 
-impl std::fmt::Debug for Alarms {
+impl<A> Default for Alarms<A> {
+    fn default() -> Alarms<A> {
+        Alarms {
+            heap: Mutex::default(),
+            earlier: Notify::new(),
+        }
+    }
+}
+
+impl<A> std::fmt::Debug for Alarms<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Alarms").finish_non_exhaustive()
     }
 }
 
-impl Alarms {
-    fn heap(&self) -> MutexGuard<'_, Heap> {
+impl<A: Alarmed> Alarms<A> {
+    fn heap(&self) -> MutexGuard<'_, Heap<A>> {
         self.heap.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets when `owner`'s alarm rings (`None`: not at all), replacing what was set before.
-    pub fn set<A: Alarmed + 'static>(&self, owner: &Arc<A>, at: Option<u64>) {
+    pub fn set(&self, owner: &Arc<A>, at: Option<u64>) {
         let alarm = owner.alarm();
         let at = at.unwrap_or(NONE);
         alarm.deadline.store(at, Ordering::SeqCst);
@@ -158,7 +169,7 @@ impl Alarms {
         heap.retire(alarm);
         let first = heap.entries.peek().is_none_or(|Reverse(e)| at < e.at);
         alarm.queued_for.store(at, Ordering::SeqCst);
-        let owner: Weak<dyn Alarmed> = Arc::downgrade(owner) as Weak<dyn Alarmed>;
+        let owner = Arc::downgrade(owner);
         heap.entries.push(Reverse(Entry { at, owner }));
         heap.sweep_if_stale();
         drop(heap);
@@ -168,7 +179,7 @@ impl Alarms {
     }
 
     /// The alarm's connection is ending: it never rings again, and its entry is stale.
-    pub fn forget<A: Alarmed + 'static>(&self, owner: &Arc<A>) {
+    pub fn forget(&self, owner: &Arc<A>) {
         let alarm = owner.alarm();
         alarm.deadline.store(NONE, Ordering::SeqCst);
         let mut heap = self.heap();
@@ -211,13 +222,13 @@ impl Alarms {
         drop(heap);
         // Rung outside the lock: waking a task is not the heap's business.
         for owner in due {
-            owner.alarm().rang.raise();
+            owner.ring();
         }
         next
     }
 
     /// Rings alarms as they come due, until shutdown.
-    pub async fn run(self: Arc<Alarms>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Alarms<A>>, mut shutdown: watch::Receiver<bool>) {
         loop {
             let next = self.ring_due(now());
             let wait = next.map_or(Duration::from_secs(3600), |at| {
@@ -241,19 +252,26 @@ impl Alarms {
 mod tests {
     use super::*;
 
+    use crate::signal::Signal;
+    use std::task::Context;
+
+    /// An alarm's holder as a connection's kick slot is one: it wakes its waiter when the
+    /// alarm rings.
     #[derive(Default)]
-    struct Holder(Alarm);
+    struct Holder(Alarm, Signal);
 
     impl Alarmed for Holder {
         fn alarm(&self) -> &Alarm {
             &self.0
         }
+        fn ring(&self) {
+            self.1.raise();
+        }
     }
 
     fn rang(holder: &Holder) -> bool {
-        let alarm = &holder.0;
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        alarm.poll_rang(&mut cx).is_ready()
+        holder.1.poll_raised(&mut cx).is_ready()
     }
 
     #[test]
@@ -350,7 +368,7 @@ mod tests {
         alarms.set(&alarm, Some(now() + 20));
         tokio::time::timeout(
             Duration::from_secs(5),
-            std::future::poll_fn(|cx| alarm.0.poll_rang(cx)),
+            std::future::poll_fn(|cx| alarm.1.poll_raised(cx)),
         )
         .await
         .expect("rang");

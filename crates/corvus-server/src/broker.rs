@@ -242,7 +242,7 @@ pub struct Broker {
     /// The topics clients publish to most (the admin API's top topics).
     pub topic_rates: TopicRates,
     /// The connections' timers, rung by one task the server runs.
-    pub alarms: Arc<crate::alarms::Alarms>,
+    pub alarms: Arc<crate::kick::ConnectionAlarms>,
     /// Set by [`Broker::shutdown_connections`]: a session claimed after it is told at once.
     shutting_down: AtomicBool,
     next_connection: AtomicU64,

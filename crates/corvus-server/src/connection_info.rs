@@ -3,7 +3,6 @@
 //! connection task creates it at CONNECT and keeps its counters; the session's owner record
 //! holds it so the admin API can show who is connected (`http/api/clients.rs`).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,9 +30,9 @@ pub struct ConnectionFacts {
     pub listener: Arc<ListenerFigures>,
     pub protocol: ProtocolVersion,
     /// The user name its CONNECT carried (never the password).
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
     /// Who it was authenticated as, as `Identity::describe` says it (never a token).
-    pub identity: Cow<'static, str>,
+    pub identity: Arc<str>,
     /// When its CONNECT was accepted, in milliseconds since the Unix epoch.
     pub connected_at: Millis,
     pub keep_alive: u16,

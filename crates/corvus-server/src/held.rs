@@ -24,11 +24,10 @@ impl HeldOutput {
     /// and the highest durable one.
     pub fn buffer<'a>(
         &'a mut self,
-        needed: Option<Ticket>,
+        needed: Ticket,
         durable: Ticket,
         write_buf: &'a mut BytesMut,
     ) -> &'a mut BytesMut {
-        let needed = needed.unwrap_or(0);
         if self.segments.is_empty() && needed <= durable {
             return write_buf;
         }
@@ -55,6 +54,11 @@ impl HeldOutput {
         self.segments.is_empty()
     }
 
+    /// The ticket the oldest held output waits for.
+    pub fn first_ticket(&self) -> Option<Ticket> {
+        self.segments.front().map(|(t, _)| *t)
+    }
+
     /// The ticket everything held waits for.
     pub fn last_ticket(&self) -> Option<Ticket> {
         self.segments.back().map(|(t, _)| *t)
@@ -69,11 +73,11 @@ mod tests {
     fn packets_wait_for_their_ticket_and_keep_their_order() {
         let mut held = HeldOutput::default();
         let mut out = BytesMut::new();
-        held.buffer(None, 0, &mut out).extend_from_slice(b"a");
-        held.buffer(Some(2), 1, &mut out).extend_from_slice(b"b");
+        held.buffer(0, 0, &mut out).extend_from_slice(b"a");
+        held.buffer(2, 1, &mut out).extend_from_slice(b"b");
         // Needs nothing itself, but must not overtake "b".
-        held.buffer(None, 1, &mut out).extend_from_slice(b"c");
-        held.buffer(Some(3), 1, &mut out).extend_from_slice(b"d");
+        held.buffer(0, 1, &mut out).extend_from_slice(b"c");
+        held.buffer(3, 1, &mut out).extend_from_slice(b"d");
         assert_eq!(&out[..], b"a");
         held.release(2, &mut out);
         assert_eq!(&out[..], b"abc");
@@ -81,7 +85,7 @@ mod tests {
         held.release(3, &mut out);
         assert_eq!(&out[..], b"abcd");
         assert!(held.is_empty());
-        held.buffer(Some(3), 3, &mut out).extend_from_slice(b"e");
+        held.buffer(3, 3, &mut out).extend_from_slice(b"e");
         assert_eq!(&out[..], b"abcde");
     }
 }

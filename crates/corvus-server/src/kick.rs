@@ -17,12 +17,19 @@ use futures_util::task::AtomicWaker;
 use crate::alarms::{Alarm, Alarmed, Alarms};
 use crate::broker::Evict;
 
+/// The alarms of a broker's connections, held by their kick slots.
+pub type ConnectionAlarms = Alarms<Slot>;
+
+/// What a connection and those who may ask it to leave share.
 #[derive(Debug, Default)]
-struct Slot {
+pub struct Slot {
     /// Something is in `state` for the connection (a request or shutdown): polls look at
     /// `state`, and take its lock, only then.
     asked: AtomicBool,
+    /// The alarm rang and the connection has not looked yet.
+    rang: AtomicBool,
     state: Mutex<State>,
+    /// The connection task, woken by a request and by its alarm: one task polls both.
     waker: AtomicWaker,
     /// The connection's timer (`alarms.rs`): here, so it needs no allocation of its own.
     alarm: Alarm,
@@ -31,6 +38,11 @@ struct Slot {
 impl Alarmed for Slot {
     fn alarm(&self) -> &Alarm {
         &self.alarm
+    }
+
+    fn ring(&self) {
+        self.rang.store(true, Ordering::Release);
+        self.waker.wake();
     }
 }
 
@@ -111,19 +123,29 @@ impl KickReceiver {
     }
 
     /// The connection is ending: its alarm never rings again.
-    pub fn forget_alarm(&self, alarms: &Alarms) {
+    pub fn forget_alarm(&self, alarms: &ConnectionAlarms) {
         alarms.forget(&self.0);
     }
 
     /// Sets when the connection's alarm rings (`clock::now` milliseconds; `None`: not at
     /// all).
-    pub fn set_alarm(&self, alarms: &Alarms, at: Option<u64>) {
+    pub fn set_alarm(&self, alarms: &ConnectionAlarms, at: Option<u64>) {
         alarms.set(&self.0, at);
     }
 
-    /// Ready once the alarm set with [`set_alarm`](Self::set_alarm) rang.
+    /// Ready (once) after the alarm set with [`set_alarm`](Self::set_alarm) rang;
+    /// otherwise the task is woken when it does.
     pub fn poll_alarm(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.alarm.poll_rang(cx)
+        // Checked first so a ring needs no waker registration.
+        if self.0.rang.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.0.waker.register(cx.waker());
+        // A ring between the check and the registration may have woken the previous waker.
+        match self.0.rang.swap(false, Ordering::AcqRel) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
     }
 
     #[cfg(test)]

@@ -55,7 +55,7 @@ pub(super) enum Woken {
 /// The common wake-up sources, polled in place, in order of urgency: leaving, the alarm
 /// (deadlines must not wait behind traffic), what the client sent, what it is sent. A
 /// source not chosen stays ready for the next round.
-fn common<'a, S: Transport>(
+pub(super) fn common<'a, S: Transport>(
     io: &'a mut Io<S>,
     figures: &'a ListenerFigures,
     messages: &'a Signal,
@@ -79,17 +79,6 @@ fn common<'a, S: Transport>(
 }
 
 impl<S: Transport> Task<S> {
-    /// The wait of a connection with none of the rare wake-up sources.
-    pub(super) async fn wait_common(
-        &mut self,
-        handle: &SessionHandle,
-        kick_rx: &mut KickReceiver,
-        reading: bool,
-    ) -> Woken {
-        let figures = &self.listener.figures;
-        common(&mut self.io, figures, &handle.notify, kick_rx, reading).await
-    }
-
     /// The wait with every wake-up source; boxed by the caller.
     pub(super) async fn wait_any(
         &mut self,
@@ -97,14 +86,17 @@ impl<S: Transport> Task<S> {
         kick_rx: &mut KickReceiver,
         wait: Wait,
     ) -> Woken {
-        let holding = !self.held.is_empty();
+        // Held output waits for its first segment's ticket to be durable. Checked on a fresh
+        // receiver (`wait_for` looks at the current value first), so a ticket that became
+        // durable since the round released what it could is not missed.
+        let held_for = self.held.first_ticket();
+        let durable = held_for.and_then(|_| self.waits_for_disk().map(|s| s.durable()));
         let loading = self.loading.is_some();
         let Task {
             io,
             listener,
             broker,
             token,
-            durable,
             loading: bodies,
             ..
         } = self;
@@ -116,7 +108,7 @@ impl<S: Transport> Task<S> {
             biased;
             _ = token_revoked(token) => Woken::Revoked,
             bodies = bodies_read(bodies), if loading => Woken::Bodies(bodies),
-            _ = durable_changed(durable), if holding => Woken::Durable,
+            _ = durable_reached(durable, held_for.unwrap_or(0)) => Woken::Durable,
             _ = backlog_drained(backlog.map(|s| &**s)) => Woken::Backlog,
             woken = common => woken,
         }
@@ -149,11 +141,11 @@ async fn backlog_drained(store: Option<&corvus_store::Store>) {
     }
 }
 
-/// Resolves when the durable ticket changes (never, without a store that makes acks wait).
-async fn durable_changed(durable: &mut Option<watch::Receiver<Ticket>>) {
+/// Resolves when `ticket` is durable (never, without held output).
+async fn durable_reached(durable: Option<watch::Receiver<Ticket>>, ticket: Ticket) {
     match durable {
-        Some(rx) => {
-            if rx.changed().await.is_err() {
+        Some(mut rx) => {
+            if rx.wait_for(|&d| d >= ticket).await.is_err() {
                 // The store is gone (shutdown): nothing more will become durable.
                 std::future::pending::<()>().await;
             }

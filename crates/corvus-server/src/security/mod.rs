@@ -23,7 +23,6 @@ mod enhanced;
 mod principal;
 mod token_watch;
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -66,10 +65,15 @@ impl Identity {
         }
     }
 
-    /// For logs: never a password or a token.
-    pub fn describe(&self) -> Cow<'static, str> {
+    /// For logs and the admin API: never a password or a token. Shared, and "anonymous"
+    /// (most clients of an open broker) without an allocation per client: every connection
+    /// keeps it (`ConnectionInfo`).
+    pub fn describe(&self) -> Arc<str> {
+        static ANONYMOUS: OnceLock<Arc<str>> = OnceLock::new();
         match self {
-            Identity::Everything | Identity::Anonymous => "anonymous".into(),
+            Identity::Everything | Identity::Anonymous => {
+                ANONYMOUS.get_or_init(|| Arc::from("anonymous")).clone()
+            }
             Identity::User(name) => format!("user {name:?}").into(),
             Identity::Token(token) => match token.label() {
                 Some(label) => format!("token {label:?}").into(),

@@ -602,6 +602,11 @@ impl Store {
         self.sync
     }
 
+    /// The highest durable ticket now.
+    pub fn durable_ticket(&self) -> Ticket {
+        *self.durable.borrow()
+    }
+
     /// The highest durable ticket, with change notification.
     pub fn durable(&self) -> watch::Receiver<Ticket> {
         self.durable.clone()

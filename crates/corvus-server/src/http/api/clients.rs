@@ -40,7 +40,7 @@ impl Client {
         let facts = &info.facts;
         Client {
             client_id: client_id.to_owned(),
-            username: facts.username.clone(),
+            username: facts.username.as_deref().map(str::to_owned),
             identity: facts.identity.to_string(),
             peer: facts.peer.to_string(),
             listener: facts.listener.addr.to_string(),
