@@ -61,6 +61,7 @@ pub async fn run(
         report.errors.push(e);
     }
     let rss_before = args.pid.and_then(rss::rss_kb);
+    let cpu_before = args.pid.and_then(crate::cpu::cpu_seconds);
     let sampler = args.pid.map(rss::Sampler::start);
     let counters = Arc::new(Counters::default());
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1) as usize));
@@ -121,6 +122,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let connecting = started.elapsed().as_secs_f64().max(1e-9);
+    let cpu_connected = args.pid.and_then(crate::cpu::cpu_seconds);
     tokio::time::sleep(SETTLE).await;
     let rss_connected = args.pid.and_then(rss::rss_kb);
     // The connections the broker held when its memory was read.
@@ -141,6 +143,10 @@ pub async fn run(
         pings: counters.pings.load(Ordering::Relaxed),
         pongs: counters.pongs.load(Ordering::Relaxed),
         dropped: counters.dropped.load(Ordering::Relaxed),
+        broker_cpu_us: cpu_before
+            .zip(cpu_connected)
+            .filter(|_| opened > 0)
+            .map(|(before, after)| (after - before) * 1e6 / opened as f64),
     });
     report.elapsed_s = started.elapsed().as_secs_f64();
     if let Some(e) = first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -19,6 +19,7 @@
 mod checker;
 mod client;
 mod conns;
+mod cpu;
 mod error;
 mod histogram;
 mod limits;

@@ -45,6 +45,9 @@ pub struct Connections {
     pub pongs: u64,
     /// Connections the broker closed while they were held.
     pub dropped: u64,
+    /// With `--pid`: the broker's CPU time (user and system, microseconds) per connection
+    /// opened, while they were being opened: its own cost, whatever limited the rate.
+    pub broker_cpu_us: Option<f64>,
 }
 
 /// The broker's resident memory (with `--pid`).
@@ -162,6 +165,9 @@ impl Report {
                 c.failed,
                 c.dropped
             );
+            if let Some(cpu) = c.broker_cpu_us {
+                let _ = writeln!(out, "  broker CPU   {cpu:.1} us per connection opened");
+            }
             let _ = writeln!(
                 out,
                 "  pings        {} sent, {} answered",
@@ -299,6 +305,7 @@ mod tests {
             pings: 20,
             pongs,
             dropped,
+            broker_cpu_us: None,
         };
         for (connections, ok) in [
             (held(0, 0, 20), true),

@@ -270,6 +270,11 @@ impl Session {
         self.limits.persistence && self.is_persistent()
     }
 
+    /// Whether anything happened to persisted state since the last `take_store_events`.
+    pub fn has_store_events(&self) -> bool {
+        !self.store_events.is_empty()
+    }
+
     /// What happened to persisted state since the last call, in order.
     pub fn take_store_events(&mut self) -> std::vec::Drain<'_, StoreEvent> {
         self.store_events.drain(..)

@@ -148,7 +148,7 @@ pub trait SessionOwnership: Send + Sync {
     /// Starts a claimed session afresh (Clean Start, or an expired session).
     fn reset_session(&self, handle: &SessionHandle, now: Millis);
     /// Gives up ownership after the connection closed; true if `connection` was the owner.
-    fn release_session(&self, handle: &SessionHandle, connection: u64) -> bool;
+    fn release_session(&self, handle: &Arc<SessionHandle>, connection: u64) -> bool;
     /// Removes an ended session and its subscriptions, unless it was claimed since.
     fn end_session(&self, client: &ClientId, handle: &Arc<SessionHandle>, now: Millis);
 }
@@ -232,6 +232,12 @@ pub struct Broker {
     /// The limits new sessions are created with; a reload replaces them.
     config: RwLock<Arc<BrokerConfig>>,
     sessions: RwLock<HashMap<ClientId, Arc<SessionHandle>>>,
+    /// The sessions no connection owns, which the sweep walks (a will's delay, a session's
+    /// expiry, expiring queued messages): its cost follows them, not every session. Walking
+    /// all sessions four times a second would cost a broker with a million connected
+    /// clients about a core. Keyed by the handle's address (unique while the entry holds
+    /// it); changed under the session's owner lock, so it follows ownership in order.
+    offline: Mutex<HashMap<usize, Arc<SessionHandle>>>,
     tree: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
     /// The broker's own `$SYS` messages (`sys.rs`) are retained apart: in memory only,
@@ -247,6 +253,11 @@ pub struct Broker {
     shutting_down: AtomicBool,
     next_connection: AtomicU64,
     store: Option<Arc<Store>>,
+}
+
+/// A session's key in [`Broker::offline`].
+fn offline_key(handle: &Arc<SessionHandle>) -> usize {
+    Arc::as_ptr(handle) as usize
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -271,6 +282,7 @@ impl Broker {
                 ..config
             })),
             sessions: RwLock::new(HashMap::new()),
+            offline: Mutex::default(),
             tree: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::new()),
             sys_retained: RwLock::new(RetainedStore::new()),
@@ -339,9 +351,13 @@ impl Broker {
                 }
                 // A will refused here is counted now.
                 broker.settle_into(&mut session, &mut records);
-                let handle = SessionHandle::new(session);
+                let handle = Arc::new(SessionHandle::new(session));
                 handle.stored.store(true, Ordering::Release);
-                sessions.insert(client, Arc::new(handle));
+                // Recovered sessions start offline.
+                broker
+                    .offline()
+                    .insert(offline_key(&handle), handle.clone());
+                sessions.insert(client, handle);
             }
         }
         broker.persist(records);
@@ -370,6 +386,10 @@ impl Broker {
             broker.metrics.count_drops(reason, n);
         }
         (broker, wills)
+    }
+
+    fn offline(&self) -> MutexGuard<'_, HashMap<usize, Arc<SessionHandle>>> {
+        self.offline.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The limits new sessions are created with.
@@ -481,12 +501,15 @@ impl Broker {
 
     /// Fires due delayed wills and ends expired sessions. Called periodically.
     pub fn sweep(&self, now: Millis) {
-        for (client, handle) in self.sessions_by_client() {
+        let offline: Vec<Arc<SessionHandle>> = self.offline().values().cloned().collect();
+        for handle in offline {
+            // Claimed since the list was taken.
             if handle.is_online() {
                 continue;
             }
-            let (will, expired) = {
+            let (client, will, expired) = {
                 let mut session = handle.lock();
+                let client = session.client_id().clone();
                 // Expired messages leave an offline queue now, not when the client returns:
                 // their journal space is reclaimed.
                 if session.drop_expired(now) > 0 {
@@ -500,7 +523,7 @@ impl Broker {
                     let record = handle.record_op(&session).into_iter().collect();
                     self.settle_with(&mut session, record);
                 }
-                (will, expired)
+                (client, will, expired)
             };
             if let Some(will) = will {
                 self.publish(will, None, now);
@@ -731,8 +754,9 @@ impl SessionOwnership for Broker {
         if self.shutting_down.load(Ordering::SeqCst) {
             owner.kick.shutdown();
         }
-        drop(current);
         handle.online.store(true, Ordering::Release);
+        self.offline().remove(&offline_key(&handle));
+        drop(current);
         Claim::Owned { handle, existed }
     }
 
@@ -765,12 +789,13 @@ impl SessionOwnership for Broker {
 
     /// Gives up ownership after the connection closed. Returns true if `connection` was the
     /// owner (a connection that was taken over no longer is).
-    fn release_session(&self, handle: &SessionHandle, connection: u64) -> bool {
+    fn release_session(&self, handle: &Arc<SessionHandle>, connection: u64) -> bool {
         let mut owner = handle.owner();
         let mine = owner.as_ref().is_some_and(|o| o.connection == connection);
         if mine {
             *owner = None;
             handle.online.store(false, Ordering::Release);
+            self.offline().insert(offline_key(handle), handle.clone());
         }
         mine
     }
@@ -780,10 +805,12 @@ impl SessionOwnership for Broker {
         {
             let mut sessions = write(&self.sessions);
             let current = sessions.get(client).is_some_and(|h| Arc::ptr_eq(h, handle));
-            if !current || handle.owner().is_some() {
+            let owner = handle.owner();
+            if !current || owner.is_some() {
                 return;
             }
             sessions.remove(client);
+            self.offline().remove(&offline_key(handle));
         }
         // The session's end is the latest moment for a delayed will [MQTT-3.1.3-9].
         let (filters, will) = {
@@ -879,5 +906,80 @@ impl MessageRouting for Broker {
             ops.extend(copy.map(|delivery| enqueue_op(&session, delivery)));
         }
         self.settle_with(&mut session, ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(broker: &Broker, client: &str, connection: u64) -> Arc<SessionHandle> {
+        let owner = Owner {
+            connection,
+            kick: crate::kick::channel().0,
+            info: crate::connection_info::tests::info(),
+        };
+        match broker.claim_session(&client.into(), owner) {
+            Claim::Owned { handle, .. } => handle,
+            Claim::Busy(_) => panic!("{client} is owned already"),
+        }
+    }
+
+    /// Leaves a session that outlives its connection by a second, as the connection's end
+    /// does.
+    fn leave(broker: &Broker, handle: &Arc<SessionHandle>, connection: u64, now: Millis) {
+        {
+            let mut session = handle.lock();
+            session.expiry_interval = 1;
+            session.disconnected_at = Some(now);
+        }
+        assert!(broker.release_session(handle, connection));
+    }
+
+    #[test]
+    fn the_sweep_walks_only_the_sessions_no_connection_owns() {
+        let broker = Broker::new(BrokerConfig::default());
+        let now = 1_000_000;
+        let _online = claim(&broker, "online", 1);
+        let leaving = claim(&broker, "leaving", 2);
+        assert_eq!(
+            broker.offline().len(),
+            0,
+            "connected sessions are not swept"
+        );
+        leave(&broker, &leaving, 2, now);
+        assert_eq!(broker.offline().len(), 1);
+        // Not expired yet: kept, and still swept.
+        broker.sweep(now + 999);
+        assert!(broker.session("leaving").is_some());
+        assert_eq!(broker.offline().len(), 1);
+        // Back before its expiry: its connection owns it again, and the sweep leaves it.
+        let back = claim(&broker, "leaving", 3);
+        assert!(Arc::ptr_eq(&back, &leaving));
+        assert_eq!(broker.offline().len(), 0);
+        // Gone again, and expired: the sweep ends it and forgets it.
+        leave(&broker, &back, 3, now + 2_000);
+        broker.sweep(now + 3_000);
+        assert!(broker.session("leaving").is_none());
+        assert_eq!(broker.offline().len(), 0);
+        // A connected session is never ended by the sweep, however late.
+        broker.sweep(Millis::MAX);
+        assert!(broker.session("online").is_some());
+    }
+
+    #[test]
+    fn a_taken_over_session_is_not_offline() {
+        let broker = Broker::new(BrokerConfig::default());
+        let first = claim(&broker, "twice", 1);
+        // The first connection left the session to a second one before it released it: its
+        // release is not the owner's, and changes nothing.
+        {
+            let mut owner = first.owner();
+            *owner = None;
+        }
+        let second = claim(&broker, "twice", 2);
+        assert!(!broker.release_session(&first, 1));
+        assert_eq!(broker.offline().len(), 0);
+        assert!(second.is_online());
     }
 }

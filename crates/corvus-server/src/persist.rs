@@ -34,6 +34,10 @@ pub fn session_record(session: &Session) -> SessionRecord {
 /// Turns what a session reported into store ops, in order. The session reports only what is
 /// persisted (see `Session::take_store_events`).
 pub fn session_ops(session: &mut Session, out: &mut Vec<StoreOp>) {
+    // Most settles (every packet's) have nothing to report: no client id clone for them.
+    if !session.has_store_events() {
+        return;
+    }
     let client = session.client_id().clone();
     out.extend(session.take_store_events().map(|event| {
         let client = client.clone();

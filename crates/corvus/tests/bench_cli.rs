@@ -114,6 +114,12 @@ fn conns_opens_holds_and_pings_every_connection() {
         report["rss"]["per_connection_bytes"].as_f64() > Some(0.0),
         "{report}"
     );
+    // Read from /proc in ticks of 10 ms, which 300 connections may not fill: present, and
+    // not negative (`cpu.rs`'s tests show it is read and grows).
+    assert!(
+        c["broker_cpu_us"].as_f64().is_some_and(|us| us >= 0.0),
+        "{report}"
+    );
 }
 
 #[test]
