@@ -810,19 +810,13 @@ impl<S: Transport> Task<S> {
 
     /// The store, when acknowledgements wait for it (sync `always`).
     fn waits_for_disk(&self) -> Option<&corvus_store::Store> {
-        let store = self.broker.store()?;
-        store.acks_wait_for_sync().then_some(&**store)
-    }
-
-    fn durable_now(&self) -> Ticket {
-        self.waits_for_disk()
-            .map_or(Ticket::MAX, |store| store.durable_ticket())
+        waits_for_disk(&self.broker)
     }
 
     /// Moves output whose store batch is durable to the write buffer.
     fn release_held(&mut self) {
         if !self.held.is_empty() {
-            let durable = self.durable_now();
+            let durable = durable_ticket(&self.broker);
             self.held.release(durable, &mut self.io.write_buf);
         }
     }
@@ -909,10 +903,12 @@ impl<S: Transport> Task<S> {
         for action in actions.drain(..) {
             match action {
                 Action::Send(packet) => {
-                    let durable = self.durable_now();
-                    let buf = self
-                        .held
-                        .buffer(self.needed, durable, &mut self.io.write_buf);
+                    let broker = &self.broker;
+                    let buf = self.held.buffer(
+                        self.needed,
+                        || durable_ticket(broker),
+                        &mut self.io.write_buf,
+                    );
                     encode(&packet, version, buf, &self.broker.metrics);
                     sent += u64::from(matches!(packet, Packet::Publish(_)));
                 }
@@ -1024,6 +1020,17 @@ impl<S: Transport> Task<S> {
         }
         let _ = self.io.flush(&self.listener.figures).await;
     }
+}
+
+/// The broker's store, when acknowledgements wait for it (sync `always`).
+fn waits_for_disk(broker: &Broker) -> Option<&corvus_store::Store> {
+    let store = broker.store()?;
+    store.acks_wait_for_sync().then_some(&**store)
+}
+
+/// The highest durable ticket; everything is, when acknowledgements do not wait.
+fn durable_ticket(broker: &Broker) -> Ticket {
+    waits_for_disk(broker).map_or(Ticket::MAX, |store| store.durable_ticket())
 }
 
 fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut, metrics: &Metrics) {

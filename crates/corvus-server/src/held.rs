@@ -20,15 +20,17 @@ pub struct HeldOutput {
 }
 
 impl HeldOutput {
-    /// Where the next packet goes, given the ticket the connection depends on (`needed`)
-    /// and the highest durable one.
+    /// Where the next packet goes, given the ticket the connection depends on (`needed`,
+    /// 0 for none) and the highest durable one. `durable` is asked only when something
+    /// depends on the store: reading it takes the store's lock, and most packets (those of
+    /// a connection that wrote nothing to the store) need not.
     pub fn buffer<'a>(
         &'a mut self,
         needed: Ticket,
-        durable: Ticket,
+        durable: impl FnOnce() -> Ticket,
         write_buf: &'a mut BytesMut,
     ) -> &'a mut BytesMut {
-        if self.segments.is_empty() && needed <= durable {
+        if self.segments.is_empty() && (needed == 0 || needed <= durable()) {
             return write_buf;
         }
         let ticket = needed.max(self.segments.back().map_or(0, |(t, _)| *t));
@@ -73,11 +75,11 @@ mod tests {
     fn packets_wait_for_their_ticket_and_keep_their_order() {
         let mut held = HeldOutput::default();
         let mut out = BytesMut::new();
-        held.buffer(0, 0, &mut out).extend_from_slice(b"a");
-        held.buffer(2, 1, &mut out).extend_from_slice(b"b");
+        held.buffer(0, || 0, &mut out).extend_from_slice(b"a");
+        held.buffer(2, || 1, &mut out).extend_from_slice(b"b");
         // Needs nothing itself, but must not overtake "b".
-        held.buffer(0, 1, &mut out).extend_from_slice(b"c");
-        held.buffer(3, 1, &mut out).extend_from_slice(b"d");
+        held.buffer(0, || 1, &mut out).extend_from_slice(b"c");
+        held.buffer(3, || 1, &mut out).extend_from_slice(b"d");
         assert_eq!(&out[..], b"a");
         held.release(2, &mut out);
         assert_eq!(&out[..], b"abc");
@@ -85,7 +87,28 @@ mod tests {
         held.release(3, &mut out);
         assert_eq!(&out[..], b"abcd");
         assert!(held.is_empty());
-        held.buffer(3, 3, &mut out).extend_from_slice(b"e");
+        held.buffer(3, || 3, &mut out).extend_from_slice(b"e");
         assert_eq!(&out[..], b"abcde");
+    }
+
+    #[test]
+    fn the_durable_ticket_is_read_only_when_something_depends_on_the_store() {
+        let mut held = HeldOutput::default();
+        let mut out = BytesMut::new();
+        let unread = || -> Ticket { panic!("the durable ticket was read for nothing") };
+        held.buffer(0, unread, &mut out).extend_from_slice(b"a");
+        assert_eq!(&out[..], b"a");
+        let read = std::cell::Cell::new(false);
+        held.buffer(
+            2,
+            || {
+                read.set(true);
+                1
+            },
+            &mut out,
+        )
+        .extend_from_slice(b"b");
+        assert!(read.get(), "a packet that depends on the store asks");
+        assert_eq!(&out[..], b"a");
     }
 }
